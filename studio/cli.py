@@ -1,0 +1,143 @@
+"""The `studio` command: everything the browser does, from a terminal.
+
+`studio ui` serves the app, `studio train RECIPE.yaml [--set k=v ...]` trains in the foreground
+through the same job manager the UI uses (a worker process, a progress bar, Ctrl-C cancels and
+keeps a checkpoint) and prints the run directory last; `studio runs` and `studio models` list
+what the workspace holds (`--json` for machines). A `StudioError` prints one sentence and exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from studio.errors import StudioError
+
+
+def _table(rows: list[dict], cols: list[str]) -> str:
+    widths = {c: max([len(c)] + [len(str(r.get(c, "") if r.get(c) is not None else "")) for r in rows]) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
+    for r in rows:
+        lines.append("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c]) for c in cols))
+    return "\n".join(lines)
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from studio.config import load_recipe
+    from studio.jobs import JobManager
+    from studio.training import prepare_run
+    from studio.workspace import Workspace
+
+    recipe = load_recipe(args.recipe, args.set)
+    ws = Workspace.open()
+    run_id = prepare_run(ws, recipe)
+    manager = JobManager(ws)
+    manager.start()
+    bar = tqdm(total=None, unit="step", desc=recipe.name, file=sys.stderr, dynamic_ncols=True)
+    cancelled = False
+    try:
+        manager.submit(run_id)
+        while True:
+            try:
+                status = manager.status(run_id)
+                if status.get("total_steps"):
+                    bar.total = status["total_steps"]
+                bar.n = status.get("step") or 0
+                postfix = {}
+                if status.get("final_loss") is not None:
+                    postfix["loss"] = f"{status['final_loss']:.4f}"
+                if status.get("tokens_per_s"):
+                    postfix["tok/s"] = f"{status['tokens_per_s']:.0f}"
+                bar.set_postfix(postfix, refresh=False)
+                bar.refresh()
+                if status["status"] not in ("queued", "running", "cancelling"):
+                    break
+                time.sleep(0.5)
+            except KeyboardInterrupt:
+                if cancelled:
+                    raise
+                cancelled = True
+                print("\nCancelling: saving a checkpoint (Ctrl-C again to stop waiting)...", file=sys.stderr)
+                manager.cancel(run_id)
+    finally:
+        bar.close()
+        manager.shutdown()
+    status = manager.status(run_id)
+    if status["status"] == "completed":
+        print(status["run_dir"])
+        return 0
+    reason = status.get("error") or status["status"]
+    print(f"Run {run_id} ended {status['status']}: {reason}", file=sys.stderr)
+    print(status["run_dir"])
+    return 1
+
+
+def cmd_runs(args) -> int:
+    from studio.engine import Engine
+
+    runs = Engine(start_jobs=False).list_runs()
+    cols = ["id", "name", "stage", "method", "status", "pid", "run_dir"]
+    if args.json:
+        print(json.dumps([{c: r.get(c) for c in cols + ["model", "final_loss", "duration_s"]} for r in runs],
+                         indent=2))
+    else:
+        print(_table(runs, cols) if runs else "No runs yet.")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from studio.models.catalogue import list_models
+    from studio.workspace import Workspace
+
+    models = list_models(Workspace.open())
+    if args.json:
+        print(json.dumps(models, indent=2, default=str))
+    else:
+        print(_table(models, list(models[0].keys())) if models else "No models found.")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from studio.ui import launch
+
+    launch(host=args.host, port=args.port, auth=args.auth)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studio", description="Fine-tuning Studio")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ui = sub.add_parser("ui", help="serve the studio in the browser")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=7860)
+    ui.add_argument("--auth", default=None, help="user:password, or a file with one user:password per line")
+    ui.set_defaults(func=cmd_ui)
+    train = sub.add_parser("train", help="train a recipe in the foreground")
+    train.add_argument("recipe")
+    train.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    train.set_defaults(func=cmd_train)
+    runs = sub.add_parser("runs", help="list runs")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(func=cmd_runs)
+    models = sub.add_parser("models", help="list embedded and cached models")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except StudioError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

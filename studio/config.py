@@ -1,0 +1,169 @@
+"""The recipe: one typed, validated description of a training run, read from and written to YAML.
+
+A recipe names the model, the stage, the method (with that method's own settings dataclass,
+found in the method registry), the data and the training hyperparameters. `load_recipe` and
+`parse_recipe` refuse malformed YAML, unknown keys, wrong types and out-of-range values with a
+`StudioError` naming the field; `apply_overrides` implements `--set train.lr=1e-4`. What a
+method or stage does with these settings lives in `studio.methods` and `studio.stages`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from studio.errors import StudioError
+from studio.settings import parse_settings, setting, settings_to_dict
+
+
+@dataclass
+class DataConfig:
+    """Which examples to train on and how they become tokens."""
+
+    dataset: str = setting(help="A studio dataset name, a built-in sample name or a path to a JSONL file.")
+    template: str = setting("chat", help="How examples become text: 'chat' uses the model's own chat template.",
+                            choices=("chat",))
+    system_prompt: str = setting("", help="Optional system message put before every example.")
+    max_length: int = setting(512, help="Longest example in tokens; longer ones are cut.", min=16, max=131072)
+    validation: float = setting(0.1, help="Share of examples held out to measure eval loss (0 to skip).",
+                                min=0.0, max=0.5)
+    train_on_prompt: bool = setting(False, help="Also learn to predict the prompt, not only the answer.")
+    packing: bool = setting(False, help="Pack several short examples into one sequence: faster, same loss.")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation hyperparameters."""
+
+    epochs: float = setting(1.0, help="How many times to go over the training data.", gt=0.0, max=1000.0)
+    max_steps: int = setting(-1, help="Stop after this many optimiser steps (-1: run all epochs).", min=-1)
+    lr: float = setting(2.0e-4, help="Learning rate: how big each update is. LoRA likes ~2e-4, full FT ~2e-5.",
+                        gt=0.0, max=1.0)
+    batch_size: int = setting(8, help="Examples per step on the device.", min=1, max=4096)
+    grad_accum: int = setting(1, help="Steps whose gradients are added before one update (bigger effective batch).",
+                              min=1, max=1024)
+    eval_every: int = setting(50, help="Measure the validation loss every this many steps.", min=1)
+    save_every: int = setting(50, help="Save a checkpoint every this many steps (cancel and resume use it).",
+                              min=1)
+    warmup_ratio: float = setting(0.0, help="Share of steps spent raising the learning rate from 0.", min=0.0,
+                                  max=0.5, advanced=True)
+    weight_decay: float = setting(0.0, help="Pulls weights towards zero; a mild regulariser.", min=0.0, max=1.0,
+                                  advanced=True)
+    scheduler: str = setting("linear", help="How the learning rate changes over training.",
+                             choices=("linear", "cosine", "constant", "constant_with_warmup"), advanced=True)
+    max_grad_norm: float = setting(1.0, help="Clip gradients to this norm to keep training stable.", gt=0.0,
+                                   advanced=True)
+    gradient_checkpointing: bool = setting(False, help="Recompute activations instead of storing them: less "
+                                           "memory, about a third slower.", advanced=True)
+    precision: str = setting("auto", help="Number format for training; 'auto' picks bf16 where the hardware has it.",
+                             choices=("auto", "bf16", "fp16", "fp32"))
+    seed: int = setting(42, help="Random seed: the same seed gives the same run.", min=0)
+
+
+@dataclass(kw_only=True)
+class Recipe:
+    """A whole run: model + stage + method + data + training settings."""
+
+    name: str = setting(help="A short name for the run.")
+    model: str = setting("smollm2-135m-instruct", help="Embedded model alias, Hugging Face hub id or local path.")
+    stage: str = setting("sft", help="What kind of training: 'sft' teaches answers to instructions.")
+    method: Any = setting(default_factory=lambda: {"name": "lora"},
+                          help="How weights change: 'lora' trains small add-on matrices, 'full' trains everything.")
+    data: DataConfig = setting(help="Training data settings.")
+    train: TrainConfig = setting(default_factory=TrainConfig, help="Training hyperparameters.")
+    trust_remote_code: bool = setting(False, help="Run code shipped with a hub model. Only for models you trust.")
+
+
+def _parse_method(raw: Any) -> Any:
+    from studio.methods import METHODS
+
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise StudioError("'method' must be a mapping with a 'name', e.g. {name: lora, r: 16}.", field="method")
+    raw = dict(raw)
+    name = raw.pop("name")
+    method = METHODS.get(name, field="method.name")
+    settings = parse_settings(method.settings_cls, raw, "method")
+    return settings
+
+
+def parse_recipe(data: Any) -> Recipe:
+    """Validate a dict (parsed YAML) into a Recipe."""
+    from studio.stages import STAGES
+
+    if not isinstance(data, dict):
+        raise StudioError("The recipe must be a YAML mapping with keys such as name, model, stage, method, data.")
+    data = dict(data)
+    method_raw = data.pop("method", {"name": "lora"})
+    recipe = parse_settings(Recipe, data)
+    if not recipe.name.strip():
+        raise StudioError("'name' is empty; give the run a short name.", field="name")
+    STAGES.get(recipe.stage, field="stage")
+    recipe.method = _parse_method(method_raw)
+    return recipe
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    out = settings_to_dict(recipe)
+    out["method"] = {"name": recipe.method.name, **settings_to_dict(recipe.method)}
+    return out
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, allow_unicode=True)
+
+
+def parse_recipe_yaml(text: str) -> Recipe:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise StudioError(f"The recipe is not valid YAML{where}: {getattr(exc, 'problem', exc)}; fix the syntax.") from None
+    return parse_recipe(data)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise StudioError(f"Recipe file '{path}' does not exist; check the path.", field="recipe")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise StudioError(f"'{path}' is not valid YAML{where}: {getattr(exc, 'problem', exc)}; fix the syntax.") from None
+    return parse_recipe(apply_overrides(data, overrides or []))
+
+
+def apply_overrides(data: Any, overrides: list[str]) -> dict:
+    """Apply `key.path=value` overrides (values parsed as YAML scalars) to a recipe dict."""
+    data = dict(data or {}) if isinstance(data, dict) else data
+    if not isinstance(data, dict):
+        return data
+    for item in overrides:
+        if "=" not in item:
+            raise StudioError(f"Override '{item}' must look like key.path=value, e.g. train.max_steps=20.", field="--set")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            child = node.get(part)
+            if isinstance(child, str) and part == "method":
+                child = {"name": child}
+            if child is None:
+                child = {}
+            if not isinstance(child, dict):
+                raise StudioError(f"Override '{key}' goes inside '{part}', which is not a section.", field=key)
+            node[part] = dict(child)
+            node = node[part]
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+    return data
+
+
+def replace(recipe: Recipe, **changes: Any) -> Recipe:
+    return dataclasses.replace(recipe, **changes)

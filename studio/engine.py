@@ -1,0 +1,103 @@
+"""The engine facade: everything the UI (and scripts) may ask of the studio, in one object.
+
+`Engine` owns a workspace and a started `JobManager`. Its methods take plain values or config
+objects and return plain dicts and strings, raising `StudioError` for what a user can fix; the
+UI turns widget values into those arguments and renders what comes back. Nothing here knows
+about widgets.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from studio.config import Recipe, parse_recipe_yaml
+from studio.errors import StudioError
+from studio.jobs import JobManager
+from studio.training import prepare_run
+from studio.workspace import ACTIVE_STATES, Workspace, read_metrics
+
+
+class Engine:
+    def __init__(self, ws: Workspace | None = None, start_jobs: bool = True):
+        self.ws = ws or Workspace.open()
+        self.jobs = JobManager(self.ws)
+        if start_jobs:
+            self.jobs.start()
+
+    def shutdown(self) -> None:
+        self.jobs.shutdown(kill_running=True)
+
+    # --- training -------------------------------------------------------------------------
+    def start_training(self, recipe: Recipe | str) -> str:
+        if isinstance(recipe, str):
+            recipe = parse_recipe_yaml(recipe)
+        run_id = prepare_run(self.ws, recipe)
+        self.jobs.submit(run_id)
+        return run_id
+
+    def _run(self, run_id: str) -> dict:
+        run = self.ws.get_run(run_id)
+        if run is None:
+            raise StudioError(f"There is no run '{run_id}'; pick one from the Runs list.", field="run_id")
+        return run
+
+    def run_status(self, run_id: str) -> dict:
+        self._run(run_id)
+        status = self.jobs.status(run_id)
+        status["metrics"] = read_metrics(Path(status["run_dir"]))
+        return status
+
+    def cancel(self, run_id: str) -> None:
+        self._run(run_id)
+        self.jobs.cancel(run_id)
+
+    def resume(self, run_id: str) -> None:
+        self._run(run_id)
+        self.jobs.resume(run_id)
+
+    def delete_run(self, run_id: str) -> None:
+        run = self._run(run_id)
+        if run["status"] in ACTIVE_STATES:
+            raise StudioError(f"Run '{run['name']}' is {run['status']}; cancel it before deleting it.", field="run_id")
+        self.ws.delete_run_row(run_id)
+        shutil.rmtree(run["run_dir"], ignore_errors=True)
+
+    # --- listings ---------------------------------------------------------------------------
+    def list_runs(self) -> list[dict]:
+        runs = self.ws.list_runs()
+        now = time.time()
+        for run in runs:
+            start = run.get("started_at")
+            end = run.get("finished_at") or (now if run["status"] in ("running", "cancelling") else None)
+            run["duration_s"] = round(end - start, 1) if start and end else None
+        return runs
+
+    def run_recipe_yaml(self, run_id: str) -> str:
+        run = self._run(run_id)
+        return (Path(run["run_dir"]) / "recipe.yaml").read_text(encoding="utf-8")
+
+    def finished_runs(self) -> list[dict]:
+        return [r for r in self.list_runs() if r.get("result_dir") and r["status"] == "completed"]
+
+    def active_run(self) -> dict | None:
+        """The most recent queued/running run, so a reopened page can resume watching it."""
+        for run in self.list_runs():
+            if run["status"] in ACTIVE_STATES:
+                return run
+        return None
+
+    def model_choices(self) -> list[str]:
+        from studio.models.catalogue import list_models
+
+        return [m["name"] for m in list_models(self.ws) if m.get("kind") == "causal-lm"]
+
+    def dataset_choices(self) -> list[str]:
+        from studio.data import dataset_names
+
+        return dataset_names(self.ws)
+
+    def import_dataset_file(self, path: str) -> str:
+        from studio.data import import_file
+
+        return import_file(self.ws, Path(path))

@@ -1,0 +1,154 @@
+"""Typed settings: dataclass fields with help text and range checks, parsed strictly from dicts.
+
+Every settings dataclass in the studio (a recipe section, a method's options) declares its fields
+with `setting(...)`, which stores the help text, the allowed choices and the numeric bounds in
+the field's metadata. `parse_settings` turns a plain dict (from YAML or the UI) into an instance,
+refusing unknown keys, wrong types and out-of-range values with a `StudioError` that names the
+dotted field path. The UI renders labels and tooltips from the same metadata.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from studio.errors import StudioError
+
+
+def setting(default: Any = dataclasses.MISSING, *, help: str, choices: tuple | None = None,
+            min: float | None = None, max: float | None = None, gt: float | None = None,
+            default_factory: Any = dataclasses.MISSING, advanced: bool = False) -> Any:
+    """A dataclass field carrying help text and validation bounds in its metadata."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "gt": gt, "advanced": advanced}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check `value` against the annotation `tp`, with the few lossless coercions YAML needs."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except StudioError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin in (list, tuple):
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise StudioError(f"'{path}' must be a list, got {value!r}.", field=path)
+        return [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise StudioError(f"'{path}' must be a mapping of settings, got {value!r}.", field=path)
+        return parse_settings(tp, value, path)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        raise StudioError(f"'{path}' must be true or false, got {value!r}.", field=path)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise StudioError(f"'{path}' must be a whole number, got {value!r}.", field=path)
+        try:
+            as_float = float(value)
+        except ValueError:
+            raise StudioError(f"'{path}' must be a whole number, got {value!r}.", field=path) from None
+        if not as_float.is_integer():
+            raise StudioError(f"'{path}' must be a whole number, got {value!r}.", field=path)
+        return int(as_float)
+    if tp is float:
+        if isinstance(value, bool):
+            raise StudioError(f"'{path}' must be a number, got {value!r}.", field=path)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise StudioError(f"'{path}' must be a number, got {value!r}.", field=path) from None
+    if tp is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise StudioError(f"'{path}' must be text, got {value!r}.", field=path)
+        return str(value)
+    raise TypeError(f"unsupported settings type {_type_name(tp)} at {path}")
+
+
+def check_field(f: dataclasses.Field, value: Any, path: str) -> None:
+    """Apply the choices and numeric bounds stored in a field's metadata."""
+    meta = f.metadata
+    if value is None:
+        return
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise StudioError(f"'{path}' is {value!r}; choose one of {', '.join(map(str, choices))}.", field=path)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if meta.get("gt") is not None and not value > meta["gt"]:
+            raise StudioError(f"'{path}' must be greater than {meta['gt']}, got {value}.", field=path)
+        if meta.get("min") is not None and value < meta["min"]:
+            raise StudioError(f"'{path}' must be at least {meta['min']}, got {value}.", field=path)
+        if meta.get("max") is not None and value > meta["max"]:
+            raise StudioError(f"'{path}' must be at most {meta['max']}, got {value}.", field=path)
+
+
+def parse_settings(cls: type, data: dict | None, path: str = "") -> Any:
+    """Build `cls` from `data`, refusing unknown keys and bad values with a field-naming error."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            where = f"{path}.{key}" if path else key
+            raise StudioError(
+                f"Unknown key '{where}' in the recipe; known keys here: {', '.join(fields)}.", field=where
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        where = f"{path}.{name}" if path else name
+        value = _coerce(data[name], hints[name], where)
+        check_field(f, value, where)
+        kwargs[name] = value
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        where = f"{path}.{missing[0]}" if path else missing[0]
+        raise StudioError(f"'{where}' is required in the recipe.", field=where)
+    return cls(**kwargs)
+
+
+def settings_to_dict(obj: Any) -> Any:
+    """Plain dict/list/scalar form of a settings object, for YAML and JSON."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: settings_to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [settings_to_dict(v) for v in obj]
+    return obj
+
+
+def field_help(cls: type) -> dict[str, dict]:
+    """Field name -> metadata (help, choices, bounds, default): what the UI needs to draw a widget."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        out[f.name] = {**f.metadata, "default": default}
+    return out

@@ -1,0 +1,124 @@
+"""Supervised fine-tuning (SFT): teach a causal LM to answer instructions like the examples do.
+
+Examples are chat conversations rendered with the model's own chat template; by default only
+the assistant's tokens count for the loss (`data.train_on_prompt` switches that off). The
+tokenisation and masks come from `studio.data.chat`, so what the dataset preview shows is exactly
+what trains. TRL's `SFTTrainer` does the batching, packing and optimisation.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from studio.stages.base import STAGES, Stage, TrainContext
+
+log = logging.getLogger(__name__)
+
+
+def build_sft_datasets(recipe, tokenizer, home: Path):
+    """Load, split and tokenise the recipe's data into (train, eval) `datasets.Dataset`s."""
+    from datasets import Dataset
+
+    from studio.data import load_examples, split_examples, tokenize_chat
+    from studio.workspace import Workspace
+
+    examples = load_examples(recipe.data.dataset, Workspace.open(home))
+    train_rows, val_rows = split_examples(examples, recipe.data.validation, recipe.train.seed)
+
+    def encode(rows):
+        encoded = [tokenize_chat(tokenizer, ex["messages"], recipe.data.max_length,
+                                 train_on_prompt=recipe.data.train_on_prompt,
+                                 system_prompt=recipe.data.system_prompt) for ex in rows]
+        encoded = [e for e in encoded if e["n_loss_tokens"] > 0]
+        return Dataset.from_dict({"input_ids": [e["input_ids"] for e in encoded],
+                                  "labels": [e["labels"] for e in encoded]})
+
+    train = encode(train_rows)
+    return train, (encode(val_rows) if val_rows else None)
+
+
+def sft_config(recipe, run_dir: Path, has_eval: bool):
+    import torch
+    from trl import SFTConfig
+
+    t = recipe.train
+    return SFTConfig(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.lr,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a share of all steps
+        weight_decay=t.weight_decay,
+        lr_scheduler_type=t.scheduler,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=t.precision == "bf16",
+        fp16=t.precision == "fp16",
+        logging_steps=1,
+        logging_first_step=True,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_every,
+        save_strategy="steps",
+        save_steps=t.save_every,
+        save_total_limit=2,
+        report_to="none",
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        max_length=recipe.data.max_length,
+        packing=recipe.data.packing,
+        dataset_num_proc=None,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        gradient_checkpointing=t.gradient_checkpointing,
+        remove_unused_columns=True,
+    )
+
+
+@STAGES.register("sft")
+class SupervisedFineTuning(Stage):
+    title = "Supervised fine-tuning (SFT)"
+    summary = "Learns to answer instructions the way your examples do."
+
+    @classmethod
+    def run(cls, ctx: TrainContext) -> dict:
+        from trl import SFTTrainer
+
+        from studio.methods import METHODS
+        from studio.models.loading import load_causal_lm
+        from studio.stages.progress import ProgressCallback
+        from studio.workspace import Workspace
+
+        recipe = ctx.recipe
+        method = METHODS.get(recipe.method.name, field="method.name")
+        ws = Workspace.open(ctx.home)
+        ctx.emit({"type": "log", "message": f"Loading model {recipe.model}"})
+        model, tokenizer = load_causal_lm(recipe.model, ws, precision=recipe.train.precision,
+                                          trust_remote_code=recipe.trust_remote_code)
+        train_ds, eval_ds = build_sft_datasets(recipe, tokenizer, ctx.home)
+        ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
+                                            "validation examples"})
+        model = method.prepare(model, recipe.method)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        ctx.emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "
+                                            f"({100 * trainable / max(total, 1):.2f}%)"})
+        callback = ProgressCallback(ctx.emit, ctx.should_stop)
+        trainer = SFTTrainer(model=model, args=sft_config(recipe, ctx.run_dir, eval_ds is not None),
+                             train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+                             callbacks=[callback])
+        output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        final_loss = losses[-1] if losses else None
+        if callback.stopped:
+            return {"result_dir": None, "final_loss": final_loss, "stopped": True}
+        result_dir = method.save(trainer.model, tokenizer, ctx.run_dir)
+        runtime = output.metrics.get("train_runtime")
+        tokens = trainer.state.num_input_tokens_seen
+        return {"result_dir": str(result_dir), "final_loss": final_loss, "stopped": False,
+                "steps": trainer.state.global_step, "train_runtime_s": runtime, "tokens_seen": tokens,
+                "tokens_per_s": tokens / runtime if runtime else None}
+

@@ -1,0 +1,82 @@
+"""Preparing a run and executing it: the bridge between a recipe and a stage.
+
+`prepare_run` validates a recipe against the machine (the model can be found, the data loads,
+the precision exists here) before anything is written, then creates the run directory with the
+resolved `recipe.yaml` and inserts the run row as `queued`. `execute` is what a job's worker
+process calls: it reads the run's recipe back and hands it to the registered stage. Queues,
+processes and SQLite updates during training belong to `studio.jobs`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from studio.config import Recipe, load_recipe, recipe_to_yaml
+from studio.errors import StudioError
+from studio.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def resolve_recipe(recipe: Recipe, ws: Workspace) -> Recipe:
+    """Check the recipe against this machine and fill in what 'auto' means here."""
+    from studio.data import load_examples
+    from studio.models.catalogue import check_model
+    from studio.models.loading import resolve_precision
+
+    check_model(recipe.model, ws)
+    examples = load_examples(recipe.data.dataset, ws)
+    if len(examples) < 2 and recipe.data.validation > 0:
+        raise StudioError(f"'data.dataset' has only {len(examples)} usable example(s); add more or set "
+                          "data.validation to 0.", field="data.dataset")
+    precision = resolve_precision(recipe.train.precision)
+    return dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, precision=precision))
+
+
+def prepare_run(ws: Workspace, recipe: Recipe) -> str:
+    """Validate, then create the run directory and its queued row; returns the run id."""
+    resolved = resolve_recipe(recipe, ws)
+    run_id = ws.new_run_id(recipe.name)
+    run_dir = ws.runs_dir / run_id
+    tmp_dir = ws.runs_dir / f".{run_id}.tmp"
+    tmp_dir.mkdir(parents=True)
+    try:
+        (tmp_dir / "checkpoints").mkdir()
+        (tmp_dir / "recipe.yaml").write_text(recipe_to_yaml(resolved), encoding="utf-8")
+        tmp_dir.rename(run_dir)
+        ws.insert_run({"id": run_id, "name": recipe.name, "model": recipe.model, "stage": recipe.stage,
+                       "method": recipe.method.name, "dataset": recipe.data.dataset, "status": "queued",
+                       "run_dir": str(run_dir), "created_at": time.time()})
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return run_id
+
+
+def execute(run_dir: Path, home: Path, resume_from: Path | None, emit: Callable[[dict], None],
+            should_stop: Callable[[], bool]) -> dict:
+    """Worker entry: run the stage named by the run's recipe. Returns the stage's result dict."""
+    from studio.stages import STAGES, TrainContext
+
+    run_dir = Path(run_dir)
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    stage = STAGES.get(recipe.stage, field="stage")
+    ctx = TrainContext(recipe=recipe, run_dir=run_dir, home=Path(home), emit=emit, should_stop=should_stop,
+                       resume_from=Path(resume_from) if resume_from else None)
+    result = stage.run(ctx)
+    result["peak_rss_mb"] = peak_rss_mb()
+    (run_dir / "summary.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports ru_maxrss in KB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

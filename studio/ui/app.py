@@ -1,0 +1,91 @@
+"""The whole browser app: header with the language switch, the tabs, and the named API endpoints.
+
+`build_app(engine)` lays out the header and one tab per module (train, runs, playground), each
+built by its own `build_<tab>` function, then wires the language switch: it stores the choice in
+a per-user `gr.State`, returns one `gr.update` per registered component (labels, tooltips,
+button texts) and runs the tabs' own language hooks. Styling (`APP_CSS`, `make_theme`) is
+applied at launch, where Gradio 6 takes it. Serving and authentication live in `studio.ui.serve`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from studio.ui.api import add_api
+from studio.ui.common import UiShared
+from studio.ui.i18n import DEFAULT_LANG, LANGUAGES, Localizer, Texts
+from studio.ui.playground_tab import build_playground
+from studio.ui.runs_tab import build_runs
+from studio.ui.train_tab import build_train
+
+APP_CSS = """
+#studio-header { align-items: center; }
+#studio-header h1 { margin: 0; font-size: 1.6rem; }
+#studio-header p { margin: 0; color: var(--body-text-color-subdued); }
+#studio-lang { max-width: 260px; margin-left: auto; }
+.studio-method-summary { color: var(--body-text-color-subdued); font-size: 0.9rem; }
+.studio-progress { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 14px; }
+.studio-progress-empty { color: var(--body-text-color-subdued); }
+.studio-progress-head { display: flex; justify-content: space-between; margin-bottom: 6px; }
+.studio-bar { height: 12px; background: var(--neutral-200); border-radius: 6px; overflow: hidden; }
+.studio-bar-fill { height: 100%; background: var(--color-accent); transition: width 0.6s ease; }
+.studio-progress-facts { margin-top: 6px; font-variant-numeric: tabular-nums; }
+.studio-progress-error { margin-top: 6px; color: var(--error-text-color); }
+.studio-status { font-weight: 600; }
+.studio-status-completed { color: #15803d; }
+.studio-status-failed, .studio-status-interrupted { color: #b91c1c; }
+.studio-status-cancelled, .studio-status-cancelling { color: #a16207; }
+"""
+
+
+def make_theme() -> Any:
+    return gr.themes.Soft(primary_hue="blue", neutral_hue="slate")
+
+
+def _header(ui: UiShared) -> gr.Radio:
+    texts, lang = ui.texts, ui.default_lang
+
+    def heading(lg: str) -> str:
+        return f"# {texts.t(lg, 'app.title')}\n{texts.t(lg, 'app.subtitle')}"
+
+    with gr.Row(elem_id="studio-header"):
+        title = gr.Markdown(heading(lang), elem_id="studio-title")
+        ui.localizer.add(title, lambda lg: gr.update(value=heading(lg)))
+        language = gr.Radio(choices=list(LANGUAGES), value=lang, label=texts.t(lang, "app.language"),
+                            show_label=False, container=False, elem_id="studio-lang")
+    return language
+
+
+def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
+    """The studio's Blocks, bound to `engine` (which it never creates or shuts down)."""
+    texts = texts or Texts.load()
+    with gr.Blocks(title=texts.t(DEFAULT_LANG, "app.title"), analytics_enabled=False) as demo:
+        ui = UiShared(texts, Localizer(texts), gr.State(DEFAULT_LANG), demo)
+        language = _header(ui)
+        with gr.Tabs():
+            with gr.Tab(texts.t(DEFAULT_LANG, "tab.train"), id="train", elem_id="studio-tab-train") as train_tab:
+                train = build_train(engine, ui)
+            with gr.Tab(texts.t(DEFAULT_LANG, "tab.runs"), id="runs", elem_id="studio-tab-runs") as runs_tab:
+                build_runs(engine, ui, runs_tab, train)
+            with gr.Tab(texts.t(DEFAULT_LANG, "tab.playground"), id="playground",
+                        elem_id="studio-tab-playground") as play_tab:
+                build_playground(engine, ui, play_tab)
+        for tab, key in ((train_tab, "tab.train"), (runs_tab, "tab.runs"), (play_tab, "tab.playground")):
+            ui.localizer.label(tab, key)
+        _wire_language(language, ui)
+        add_api(engine)
+    return demo
+
+
+def _wire_language(language: gr.Radio, ui: UiShared) -> None:
+    components = ui.localizer.components
+
+    def switch(lang: str):
+        lang = lang if lang in ui.texts.locales else DEFAULT_LANG
+        return [lang, *ui.localizer.redraw(lang)]
+
+    event = language.change(switch, [language], [ui.lang, *components], api_visibility="private",
+                            show_progress="hidden")
+    for fn, inputs, outputs in ui.language_hooks:
+        event = event.then(fn, [ui.lang, *inputs], outputs, api_visibility="private", show_progress="hidden")

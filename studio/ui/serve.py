@@ -1,0 +1,88 @@
+"""Serving the app: host checks, authentication, and the launch itself (`studio ui`, `python app.py`).
+
+The studio binds loopback by default. Binding any other address exposes training jobs and files
+to the network, so `check_host_auth` refuses it (`StudioError`) unless credentials are given:
+either "user:password" or the path of a file with one `user:password` per line (blank lines and
+`#` comments ignored). `launch` opens the engine, builds the app, applies the theme and CSS
+(Gradio 6 takes them at launch) and shuts the engine down when the server stops.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from studio.errors import StudioError
+
+Credentials = list[tuple[str, str]]
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _pair(text: str, where: str) -> tuple[str, str]:
+    user, sep, password = text.strip().partition(":")
+    if not sep or not user or not password:
+        raise StudioError(f"Authentication entry {where} must look like user:password with both parts non-empty.",
+                          field="auth")
+    return user, password
+
+
+def parse_auth(auth: str | None) -> Credentials | None:
+    """Credentials from "user:password" or from a file of such lines; None when `auth` is empty."""
+    if not auth:
+        return None
+    path = Path(os.path.expanduser(auth))
+    if path.is_file():
+        lines = [(i, ln.strip()) for i, ln in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)]
+        creds = [_pair(ln, f"on line {i} of '{path}'") for i, ln in lines if ln and not ln.startswith("#")]
+        if not creds:
+            raise StudioError(f"Authentication file '{path}' has no user:password line; add one.", field="auth")
+        return creds
+    if ":" not in auth and (os.sep in auth or auth.endswith((".txt", ".auth"))):
+        raise StudioError(f"Authentication file '{auth}' does not exist; check the path.", field="auth")
+    return [_pair(auth, "'--auth'")]
+
+
+def check_host_auth(host: str, auth: str | None) -> Credentials | None:
+    """Parsed credentials; refuses a non-loopback host without them."""
+    creds = parse_auth(auth)
+    if not is_loopback(host) and not creds:
+        raise StudioError(f"Binding to '{host}' makes the studio reachable from the network; add --auth "
+                          "user:password (or a file of such lines), or keep --host 127.0.0.1.", field="auth")
+    return creds
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, engine: Any = None,
+           block: bool = True) -> Any:
+    """Serve the studio. With block=False, return the running Blocks (the caller closes it)."""
+    from studio.ui.app import APP_CSS, build_app, make_theme
+
+    creds = check_host_auth(host, auth)
+    own_engine = engine is None
+    if own_engine:
+        from studio.engine import Engine
+
+        engine = Engine()
+    try:
+        demo = build_app(engine)
+        demo.queue(default_concurrency_limit=4)
+        demo.launch(server_name=host, server_port=port, auth=creds, auth_message=None, css=APP_CSS,
+                    theme=make_theme(), footer_links=["api"], run_history=False, show_error=False,
+                    prevent_thread_lock=not block, quiet=not block)
+    except BaseException:
+        if own_engine:
+            engine.shutdown()
+        raise
+    if block:
+        if own_engine:
+            engine.shutdown()
+        return None
+    return demo

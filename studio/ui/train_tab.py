@@ -1,0 +1,217 @@
+"""The Train tab: pick a model, data and method, set hyperparameters, start a run and watch it live.
+
+Widget values become a recipe dict, `studio.config.parse_recipe` validates it and
+`Engine.start_training` queues it; the run id lives in a per-user `gr.State`. While a run is
+watched, a `gr.Timer` polls `Engine.run_status` and redraws the progress bar, the loss chart and
+the log tail; it switches itself off once the run has ended. Reopening the page picks the most
+recent active run up again. Hyperparameter widgets are drawn from the settings dataclasses
+(`studio.ui.fields`), so this module names only which fields are "main" and which "advanced".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from studio.config import DataConfig, Recipe, TrainConfig, parse_recipe
+from studio.errors import StudioError
+from studio.methods import METHODS
+from studio.ui.charts import loss_figure, progress_html, queue_message
+from studio.ui.common import UiShared, error_text, log_text, pick_default
+from studio.ui.fields import FieldWidget, build_fields, collect_sections, draw_fields, field_specs
+
+MAIN_DATA = ("max_length", "validation")
+MAIN_TRAIN = ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "eval_every", "precision")
+DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_METHOD = "lora"
+POLL_SECONDS = 1.5
+ENDED = ("completed", "failed", "cancelled", "interrupted")
+
+
+@dataclass
+class TrainView:
+    model: gr.Dropdown
+    dataset: gr.Dropdown
+    upload: gr.UploadButton
+    method: gr.Radio
+    method_summary: gr.Markdown
+    method_groups: dict[str, Any]
+    method_fields: dict[str, list[FieldWidget]]
+    fields: list[FieldWidget]
+    name: gr.Textbox
+    start: gr.Button
+    cancel: gr.Button
+    message: gr.Markdown
+    progress: gr.HTML
+    chart: gr.Plot
+    log: gr.Textbox
+    timer: gr.Timer
+    run_id: gr.State
+    seen_points: gr.State
+
+
+def recipe_dict(view: TrainView, values: dict) -> dict:
+    """The recipe (plain dict) that the widgets describe; validation is parse_recipe's job."""
+    method = values[view.method] or DEFAULT_METHOD
+    sections = collect_sections(view.fields + view.method_fields.get(method, []), values)
+    dataset = values[view.dataset] or ""
+    name = (values[view.name] or "").strip() or f"{Path(str(dataset)).stem or 'run'}-{method}"
+    return {"name": name, "model": (values[view.model] or "").strip(), "stage": "sft",
+            "method": {"name": method, **sections.pop("method", {})},
+            "data": {"dataset": dataset, **sections.pop("data", {})},
+            "train": sections.pop("train", {}), **sections}
+
+
+def build_train(engine: Any, ui: UiShared) -> TrainView:
+    texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
+    t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
+    methods = METHODS.items()
+
+    with gr.Row():
+        model = loc.label(gr.Dropdown(choices=engine.model_choices(), value=None, allow_custom_value=True,
+                                      label=t("train.model.label"), info=t("train.model.info"), scale=3,
+                                      elem_id="studio-model"),
+                          "train.model.label", "train.model.info")
+        dataset = loc.label(gr.Dropdown(choices=engine.dataset_choices(), allow_custom_value=True,
+                                        label=t("train.dataset.label"), info=t("train.dataset.info"), scale=3,
+                                        elem_id="studio-dataset"),
+                            "train.dataset.label", "train.dataset.info")
+        upload = loc.label(gr.UploadButton(label=t("train.upload"), file_types=[".jsonl"], file_count="single",
+                                           scale=1, size="md", elem_id="studio-upload"), "train.upload")
+    with gr.Row():
+        with gr.Column(scale=2):
+            method = gr.Radio(choices=[(texts.method_title(lang, m), n) for n, m in methods], value=DEFAULT_METHOD,
+                              label=t("train.method.label"), info=t("train.method.info"))
+            loc.add(method, lambda lg: gr.update(label=texts.t(lg, "train.method.label"),
+                                                 info=texts.t(lg, "train.method.info"),
+                                                 choices=[(texts.method_title(lg, m), n) for n, m in methods]))
+            summary = gr.Markdown(texts.method_summary(lang, METHODS.get(DEFAULT_METHOD)),
+                                  elem_classes="studio-method-summary")
+        with gr.Column(scale=3):
+            groups, method_fields = {}, {}
+            for name, m in methods:
+                with gr.Group(visible=name == DEFAULT_METHOD) as group:
+                    method_fields[name] = build_fields(m.settings_cls, "method", loc, lang, locale_section=name,
+                                                       per_row=2)
+                groups[name] = group
+
+    main = draw_fields(field_specs(TrainConfig, "train", only=MAIN_TRAIN)
+                       + field_specs(DataConfig, "data", only=MAIN_DATA), loc, lang, per_row=5)
+    with loc.label(gr.Accordion(t("train.advanced"), open=False), "train.advanced"):
+        advanced = draw_fields(field_specs(TrainConfig, "train", skip=MAIN_TRAIN)
+                               + field_specs(DataConfig, "data", skip=MAIN_DATA + ("dataset",))
+                               + field_specs(Recipe, "", locale_section="recipe", only=("trust_remote_code",)),
+                               loc, lang, per_row=4)
+    with gr.Row(equal_height=True):
+        run_name = loc.label(gr.Textbox(label=t("train.name.label"), placeholder=t("train.name.placeholder"),
+                                        scale=3, elem_id="studio-run-name"),
+                             "train.name.label", placeholder_key="train.name.placeholder")
+        start = loc.value(gr.Button(t("train.start"), variant="primary", scale=1, elem_id="studio-start"),
+                          "train.start")
+        cancel = loc.value(gr.Button(t("train.cancel"), variant="stop", scale=1, interactive=False,
+                                     elem_id="studio-cancel"), "train.cancel")
+    message = gr.Markdown("", elem_id="studio-train-message")
+    progress = gr.HTML(progress_html(None, texts, lang), elem_id="studio-progress")
+    chart = loc.label(gr.Plot(value=loss_figure([], texts, lang), label=t("chart.title"), elem_id="studio-loss"),
+                      "chart.title")
+    log = loc.label(gr.Textbox(label=t("train.log"), lines=8, max_lines=8, autoscroll=True, interactive=False,
+                               elem_id="studio-log"), "train.log")
+    timer = gr.Timer(POLL_SECONDS, active=False)
+    view = TrainView(model, dataset, upload, method, summary, groups, method_fields, main + advanced, run_name,
+                     start, cancel, message, progress, chart, log, timer, gr.State(None), gr.State(-1))
+    _wire(view, engine, ui)
+    return view
+
+
+def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
+    texts = ui.texts
+    names = [n for n, _ in METHODS.items()]
+
+    def on_method(name, lang):
+        summary = texts.method_summary(lang, METHODS.get(name or DEFAULT_METHOD))
+        return [summary] + [gr.update(visible=n == name) for n in names]
+
+    view.method.change(on_method, [view.method, ui.lang], [view.method_summary, *view.method_groups.values()],
+                       api_visibility="private")
+    ui.on_language(lambda lang, name: texts.method_summary(lang, METHODS.get(name or DEFAULT_METHOD)),
+                   [view.method], [view.method_summary])
+
+    def on_upload(path, lang):
+        try:
+            spec = engine.import_dataset_file(str(path))
+        except StudioError as exc:
+            gr.Warning(exc.message)
+            return gr.skip(), error_text(texts, lang, exc)
+        return (gr.update(choices=engine.dataset_choices(), value=spec),
+                texts.t(lang, "msg.dataset_imported", name=spec))
+
+    view.upload.upload(on_upload, [view.upload, ui.lang], [view.dataset, view.message], api_visibility="private")
+
+    def redraw(run_id, lang, seen):
+        """Outputs for progress, chart, log, timer, cancel, seen_points; chart and log only when they grew.
+
+        `seen` is how many metric events the chart already shows; -1 forces a full redraw."""
+        status = None
+        if run_id:
+            try:
+                status = engine.run_status(run_id)
+            except StudioError:
+                status = None
+        if status is None:
+            return (progress_html(None, texts, lang), loss_figure([], texts, lang) if seen == -1 else gr.skip(),
+                    "" if seen == -1 else gr.skip(), gr.Timer(active=False), gr.update(interactive=False), -1)
+        metrics = status.get("metrics") or []
+        grew = seen == -1 or len(metrics) != seen
+        live = status.get("status") not in ENDED
+        return (progress_html(status, texts, lang), loss_figure(metrics, texts, lang) if grew else gr.skip(),
+                log_text(status.get("log_tail")) if grew or not live else gr.skip(), gr.Timer(active=live),
+                gr.update(interactive=status.get("status") in ("queued", "running")), len(metrics))
+
+    live_outputs = [view.progress, view.chart, view.log, view.timer, view.cancel, view.seen_points]
+    view.timer.tick(redraw, [view.run_id, ui.lang, view.seen_points], live_outputs, concurrency_limit=None,
+                    show_progress="hidden", api_visibility="private")
+    ui.on_language(lambda lang, run_id: redraw(run_id, lang, -1), [view.run_id], live_outputs)
+
+    inputs = {view.model, view.dataset, view.method, view.name, ui.lang,
+              *(f.component for f in view.fields),
+              *(f.component for fs in view.method_fields.values() for f in fs)}
+
+    def on_start(values: dict):
+        lang = values[ui.lang]
+        try:
+            run_id = engine.start_training(parse_recipe(recipe_dict(view, values)))
+            status = engine.run_status(run_id)
+        except StudioError as exc:
+            gr.Warning(exc.message)
+            return {view.message: error_text(texts, lang, exc)}
+        ahead = status.get("queue_position") or 0
+        note = queue_message(texts, lang, ahead) if ahead else texts.t(lang, "msg.started", name=status["name"])
+        return {view.run_id: run_id, view.message: note, **dict(zip(live_outputs, redraw(run_id, lang, -1)))}
+
+    view.start.click(on_start, inputs, [view.run_id, view.message, *live_outputs], api_visibility="private")
+
+    def on_cancel(run_id, lang):
+        if not run_id:
+            return gr.skip()
+        try:
+            engine.cancel(run_id)
+        except StudioError as exc:
+            gr.Warning(exc.message)
+            return error_text(texts, lang, exc)
+        return texts.t(lang, "msg.cancel_requested")
+
+    view.cancel.click(on_cancel, [view.run_id, ui.lang], [view.message], api_visibility="private")
+
+    def on_load(lang):
+        """Fill the pickers with what exists now and watch the most recent active run, if any."""
+        models, datasets = engine.model_choices(), engine.dataset_choices()
+        active = engine.active_run()
+        run_id = active["id"] if active else None
+        return (gr.update(choices=models, value=pick_default(models, DEFAULT_MODEL)),
+                gr.update(choices=datasets, value=pick_default(datasets, "sample")),
+                run_id, *redraw(run_id, lang, -1))
+
+    ui.demo.load(on_load, [ui.lang], [view.model, view.dataset, view.run_id, *live_outputs],
+                 api_visibility="private")

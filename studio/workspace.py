@@ -1,0 +1,205 @@
+"""The workspace: where a studio keeps its runs, datasets, model cache and SQLite store.
+
+`STUDIO_HOME` (default `./workspace`) holds `studio.db` (SQLite in WAL mode, schema versioned by
+the `schema_version` table and upgraded by the ordered `MIGRATIONS` list), `runs/<run_id>/`
+(the run-directory contract: recipe.yaml, metrics.jsonl, train.log, checkpoints/, adapter/ or
+model/), `datasets/` and `models/` (converted embedded weights). Each call opens its own short
+connection, so threads and processes (the app, its workers, a CLI) can share one store.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+# Each entry upgrades the schema by one version; never edit a released entry, append a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        model TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        method TEXT NOT NULL,
+        dataset TEXT NOT NULL,
+        status TEXT NOT NULL,
+        run_dir TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        pid INTEGER,
+        step INTEGER DEFAULT 0,
+        total_steps INTEGER,
+        final_loss REAL,
+        error TEXT,
+        result_dir TEXT
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        resume_from TEXT,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        pid INTEGER,
+        error TEXT
+    );
+    CREATE TABLE datasets (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        format TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        card TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    """,
+]
+
+RUN_STATES = ("queued", "running", "cancelling", "completed", "failed", "cancelled", "interrupted")
+ACTIVE_STATES = ("queued", "running", "cancelling")
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("STUDIO_HOME", "workspace")).resolve()
+
+
+@dataclass
+class Workspace:
+    home: Path
+
+    @classmethod
+    def open(cls, home: str | Path | None = None) -> "Workspace":
+        ws = cls(Path(home).resolve() if home else default_home())
+        for sub in ("runs", "datasets", "models", "logs"):
+            (ws.home / sub).mkdir(parents=True, exist_ok=True)
+        ws.migrate()
+        return ws
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "studio.db"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    @contextmanager
+    def db(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def schema_version(self) -> int:
+        with self.db() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            return row["version"] if row else 0
+
+    def migrate(self) -> None:
+        """Bring an older (or new, empty) store up to the latest schema, one version at a time."""
+        with self.db() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            current = row["version"] if row else 0
+            if row is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("UPDATE schema_version SET version = ?", (version,))
+            conn.execute("COMMIT")
+
+    # --- runs -------------------------------------------------------------------------------
+    def new_run_id(self, name: str) -> str:
+        slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in name.lower()).strip("-")[:40] or "run"
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{uuid.uuid4().hex[:4]}"
+
+    def insert_run(self, run: dict[str, Any]) -> None:
+        cols = ", ".join(run)
+        marks = ", ".join("?" for _ in run)
+        with self.db() as conn:
+            conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(run.values()))
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        if not values:
+            return
+        sets = ", ".join(f"{k} = ?" for k in values)
+        with self.db() as conn:
+            conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*values.values(), run_id))
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        with self.db() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return dict(row) if row else None
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        with self.db() as conn:
+            rows = conn.execute("SELECT * FROM runs ORDER BY created_at DESC").fetchall()
+        return [dict(r) for r in rows]
+
+    def delete_run_row(self, run_id: str) -> None:
+        with self.db() as conn:
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    # --- jobs -------------------------------------------------------------------------------
+    def insert_job(self, run_id: str, kind: str, resume_from: str | None = None) -> int:
+        with self.db() as conn:
+            cur = conn.execute(
+                "INSERT INTO jobs (run_id, kind, status, resume_from, created_at) VALUES (?, ?, 'queued', ?, ?)",
+                (run_id, kind, resume_from, time.time()),
+            )
+            return int(cur.lastrowid)
+
+    def update_job(self, job_id: int, **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        with self.db() as conn:
+            conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*values.values(), job_id))
+
+    def jobs(self, status: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        with self.db() as conn:
+            if status:
+                marks = ", ".join("?" for _ in status)
+                rows = conn.execute(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY id", status).fetchall()
+            else:
+                rows = conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+        return [dict(r) for r in rows]
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """All events of a run's metrics.jsonl (a torn last line from a crash is skipped)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events

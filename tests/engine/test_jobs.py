@@ -1,0 +1,282 @@
+"""The job queue with a fake training target: order, cancel, resume, crashes and restarts.
+
+Workers are real spawned processes running `tests.engine.fake_target:execute`, so these tests cover
+the process boundary, the event queue, metrics.jsonl and SQLite, without loading any model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from studio.errors import StudioError
+from studio.jobs import JobManager, latest_checkpoint
+from studio.workspace import Workspace, read_metrics
+
+FAKE = "tests.engine.fake_target:execute"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def ws(tmp_path) -> Workspace:
+    return Workspace.open(tmp_path / "home")
+
+
+@pytest.fixture
+def manager(ws):
+    managers = []
+
+    def make(**kwargs) -> JobManager:
+        kwargs.setdefault("cancel_timeout", 20.0)
+        kwargs.setdefault("poll_s", 0.05)
+        m = JobManager(ws, target=FAKE, **kwargs).start()
+        managers.append(m)
+        return m
+
+    yield make
+    for m in managers:
+        m.shutdown(kill_running=True, timeout=30)
+
+
+def make_run(ws: Workspace, name: str, status: str = "queued", **fake) -> str:
+    """A run row and directory as prepare_run leaves them, plus the fake target's settings."""
+    run_id = ws.new_run_id(name)
+    run_dir = ws.runs_dir / run_id
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "recipe.yaml").write_text(f"name: {name}\n")
+    (run_dir / "fake.json").write_text(json.dumps(fake))
+    ws.insert_run({"id": run_id, "name": name, "model": "fake", "stage": "sft", "method": "lora",
+                   "dataset": "fake", "status": status, "run_dir": str(run_dir), "created_at": time.time()})
+    return run_id
+
+
+def wait_for(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def calls(ws: Workspace, run_id: str) -> list[dict]:
+    path = ws.runs_dir / run_id / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_jobs_run_one_at_a_time_in_submission_order(ws, manager):
+    m = manager()
+    first, second = make_run(ws, "first", steps=4), make_run(ws, "second", steps=3)
+    m.submit(first)
+    m.submit(second)
+    assert m.queue_position(second) == 1
+    followed = [e["step"] for e in m.follow(second, poll_s=0.05)]
+    a, b = m.wait(first, timeout=20), m.wait(second, timeout=20)
+
+    assert (a["status"], b["status"]) == ("completed", "completed")
+    assert a["finished_at"] <= b["started_at"]
+    assert followed == [1, 2, 3]
+    metrics = read_metrics(Path(a["run_dir"]))
+    assert [e["step"] for e in metrics] == [1, 2, 3, 4]
+    assert all("time" in e and "loss" in e for e in metrics)
+    assert (a["step"], a["total_steps"], a["final_loss"]) == (4, 4, 0.5)
+    assert a["result_dir"] == str(Path(a["run_dir"]) / "adapter") and a["pid"] is None
+    status = m.status(first)
+    assert status["queue_position"] is None and status["tokens_per_s"] == 1004.0
+    assert "fake training from step 0" in status["log_tail"]
+
+
+def test_cancelling_a_queued_job_never_starts_it(ws, manager):
+    m = manager()
+    busy, waiting = make_run(ws, "busy", steps=200), make_run(ws, "waiting", steps=2)
+    m.submit(busy)
+    m.submit(waiting)
+    assert m.cancel(waiting) == "cancelled"
+    assert ws.get_run(waiting)["status"] == "cancelled"
+    m.cancel(busy)
+    assert m.wait(busy, timeout=20)["status"] == "cancelled"
+    time.sleep(0.3)
+    assert calls(ws, waiting) == [] and ws.get_run(waiting)["status"] == "cancelled"
+    assert [j["status"] for j in ws.jobs()] == ["cancelled", "cancelled"]
+
+
+def test_cancel_leaves_a_resumable_checkpoint(ws, manager):
+    m = manager()
+    run_id = make_run(ws, "long", steps=200, every=50)
+    m.submit(run_id)
+    wait_for(lambda: (ws.get_run(run_id)["step"] or 0) >= 3)
+    status = m.status(run_id)
+    assert status["status"] == "running" and status["eta_s"] > 0 and status["pid"]
+    assert m.cancel(run_id) == "cancelling"
+    run = m.wait(run_id, timeout=20)
+
+    assert run["status"] == "cancelled" and run["error"] is None and run["finished_at"]
+    ckpt = latest_checkpoint(Path(run["run_dir"]))
+    assert ckpt is not None and ckpt.name == f"checkpoint-{run['step']}"
+
+
+def test_ctrl_c_reaching_the_worker_leaves_the_decision_to_the_app(ws, manager):
+    m = manager()
+    run_id = make_run(ws, "interrupted-terminal", steps=500)
+    m.submit(run_id)
+    pid = wait_for(lambda: (ws.get_run(run_id)["step"] or 0) >= 1 and ws.get_run(run_id)["pid"])
+    os.kill(pid, signal.SIGINT)
+    step = ws.get_run(run_id)["step"]
+    wait_for(lambda: ws.get_run(run_id)["step"] > step + 2)
+    assert ws.get_run(run_id)["status"] == "running"
+    m.cancel(run_id)
+    assert m.wait(run_id, timeout=20)["status"] == "cancelled"
+
+
+def test_resume_continues_from_checkpoint_step(ws, manager):
+    m = manager()
+    run_id = make_run(ws, "resumable", steps=8, every=3, sleep=0.15)
+    m.submit(run_id)
+    wait_for(lambda: (ws.get_run(run_id)["step"] or 0) >= 4)  # past checkpoint-3: the stop writes a later one
+    m.cancel(run_id)
+    stopped = m.wait(run_id, timeout=20)
+    ckpt = latest_checkpoint(Path(stopped["run_dir"]))
+
+    m.resume(run_id)
+    run = m.wait(run_id, timeout=20)
+    assert run["status"] == "completed" and run["step"] == 8
+    assert calls(ws, run_id)[-1] == {"resume_from": str(ckpt), "start": int(ckpt.name.split("-")[1])}
+    assert [e["step"] for e in read_metrics(Path(run["run_dir"]))] == list(range(1, 9))
+
+
+def test_sigkilled_worker_leaves_app_alive_and_run_failed(ws, manager):
+    m = manager()
+    doomed, next_up = make_run(ws, "doomed", steps=500), make_run(ws, "next", steps=2)
+    m.submit(doomed)
+    m.submit(next_up)
+    pid = wait_for(lambda: (ws.get_run(doomed)["step"] or 0) >= 2 and ws.get_run(doomed)["pid"])
+    os.kill(pid, signal.SIGKILL)
+    run = m.wait(doomed, timeout=20)
+
+    assert run["status"] == "failed"
+    assert "signal 9 (SIGKILL)" in run["error"] and "out of memory" in run["error"]
+    assert "SIGKILL" in (Path(run["run_dir"]) / "train.log").read_text()
+    assert m.wait(next_up, timeout=20)["status"] == "completed"
+
+
+def test_crash_in_target_fails_the_run_with_a_pointer_to_the_log(ws, manager):
+    m = manager()
+    run_id = make_run(ws, "crash", steps=5, fail_at=2)
+    m.submit(run_id)
+    run = m.wait(run_id, timeout=20)
+    assert run["status"] == "failed"
+    assert run["error"] == "Training failed: RuntimeError: boom at step 2 (see train.log)"
+    log_text = (Path(run["run_dir"]) / "train.log").read_text()
+    assert "Traceback" in log_text and "boom at step 2" in log_text
+    assert "fake target on stdout" in log_text and "fake target on fd 2" in log_text
+
+
+def test_studio_error_in_target_reaches_the_run_word_for_word(ws, manager):
+    m = manager()
+    run_id = make_run(ws, "bad-data", steps=5, fail_at=1, mode="studio_error")
+    m.submit(run_id)
+    run = m.wait(run_id, timeout=20)
+    assert (run["status"], run["error"]) == (
+        "failed", "The dataset 'x' has no 'messages' column; pick a chat dataset.")
+
+
+def test_worker_that_ignores_stop_is_killed_after_cancel_timeout(ws, manager):
+    m = manager(cancel_timeout=0.5)
+    run_id = make_run(ws, "stubborn", steps=500, mode="ignore_stop")
+    m.submit(run_id)
+    wait_for(lambda: (ws.get_run(run_id)["step"] or 0) >= 1)
+    m.cancel(run_id)
+    run = m.wait(run_id, timeout=20)
+    assert run["status"] == "cancelled" and "stopped by force" in run["error"]
+
+
+def test_another_manager_can_cancel_a_run_it_does_not_own(ws, manager):
+    owner = manager()
+    run_id = make_run(ws, "owned", steps=500)
+    owner.submit(run_id)
+    wait_for(lambda: (ws.get_run(run_id)["step"] or 0) >= 1)
+    JobManager(ws, target=FAKE).cancel(run_id)  # e.g. `studio` CLI while the UI owns the worker
+    assert owner.wait(run_id, timeout=20)["status"] == "cancelled"
+
+
+def test_finished_unknown_and_checkpointless_runs_give_clear_errors(ws):
+    m = JobManager(ws, target=FAKE)  # never started: these calls need no supervisor
+    done = make_run(ws, "done", status="completed")
+    with pytest.raises(StudioError, match=rf"Run {done} already finished \(completed\); there is nothing to cancel"):
+        m.cancel(done)
+    with pytest.raises(StudioError, match="nothing to resume"):
+        m.resume(done)
+    with pytest.raises(StudioError, match="There is no run 'nope'"):
+        m.cancel("nope")
+    failed = make_run(ws, "failed-early", status="failed")
+    with pytest.raises(StudioError, match="no checkpoint to resume from"):
+        m.resume(failed)
+
+
+def test_restart_marks_running_job_interrupted(ws, manager):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer exists, as after the app crashed with its worker
+    crashed = make_run(ws, "crashed", status="running")
+    ws.update_run(crashed, pid=gone.pid, step=5, started_at=time.time())
+    job = ws.insert_job(crashed, "train")
+    ws.update_job(job, status="running", pid=gone.pid, started_at=time.time())
+    (ws.runs_dir / crashed / "checkpoints" / "checkpoint-4").mkdir()
+    left_queued = make_run(ws, "left-queued", steps=2)
+    ws.insert_job(left_queued, "train")
+
+    m = manager()
+    run = ws.get_run(crashed)
+    assert run["status"] == "interrupted" and "continue from step 4" in run["error"]
+    assert ws.jobs()[0]["status"] == "interrupted"
+    assert m.wait(left_queued, timeout=20)["status"] == "completed"
+
+
+def test_killed_app_leaves_its_worker_checkpointed_and_the_run_interrupted(ws, manager):
+    run_id = make_run(ws, "orphan", steps=500, every=1000)
+    app = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from studio.jobs import JobManager
+        from studio.workspace import Workspace
+        m = JobManager(Workspace.open({str(ws.home)!r}), target={FAKE!r}, poll_s=0.05).start()
+        m.submit({run_id!r})
+        time.sleep(60)
+    """)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        worker_pid = wait_for(lambda: (ws.get_run(run_id)["step"] or 0) >= 2 and ws.get_run(run_id)["pid"])
+    finally:
+        app.kill()
+        app.wait()
+    wait_for(lambda: latest_checkpoint(ws.runs_dir / run_id))
+    from studio.jobs.worker import pid_alive
+    wait_for(lambda: not pid_alive(worker_pid))
+
+    manager()
+    run = ws.get_run(run_id)
+    assert run["status"] == "interrupted" and "resume it" in run["error"]
+
+
+def test_exiting_the_app_stops_its_workers_and_leaves_runs_resumable(ws):
+    run_id = make_run(ws, "closed", steps=500, every=1000)
+    app = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from studio.jobs import JobManager
+        from studio.workspace import Workspace
+        ws = Workspace.open({str(ws.home)!r})
+        m = JobManager(ws, target={FAKE!r}, poll_s=0.05).start()
+        m.submit({run_id!r})
+        while (ws.get_run({run_id!r})["step"] or 0) < 2:
+            time.sleep(0.05)
+    """)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=30)  # exits without shutdown()
+
+    assert app.returncode == 0
+    run = ws.get_run(run_id)
+    assert run["status"] == "interrupted" and "The studio was closed" in run["error"]
+    assert latest_checkpoint(Path(run["run_dir"])).name == f"checkpoint-{run['step']}"

@@ -1,0 +1,125 @@
+"""SFT on a tiny random Llama (real SmolLM2 tokenizer): every method trains, logs and saves a loadable result."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from studio.config import parse_recipe
+from studio.errors import StudioError
+from studio.methods import METHODS
+from studio.training import execute, prepare_run
+
+
+def tiny_recipe(model_dir: Path, method: str = "lora", **train) -> object:
+    return parse_recipe({
+        "name": f"tiny-{method}", "model": str(model_dir), "method": {"name": method},
+        "data": {"dataset": "sample-format-tutor", "max_length": 96, "validation": 0.05},
+        "train": {"max_steps": 3, "batch_size": 4, "lr": 5e-3, "eval_every": 2, "save_every": 2,
+                  "precision": "fp32", **train},
+    })
+
+
+def run_in_process(ws, recipe) -> tuple[str, list[dict], dict]:
+    run_id = prepare_run(ws, recipe)
+    run_dir = Path(ws.get_run(run_id)["run_dir"])
+    events: list[dict] = []
+    result = execute(run_dir, ws.home, None, events.append, lambda: False)
+    return run_id, events, result
+
+
+def prompt_logits(model, tokenizer) -> torch.Tensor:
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Explain photosynthesis."}],
+                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        return model(**ids).logits[0, -1]
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_trains_logs_loss_and_saves_a_loadable_result(method, workspace, tiny_llama_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_id, events, result = run_in_process(workspace, tiny_recipe(tiny_llama_dir, method))
+    losses = [e["loss"] for e in events if "loss" in e]
+    assert len(losses) >= 3 and all(l == l for l in losses)  # logged every step, no NaN
+    assert any("eval_loss" in e for e in events)
+    assert result["result_dir"] and not result["stopped"]
+    result_dir = Path(result["result_dir"])
+    assert result_dir.name == METHODS.get(method).result_kind
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    before = prompt_logits(base, tok)
+    if method == "lora":
+        from peft import PeftModel
+
+        tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), str(result_dir))
+    else:
+        tuned = AutoModelForCausalLM.from_pretrained(result_dir, use_safetensors=True)
+    assert not torch.allclose(before, prompt_logits(tuned, tok), atol=1e-4)
+    summary = json.loads((Path(workspace.get_run(run_id)["run_dir"]) / "summary.json").read_text())
+    assert summary["tokens_per_s"] > 0 and summary["peak_rss_mb"] > 0
+
+
+def test_only_lora_parameters_train_and_they_all_change(workspace, tiny_llama_dir):
+    from safetensors.torch import load_file
+
+    _, _, result = run_in_process(workspace, tiny_recipe(tiny_llama_dir, "lora"))
+    weights = load_file(Path(result["result_dir"]) / "adapter_model.safetensors")
+    lora_b = {k: v for k, v in weights.items() if "lora_B" in k}
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b.values())  # B starts at zero: each one moved
+
+
+def test_stop_flag_saves_a_checkpoint_and_returns_stopped(workspace, tiny_llama_dir):
+    recipe = tiny_recipe(tiny_llama_dir, "lora", max_steps=50, save_every=100)
+    run_id = prepare_run(workspace, recipe)
+    run_dir = Path(workspace.get_run(run_id)["run_dir"])
+    steps = []
+
+    def emit(event):
+        steps.append(event.get("step", 0))
+
+    result = execute(run_dir, workspace.home, None, emit, lambda: max(steps, default=0) >= 2)
+    assert result["stopped"] and result["result_dir"] is None
+    assert (run_dir / "checkpoints" / "checkpoint-2").is_dir()
+
+
+def test_resume_continues_from_the_checkpoint_step(workspace, tiny_llama_dir):
+    recipe = tiny_recipe(tiny_llama_dir, "lora", max_steps=4, save_every=2)
+    run_id = prepare_run(workspace, recipe)
+    run_dir = Path(workspace.get_run(run_id)["run_dir"])
+    seen = []
+    execute(run_dir, workspace.home, None, lambda e: seen.append(e.get("step", 0)), lambda: max(seen, default=0) >= 2)
+    resumed = []
+    result = execute(run_dir, workspace.home, run_dir / "checkpoints" / "checkpoint-2", resumed.append, lambda: False)
+    steps = [e["step"] for e in resumed if "loss" in e]
+    assert steps and min(steps) == 3 and max(steps) == 4
+    assert result["result_dir"]
+
+
+def test_bad_dataset_leaves_no_run_behind(workspace, tiny_llama_dir, tmp_path):
+    recipe = tiny_recipe(tiny_llama_dir)
+    recipe.data.dataset = str(tmp_path / "missing.jsonl")
+    with pytest.raises(StudioError) as exc:
+        prepare_run(workspace, recipe)
+    assert exc.value.field == "data.dataset"
+    assert workspace.list_runs() == [] and not any(workspace.runs_dir.iterdir())
+
+
+def test_unknown_model_offline_names_the_models_available(workspace, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    recipe = parse_recipe({"name": "x", "model": "someone/not-a-real-model", "data": {"dataset": "sample-format-tutor"}})
+    with pytest.raises(StudioError, match="(?i)offline.*smollm2-135m-instruct"):
+        prepare_run(workspace, recipe)
+    assert workspace.list_runs() == []
+
+
+def test_auto_precision_is_written_into_the_resolved_recipe(workspace, tiny_llama_dir):
+    import yaml
+
+    recipe = tiny_recipe(tiny_llama_dir, precision="auto")
+    run_id = prepare_run(workspace, recipe)
+    saved = yaml.safe_load((Path(workspace.get_run(run_id)["run_dir"]) / "recipe.yaml").read_text())
+    assert saved["train"]["precision"] in ("bf16", "fp32")

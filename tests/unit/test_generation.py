@@ -1,0 +1,102 @@
+"""Playground generation on a tiny random Llama: streaming, the model pool, prompts, runs with adapters."""
+from __future__ import annotations
+
+import pytest
+
+from studio.errors import StudioError
+from studio.generation import GenerationSettings, ModelPool, build_prompt, stream_chat
+
+GREEDY = GenerationSettings(max_new_tokens=8, temperature=0.0, repetition_penalty=1.0)
+HELLO = [{"role": "user", "content": "Hello there"}]
+
+
+class FakeWorkspace:
+    """Only what generation reads: the runs table."""
+
+    def __init__(self, runs: dict | None = None):
+        self.runs = runs or {}
+
+    def get_run(self, run_id):
+        return self.runs.get(run_id)
+
+
+@pytest.fixture
+def counting_loader():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    calls = []
+
+    def load(spec, ws):
+        calls.append(spec)
+        return AutoModelForCausalLM.from_pretrained(spec), AutoTokenizer.from_pretrained(spec)
+
+    load.calls = calls
+    return load
+
+
+def test_stream_chat_yields_a_growing_answer_equal_to_plain_generate(tiny_llama_dir, counting_loader):
+    import torch
+
+    pool = ModelPool(FakeWorkspace(), loader=counting_loader)
+    chunks = list(stream_chat(None, str(tiny_llama_dir), None, HELLO, GREEDY, pool=pool))
+    assert chunks and chunks[-1]
+    assert all(later.startswith(earlier) for earlier, later in zip(chunks, chunks[1:]))
+
+    entry = pool.get(str(tiny_llama_dir))
+    prompt = build_prompt(entry.tokenizer, HELLO)
+    ids = entry.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = entry.model.generate(**ids, max_new_tokens=8, do_sample=False,
+                                   pad_token_id=entry.tokenizer.eos_token_id)
+    expected = entry.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert chunks[-1] == expected
+
+
+def test_pool_loads_a_model_once_and_drops_the_oldest_beyond_capacity(tiny_llama_dir, counting_loader):
+    pool = ModelPool(FakeWorkspace(), capacity=1, loader=counting_loader)
+    first = pool.get(str(tiny_llama_dir))
+    assert pool.get(str(tiny_llama_dir)) is first
+    assert len(counting_loader.calls) == 1
+    pool.get(str(tiny_llama_dir) + "/")  # a different key evicts the first entry
+    assert pool.get(str(tiny_llama_dir)) is not first
+    assert len(counting_loader.calls) == 3
+
+
+def test_prompt_uses_the_models_chat_template(smollm2_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    prompt = build_prompt(tok, [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
+    assert "Hi" in prompt and prompt.rstrip().endswith("assistant")
+
+
+def test_prompt_without_a_final_user_message_is_refused(smollm2_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    with pytest.raises(StudioError, match="user message"):
+        build_prompt(tok, [{"role": "assistant", "content": "hello"}])
+
+
+def test_run_without_a_result_is_refused_with_a_studio_error(tiny_llama_dir, counting_loader):
+    ws = FakeWorkspace({"r1": {"name": "r1", "model": str(tiny_llama_dir), "method": "lora", "result_dir": None}})
+    pool = ModelPool(ws, loader=counting_loader)
+    with pytest.raises(StudioError, match="no saved result"):
+        next(stream_chat(ws, "ignored", "r1", HELLO, GREEDY, pool=pool))
+    assert counting_loader.calls == []
+
+
+def test_finished_lora_run_answers_through_its_adapter(tiny_llama_dir, counting_loader, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    ws = FakeWorkspace({"r1": {"name": "r1", "model": str(tiny_llama_dir), "method": "lora",
+                               "result_dir": str(tmp_path / "adapter")}})
+    pool = ModelPool(ws, loader=counting_loader)
+    chunks = list(stream_chat(ws, "ignored", "r1", HELLO, GREEDY, pool=pool))
+    assert chunks
+    assert counting_loader.calls == [str(tiny_llama_dir)]  # the run's own base model, not the picker's
+    assert type(pool.get("ignored", "r1").model).__name__.startswith("Peft")

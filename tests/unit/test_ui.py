@@ -1,0 +1,127 @@
+"""The UI's contracts without a browser: named API endpoints, host/auth rules, and complete translations."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+
+import pytest
+
+from studio.errors import StudioError
+from studio.ui.serve import check_host_auth, parse_auth
+
+RECIPE = """
+name: api-run
+model: smollm2-135m-instruct
+method: {name: lora, r: 8}
+data: {dataset: sample-chat}
+train: {max_steps: 3}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served_fake_app():
+    from fake_engine import FakeEngine
+
+    from studio.ui import launch
+
+    engine = FakeEngine()
+    port = _free_port()
+    demo = launch(host="127.0.0.1", port=port, engine=engine, block=False)
+    try:
+        yield engine, f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+def test_named_endpoints_start_watch_cancel_and_resume_a_run(served_fake_app):
+    from gradio_client import Client
+
+    engine, url = served_fake_app
+    client = Client(url, verbose=False)
+    run_id = client.predict(RECIPE, api_name="/train_start")
+    assert run_id == "run-1" and engine.runs[run_id]["name"] == "api-run"
+    status = client.predict(run_id, api_name="/run_status")
+    assert status["id"] == run_id and status["status"] in ("queued", "running")
+    assert client.predict(run_id, api_name="/train_cancel") == "cancelled"
+    assert client.predict(run_id, api_name="/train_resume") in ("queued", "running")
+    assert [c[0] for c in engine.calls] == ["start", "cancel", "resume"]
+
+
+def test_endpoint_errors_carry_the_studio_error_sentence(served_fake_app):
+    from gradio_client import Client
+
+    _, url = served_fake_app
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="Unknown key 'train.bogus'"):
+        client.predict(RECIPE.replace("max_steps: 3}", "max_steps: 3, bogus: 1}"), api_name="/train_start")
+    with pytest.raises(Exception, match="no run 'nope'"):
+        client.predict("nope", api_name="/run_status")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
+def test_loopback_hosts_need_no_auth(host):
+    assert check_host_auth(host, None) is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "studio.example.org"])
+def test_network_hosts_without_auth_are_refused(host):
+    with pytest.raises(StudioError, match="--auth"):
+        check_host_auth(host, None)
+
+
+def test_auth_comes_from_a_string_or_a_file(tmp_path):
+    assert check_host_auth("0.0.0.0", "ana:s3cret:x") == [("ana", "s3cret:x")]
+    path = tmp_path / "users.txt"
+    path.write_text("# team\nana:one\n\nbo:two\n", encoding="utf-8")
+    assert parse_auth(str(path)) == [("ana", "one"), ("bo", "two")]
+    with pytest.raises(StudioError, match="user:password"):
+        parse_auth("justaname")
+    path.write_text("ana:\n", encoding="utf-8")
+    with pytest.raises(StudioError, match="line 1"):
+        parse_auth(str(path))
+
+
+def _settings_classes():
+    from studio.config import DataConfig, Recipe, TrainConfig
+    from studio.generation import GenerationSettings
+    from studio.methods import METHODS
+
+    yield "recipe", Recipe
+    yield "data", DataConfig
+    yield "train", TrainConfig
+    yield "gen", GenerationSettings
+    for name, method in METHODS.items():
+        yield name, method.settings_cls
+
+
+def test_every_settings_field_has_a_label_and_spanish_help():
+    from studio.ui.i18n import LOCALES_DIR
+
+    en = json.loads((LOCALES_DIR / "en.json").read_text(encoding="utf-8"))
+    es = json.loads((LOCALES_DIR / "es.json").read_text(encoding="utf-8"))
+    missing = []
+    for section, cls in _settings_classes():
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            for key, table in ((f"field.{section}.{f.name}.label", en), (f"field.{section}.{f.name}.label", es),
+                               (f"field.{section}.{f.name}.help", es)):
+                if key not in table:
+                    missing.append(key)
+    assert missing == []
+
+
+def test_both_locales_have_the_same_keys_apart_from_field_help_and_method_names():
+    from studio.ui.i18n import LOCALES_DIR
+
+    en = set(json.loads((LOCALES_DIR / "en.json").read_text(encoding="utf-8")))
+    es = set(json.loads((LOCALES_DIR / "es.json").read_text(encoding="utf-8")))
+    extra_es = {k for k in es - en if not (k.endswith(".help") or k.startswith("method."))}
+    assert en - es == set() and extra_es == set()
