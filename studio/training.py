@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def resolve_recipe(recipe: Recipe, ws: Workspace) -> Recipe:
     """Check the recipe against this machine and fill in what 'auto' means here."""
-    from studio.data import load_examples
+    from studio.data import SAMPLES, load_examples
     from studio.models.catalogue import check_model
     from studio.models.loading import resolve_precision
 
@@ -35,7 +35,11 @@ def resolve_recipe(recipe: Recipe, ws: Workspace) -> Recipe:
         raise StudioError(f"'data.dataset' has only {len(examples)} usable example(s); add more or set "
                           "data.validation to 0.", field="data.dataset")
     precision = resolve_precision(recipe.train.precision)
-    return dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, precision=precision))
+    data = recipe.data
+    if data.dataset not in SAMPLES and examples.source and Path(data.dataset).expanduser().exists():
+        # A file path is made absolute so the run does not depend on the directory it was started from.
+        data = dataclasses.replace(data, dataset=str(Path(data.dataset).expanduser().resolve()))
+    return dataclasses.replace(recipe, data=data, train=dataclasses.replace(recipe.train, precision=precision))
 
 
 def prepare_run(ws: Workspace, recipe: Recipe) -> str:

@@ -7,10 +7,11 @@ always passed in by the caller.
 from studio.data.chat import (IGNORE_INDEX, chat_segments, render_preview, render_prompt, tokenize_chat,
                               tokenize_examples, with_system_prompt)
 from studio.data.loaders import SAMPLES, Examples, load_examples, resolve_dataset, split_examples
+from studio.data.store import dataset_names, import_file
 from studio.data.sample import SAMPLE_NAME, card_problems, format_score, is_card
 
 __all__ = [
-    "IGNORE_INDEX", "SAMPLES", "SAMPLE_NAME", "Examples", "card_problems", "chat_segments", "format_score",
+    "IGNORE_INDEX", "dataset_names", "import_file", "SAMPLES", "SAMPLE_NAME", "Examples", "card_problems", "chat_segments", "format_score",
     "is_card", "load_examples", "render_preview", "render_prompt", "resolve_dataset", "split_examples",
     "tokenize_chat", "tokenize_examples", "with_system_prompt",
 ]

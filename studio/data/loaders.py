@@ -4,7 +4,8 @@ Every loader returns the same shape, `{"messages": [{"role", "content"}, ...]}`,
 held: Alpaca-like rows (`instruction`, optional `input` appended after a blank line, `output`,
 optional `system`) or chat rows (`messages` with system/user/assistant turns, multi-turn allowed).
 A file with a few bad rows still loads: they are skipped and listed in `Examples.skipped` as
-(line, reason) so the UI and CLI can say what was left out; a file with no usable row is refused
+(line, reason) so the UI and CLI can say what was left out (for a JSON array, "line" is the item's
+position, counted from 1); a file with no usable row is refused
 with a `StudioError` on 'data.dataset'. `split_examples` holds out the validation share. Turning
 messages into tokens is `studio.data.chat`'s job; column mapping and format detection for arbitrary
 files come in later issues.
@@ -48,7 +49,8 @@ def resolve_dataset(spec: str, ws: Any = None) -> Path:
                           field=FIELD)
     if spec in SAMPLES:
         return SAMPLES[spec]
-    if ws is not None:
+    is_name = "/" not in spec and "\\" not in spec and not spec.startswith((".", "~"))
+    if ws is not None and is_name:
         stored = Path(ws.datasets_dir) / spec
         for candidate in (stored / "data.jsonl", stored, stored.with_name(f"{spec}.jsonl")):
             if candidate.is_file():

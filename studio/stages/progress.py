@@ -13,6 +13,17 @@ from typing import Callable
 from transformers import TrainerCallback
 
 _RENAMES = {"learning_rate": "lr"}
+_LOG_KEYS = ("loss", "eval_loss", "lr", "grad_norm", "epoch")
+
+
+def describe(event: dict) -> str:
+    """One readable train.log line for a logged step, e.g. 'step 5/56  loss 2.954  lr 9.29e-04'."""
+    parts = [f"step {event['step']}/{event.get('total_steps') or '?'}"]
+    for key in _LOG_KEYS:
+        if key in event:
+            value = event[key]
+            parts.append(f"{key} {value:.2e}" if key == "lr" else f"{key} {value:.4g}")
+    return "  ".join(parts)
 
 
 class ProgressCallback(TrainerCallback):
@@ -58,6 +69,7 @@ class ProgressCallback(TrainerCallback):
                 event[_RENAMES.get(key, key)] = value
         if "loss" in event or any(k.startswith("eval_") for k in event):
             self.emit(event)
+            self.emit({"type": "log", "message": describe(event)})
 
     def on_evaluate(self, args, state, control, **kwargs):
         # Evaluation time must not count as training time in tokens/s.

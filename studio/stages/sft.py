@@ -8,6 +8,7 @@ what trains. TRL's `SFTTrainer` does the batching, packing and optimisation.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from studio.stages.base import STAGES, Stage, TrainContext
@@ -73,9 +74,16 @@ def sft_config(recipe, run_dir: Path, has_eval: bool):
         dataset_num_proc=None,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=t.gradient_checkpointing,
         remove_unused_columns=True,
     )
+
+
+def quiet_datasets() -> None:
+    import datasets
+
+    datasets.disable_progress_bars()
 
 
 @STAGES.register("sft")
@@ -85,6 +93,8 @@ class SupervisedFineTuning(Stage):
 
     @classmethod
     def run(cls, ctx: TrainContext) -> dict:
+        from transformers import PrinterCallback
+        from transformers.utils import logging as hf_logging
         from trl import SFTTrainer
 
         from studio.methods import METHODS
@@ -92,6 +102,10 @@ class SupervisedFineTuning(Stage):
         from studio.stages.progress import ProgressCallback
         from studio.workspace import Workspace
 
+        # train.log is read by people: our callback writes one line per step, so no bars or raw dicts.
+        hf_logging.disable_progress_bar()
+        quiet_datasets()
+        warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notes, not user news
         recipe = ctx.recipe
         method = METHODS.get(recipe.method.name, field="method.name")
         ws = Workspace.open(ctx.home)
@@ -110,6 +124,7 @@ class SupervisedFineTuning(Stage):
         trainer = SFTTrainer(model=model, args=sft_config(recipe, ctx.run_dir, eval_ds is not None),
                              train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
                              callbacks=[callback])
+        trainer.remove_callback(PrinterCallback)
         output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         final_loss = losses[-1] if losses else None

@@ -49,14 +49,15 @@ def progress_html(status: dict | None, texts: Texts, lang: str) -> str:
     percent = min(100.0, 100.0 * step / total) if total else 0.0
     if state == "completed":
         percent = 100.0
-    facts = [texts.t(lang, "progress.step", step=step, total=total or "?"), f"{percent:.0f}%"]
+    ahead = status.get("queue_position") or 0
+    if state == "queued":
+        facts = [queue_message(texts, lang, ahead) if ahead else texts.t(lang, "progress.waiting")]
+    else:
+        facts = [texts.t(lang, "progress.step", step=step, total=total or "?"), f"{percent:.0f}%"]
     if state in ("running", "cancelling"):
         facts.append(texts.t(lang, "progress.eta", eta=format_duration(status.get("eta_s"))))
-    if status.get("tokens_per_s"):
+    if status.get("tokens_per_s") and state != "queued":
         facts.append(texts.t(lang, "progress.tokens", tps=f"{status['tokens_per_s']:.0f}"))
-    ahead = status.get("queue_position") or 0
-    if state == "queued" and ahead:
-        facts.append(queue_message(texts, lang, ahead))
     error = ""
     if state in ("failed", "interrupted") and status.get("error"):
         error = f'<div class="studio-progress-error">{html.escape(str(status["error"]))}</div>'
@@ -99,7 +100,7 @@ def loss_figure(metrics: list[dict[str, Any]] | None, texts: Texts, lang: str) -
                                  line=dict(color=EVAL_COLOR, width=2, dash="dash")))
     fig.update_layout(template="plotly_white", height=300, margin=dict(l=50, r=20, t=30, b=40),
                       xaxis_title=texts.t(lang, "chart.step"), yaxis_title=texts.t(lang, "chart.loss"),
-                      legend=dict(orientation="h", y=1.12, x=0), uirevision="loss")
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"), uirevision="loss")
     if not train_x and not eval_x:
         fig.add_annotation(text=texts.t(lang, "chart.empty"), showarrow=False, xref="paper", yref="paper",
                            x=0.5, y=0.5, font=dict(size=14, color="#6b7280"))

@@ -62,8 +62,9 @@ def make_widget(tp: Any, meta: dict, label: str, info: str, value: Any = None, e
             low, high = slider
             return gr.Slider(minimum=low, maximum=high, step=0.01 if high - low <= 2 else 0.05, value=value,
                              **common)
-        return gr.Number(value=value, precision=0 if tp is int else None,
-                         minimum=meta.get("min"), maximum=meta.get("max"), **common)
+        # No minimum/maximum here: gradio would refuse out-of-range values with its own wording, and
+        # the recipe parser's StudioError says which field is wrong and what range it accepts.
+        return gr.Number(value=value, precision=0 if tp is int else None, **common)
     if isinstance(value, (list, tuple)):
         value = ", ".join(map(str, value))
     return gr.Textbox(value="" if value is None else str(value), **common)

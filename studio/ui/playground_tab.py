@@ -50,11 +50,13 @@ def build_playground(engine: Any, ui: UiShared, tab: Any) -> PlaygroundView:
                                      info=t("play.base.info"), scale=3), "play.base.label", "play.base.info")
         run = gr.Dropdown(choices=run_choices([], texts, lang), value="", label=t("play.run.label"),
                           info=t("play.run.info"), scale=3, elem_id="studio-play-run")
-        compare = loc.label(gr.Checkbox(False, label=t("play.compare.label"), info=t("play.compare.info"), scale=2),
+        compare = loc.label(gr.Checkbox(False, label=t("play.compare.label"), info=t("play.compare.info"), scale=2,
+                                        elem_id="studio-compare"),
                             "play.compare.label", "play.compare.info")
     with gr.Row():
         chat = loc.label(gr.Chatbot(label=t("play.chat"), height=380, elem_id="studio-chat"), "play.chat")
-        base_chat = loc.label(gr.Chatbot(label=t("play.base_chat"), height=380, visible=False), "play.base_chat")
+        base_chat = loc.label(gr.Chatbot(label=t("play.base_chat"), height=380, visible=False,
+                                         elem_id="studio-base-chat"), "play.base_chat")
     with gr.Row(equal_height=True):
         message = loc.label(gr.Textbox(label=t("play.message.label"), placeholder=t("play.message.placeholder"),
                                        scale=5, lines=1), "play.message.label",
@@ -84,13 +86,15 @@ def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any, pool: Model
         trigger(refresh, [view.base, view.run, ui.lang], [view.base, view.run], api_visibility="private")
     ui.on_language(lambda lang, b, r: refresh(b, r, lang), [view.base, view.run], [view.base, view.run])
 
-    def on_run(run_id, compare):
-        """A run answers with its own base model; the base chat shows only when comparing a run."""
-        model = next((r["model"] for r in engine.finished_runs() if r["id"] == run_id), None)
-        return (gr.update(value=model, interactive=not run_id) if model else gr.update(interactive=True),
-                gr.update(visible=bool(run_id and compare)))
+    def on_run(run_id, compare, lang):
+        """A run answers with its own base model (and names the chat); the base chat shows when comparing."""
+        run = next((r for r in engine.finished_runs() if r["id"] == run_id), None)
+        label = texts.t(lang, "play.chat") + (f" · {run['name']}" if run else "")
+        return (gr.update(value=run["model"], interactive=False) if run else gr.update(interactive=True),
+                gr.update(visible=bool(run and compare)), gr.update(label=label))
 
-    view.run.change(on_run, [view.run, view.compare], [view.base, view.base_chat], api_visibility="private")
+    view.run.change(on_run, [view.run, view.compare, ui.lang], [view.base, view.base_chat, view.chat],
+                    api_visibility="private")
     view.compare.change(lambda run_id, compare: gr.update(visible=bool(run_id and compare)),
                         [view.run, view.compare], [view.base_chat], api_visibility="private")
 

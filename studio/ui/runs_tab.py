@@ -41,8 +41,8 @@ def runs_table(runs: list[dict], texts: Any, lang: str) -> dict:
     return {"headers": [texts.t(lang, f"runs.col.{c}") for c in COLUMNS], "data": rows}
 
 
-def run_choices(runs: list[dict]) -> list[tuple[str, str]]:
-    return [(f"{r['name']} · {r['status']} · {r['id']}", r["id"]) for r in runs]
+def run_choices(runs: list[dict], texts: Any, lang: str) -> list[tuple[str, str]]:
+    return [(f"{r['name']} · {status_label(texts, lang, r['status'])} · {r['id']}", r["id"]) for r in runs]
 
 
 def build_runs(engine: Any, ui: UiShared, tab: Any, train: TrainView) -> RunsView:
@@ -76,7 +76,7 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView)
         runs = engine.list_runs()
         ids = [r["id"] for r in runs]
         keep = current if current in ids else None
-        return runs_table(runs, texts, lang), gr.update(choices=run_choices(runs), value=keep)
+        return runs_table(runs, texts, lang), gr.update(choices=run_choices(runs, texts, lang), value=keep)
 
     listing = [view.table, view.picker]
     for trigger in (view.refresh.click, tab.select):

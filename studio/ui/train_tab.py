@@ -67,14 +67,14 @@ def recipe_dict(view: TrainView, values: dict) -> dict:
 def build_train(engine: Any, ui: UiShared) -> TrainView:
     texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
     t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
-    methods = METHODS.items()
+    methods = sorted(METHODS.items(), key=lambda item: item[0] != DEFAULT_METHOD)  # the default first
 
     with gr.Row():
-        model = loc.label(gr.Dropdown(choices=engine.model_choices(), value=None, allow_custom_value=True,
+        model = loc.label(gr.Dropdown(choices=[], value=None, allow_custom_value=True,
                                       label=t("train.model.label"), info=t("train.model.info"), scale=3,
                                       elem_id="studio-model"),
                           "train.model.label", "train.model.info")
-        dataset = loc.label(gr.Dropdown(choices=engine.dataset_choices(), allow_custom_value=True,
+        dataset = loc.label(gr.Dropdown(choices=[], value=None, allow_custom_value=True,
                                         label=t("train.dataset.label"), info=t("train.dataset.info"), scale=3,
                                         elem_id="studio-dataset"),
                             "train.dataset.label", "train.dataset.info")

@@ -226,3 +226,29 @@ def test_render_preview_marks_answers_and_adds_up_to_the_render(tok):
     assert [text for text, counts in spans if counts] == ["Hello!<|im_end|>", "Blue.<|im_end|>"]
     short = render_preview(tok, MULTI, max_length=4)
     assert short == [("<|im_start|>system\nYou", False)]
+
+
+def test_uploaded_file_becomes_a_named_versioned_dataset(workspace, tmp_path):
+    from studio.data import dataset_names, import_file, load_examples
+
+    src = tmp_path / "My Notes.jsonl"
+    src.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": "d"}\nnot json\n')
+    name = import_file(workspace, src)
+    assert name == "my-notes" and name in dataset_names(workspace)
+    assert len(load_examples(name, workspace)) == 2
+    src.write_text('{"instruction": "e", "output": "f"}\n')
+    assert import_file(workspace, src) == name
+    assert len(load_examples(name, workspace)) == 1  # the name points at the newest version
+    with workspace.db() as conn:
+        assert [r["version"] for r in conn.execute("SELECT version FROM datasets ORDER BY version")] == [1, 2]
+
+
+def test_upload_of_a_bad_file_saves_nothing(workspace, tmp_path):
+    from studio.data import dataset_names, import_file
+    from studio.errors import StudioError
+
+    src = tmp_path / "empty.jsonl"
+    src.write_text("")
+    with pytest.raises(StudioError):
+        import_file(workspace, src)
+    assert dataset_names(workspace) == ["sample-format-tutor"]

@@ -45,6 +45,8 @@ def test_named_endpoints_start_watch_cancel_and_resume_a_run(served_fake_app):
 
     engine, url = served_fake_app
     client = Client(url, verbose=False)
+    endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert endpoints == {"/train_start", "/run_status", "/train_cancel", "/train_resume"}
     run_id = client.predict(RECIPE, api_name="/train_start")
     assert run_id == "run-1" and engine.runs[run_id]["name"] == "api-run"
     status = client.predict(run_id, api_name="/run_status")
@@ -125,3 +127,20 @@ def test_both_locales_have_the_same_keys_apart_from_field_help_and_method_names(
     es = set(json.loads((LOCALES_DIR / "es.json").read_text(encoding="utf-8")))
     extra_es = {k for k in es - en if not (k.endswith(".help") or k.startswith("method."))}
     assert en - es == set() and extra_es == set()
+
+
+def test_a_served_app_with_auth_refuses_anonymous_clients():
+    from fake_engine import FakeEngine
+    from gradio_client import Client
+
+    from studio.ui import launch
+
+    port = _free_port()
+    demo = launch(host="127.0.0.1", port=port, auth="ana:pw", engine=FakeEngine(), block=False)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        with pytest.raises(Exception):
+            Client(url, verbose=False).predict(RECIPE, api_name="/train_start")
+        assert Client(url, auth=("ana", "pw"), verbose=False).predict(RECIPE, api_name="/train_start") == "run-1"
+    finally:
+        demo.close()
