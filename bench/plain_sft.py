@@ -7,6 +7,8 @@ import argparse
 import json
 import resource
 
+import torch
+
 from datasets import Dataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -34,7 +36,7 @@ args = SFTConfig(output_dir=a.out, max_steps=a.steps, per_device_train_batch_siz
                  learning_rate=2e-4, bf16=a.precision == "bf16", logging_steps=1, save_strategy="no",
                  report_to="none", disable_tqdm=True, max_length=a.max_length, seed=42,
                  include_num_input_tokens_seen="non_padding",
-                 gradient_checkpointing=False)  # the studio's default; TRL's own default recomputes activations
+                 gradient_checkpointing=False, use_cpu=not torch.cuda.is_available())  # the studio's default; TRL's own default recomputes activations
 peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
 trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok, peft_config=peft)
 out = trainer.train()

@@ -52,7 +52,9 @@ def run_plain(model_dir: Path, data: Path, steps: int, batch: int, max_length: i
         proc = subprocess.run([sys.executable, str(ROOT / "bench" / "plain_sft.py"), "--model-dir", str(model_dir),
                                "--data", str(data), "--steps", str(steps), "--batch-size", str(batch),
                                "--max-length", str(max_length), "--precision", precision, "--out", out],
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"plain script failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -56,6 +56,8 @@ class TrainConfig:
                              choices=("linear", "cosine", "constant", "constant_with_warmup"), advanced=True)
     max_grad_norm: float = setting(1.0, help="Clip gradients to this norm to keep training stable.", gt=0.0,
                                    advanced=True)
+    group_by_length: bool = setting(True, help="Put examples of similar length in the same batch: less padding, "
+                                    "faster steps; batches are still shuffled.", advanced=True)
     gradient_checkpointing: bool = setting(False, help="Recompute activations instead of storing them: less "
                                            "memory, about a third slower.", advanced=True)
     precision: str = setting("auto", help="Number format for training; 'auto' picks bf16 where the hardware has it.",

@@ -76,6 +76,8 @@ def sft_config(recipe, run_dir: Path, has_eval: bool):
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=t.gradient_checkpointing,
+        # Packed sequences all have the same length already; grouping only helps padded batches.
+        train_sampling_strategy="group_by_length" if t.group_by_length and not recipe.data.packing else "random",
         remove_unused_columns=True,
     )
 
