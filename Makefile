@@ -23,6 +23,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 run: install
+	$(VENV)/bin/studio models --prepare
 	$(VENV)/bin/studio ui --host $(HOST) --port $(PORT)
 
 test: install

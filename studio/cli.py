@@ -93,7 +93,13 @@ def cmd_models(args) -> int:
     from studio.models.catalogue import list_models
     from studio.workspace import Workspace
 
-    models = list_models(Workspace.open())
+    ws = Workspace.open()
+    if args.prepare:
+        from studio.models.catalogue import DEFAULT_MODEL, resolve_model
+
+        print(f"{DEFAULT_MODEL} ready at {resolve_model(DEFAULT_MODEL, ws)}", file=sys.stderr)
+        return 0
+    models = list_models(ws)
     if args.json:
         print(json.dumps(models, indent=2, default=str))
     else:
@@ -125,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(func=cmd_runs)
     models = sub.add_parser("models", help="list embedded and cached models")
     models.add_argument("--json", action="store_true")
+    models.add_argument("--prepare", action="store_true",
+                        help="convert the embedded default model once (about 20 s) so the first run starts at once")
     models.set_defaults(func=cmd_models)
     return parser
 

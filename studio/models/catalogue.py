@@ -113,7 +113,7 @@ def resolve_model(spec: str, ws) -> Path | str:
     """A local folder holding the model `spec` names, or its hub id when it must be downloaded."""
     name = (spec or "").strip()
     if not name:
-        raise StudioError(f"No model given; name one, e.g. '{DEFAULT_MODEL}'", field="model")
+        raise StudioError(f"No model given; name one, e.g. '{DEFAULT_MODEL}'.", field="model")
     if name.lower() == DEFAULT_MODEL:
         return embedded.ensure_smollm2(ws.models_dir)
     if name.lower() == DEFAULT_EMBEDDER:
@@ -130,7 +130,7 @@ def resolve_model(spec: str, ws) -> Path | str:
         validate_repo_id(name)
     except HFValidationError:
         raise StudioError(f"'{name}' is neither a model alias, an existing folder, nor a Hugging Face "
-                          f"model id; available models: {', '.join(_available_names())}",
+                          f"model id; available models: {', '.join(_available_names())}.",
                           field="model") from None
     snapshot = _cached_snapshot(name)
     if snapshot is not None:
@@ -138,7 +138,7 @@ def resolve_model(spec: str, ws) -> Path | str:
     if is_offline():
         raise StudioError(f"This machine is offline, so model '{name}' cannot be downloaded; use one "
                           f"of the available models ({', '.join(_available_names())}) or a local "
-                          "folder", field="model")
+                          "folder.", field="model")
     return name
 
 

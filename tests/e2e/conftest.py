@@ -73,6 +73,8 @@ def studio_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
+        if os.environ.get("STUDIO_REQUIRE_BROWSER"):  # CI installs Chromium: a missing one is a failure there
+            pytest.fail(f"Chromium not found at {CHROMIUM} although STUDIO_REQUIRE_BROWSER is set")
         pytest.skip(f"Chromium not found at {CHROMIUM}; install it with `apt-get install -y chromium` "
                     "or point STUDIO_CHROMIUM at a Chromium binary")
     from playwright.sync_api import sync_playwright

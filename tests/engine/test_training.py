@@ -123,3 +123,11 @@ def test_auto_precision_is_written_into_the_resolved_recipe(workspace, tiny_llam
     run_id = prepare_run(workspace, recipe)
     saved = yaml.safe_load((Path(workspace.get_run(run_id)["run_dir"]) / "recipe.yaml").read_text())
     assert saved["train"]["precision"] in ("bf16", "fp32")
+
+
+def test_packing_trains_on_packed_sequences(workspace, tiny_llama_dir):
+    recipe = tiny_recipe(tiny_llama_dir, "lora", max_steps=2)
+    recipe.data.packing = True
+    _, events, result = run_in_process(workspace, recipe)
+    assert [e["step"] for e in events if "loss" in e][-1] == 2
+    assert result["result_dir"]
