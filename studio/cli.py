@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--prepare", action="store_true",
                         help="convert the embedded default model once (about 20 s) so the first run starts at once")
     models.set_defaults(func=cmd_models)
+    from studio.cli_data import add_data_parser
+
+    add_data_parser(sub)
     return parser
 
 

@@ -24,8 +24,11 @@ class DataConfig:
     """Which examples to train on and how they become tokens."""
 
     dataset: str = setting(help="A studio dataset name, a built-in sample name or a path to a JSONL file.")
-    template: str = setting("chat", help="How examples become text: 'chat' uses the model's own chat template.",
-                            choices=("chat",))
+    template: str = setting("auto", help="How examples become text: 'chat' uses the model's own chat template; "
+                            "'alpaca', 'dolly', 'flan', 'chatml' or a saved template write plain text; 'auto' uses the "
+                            "dataset's own template (chat for files).")
+    multi_turn: str = setting("all", help="In conversations, learn every assistant turn or only the last one.",
+                              choices=("all", "last"), advanced=True)
     system_prompt: str = setting("", help="Optional system message put before every example.")
     max_length: int = setting(512, help="Longest example in tokens; longer ones are cut.", min=16, max=131072)
     validation: float = setting(0.1, help="Share of examples held out to measure eval loss (0 to skip).",

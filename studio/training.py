@@ -26,17 +26,24 @@ log = logging.getLogger(__name__)
 def resolve_recipe(recipe: Recipe, ws: Workspace) -> Recipe:
     """Check the recipe against this machine and fill in what 'auto' means here."""
     from studio.data import SAMPLES, load_examples
+    from studio.data.examples import is_studio_dataset
+    from studio.data.templates import get_template
     from studio.models.catalogue import check_model
     from studio.models.loading import resolve_precision
 
     check_model(recipe.model, ws)
-    examples = load_examples(recipe.data.dataset, ws)
-    if len(examples) < 2 and recipe.data.validation > 0:
-        raise StudioError(f"'data.dataset' has only {len(examples)} usable example(s); add more or set "
-                          "data.validation to 0.", field="data.dataset")
+    if recipe.data.template != "auto":
+        get_template(recipe.data.template, ws)
+    if is_studio_dataset(ws, recipe.data.dataset):
+        examples = None
+    else:
+        examples = load_examples(recipe.data.dataset, ws)
+        if len(examples) < 2 and recipe.data.validation > 0:
+            raise StudioError(f"'data.dataset' has only {len(examples)} usable example(s); add more or set "
+                              "data.validation to 0.", field="data.dataset")
     precision = resolve_precision(recipe.train.precision)
     data = recipe.data
-    if data.dataset not in SAMPLES and examples.source and Path(data.dataset).expanduser().exists():
+    if examples is not None and data.dataset not in SAMPLES and examples.source and Path(data.dataset).expanduser().exists():
         # A file path is made absolute so the run does not depend on the directory it was started from.
         data = dataclasses.replace(data, dataset=str(Path(data.dataset).expanduser().resolve()))
     return dataclasses.replace(recipe, data=data, train=dataclasses.replace(recipe.train, precision=precision))

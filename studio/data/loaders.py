@@ -42,19 +42,13 @@ class _BadRow(ValueError):
 
 
 def resolve_dataset(spec: str, ws: Any = None) -> Path:
-    """The file behind `spec`: a built-in sample name, a studio dataset name (when `ws` is given) or a path."""
+    """The file behind `spec`: a built-in sample name or a path (studio datasets are `builder`'s)."""
     spec = (spec or "").strip()
     if not spec:
         raise StudioError(f"'{FIELD}' is empty; give a file path or a built-in sample such as '{SAMPLE_NAME}'.",
                           field=FIELD)
     if spec in SAMPLES:
         return SAMPLES[spec]
-    is_name = "/" not in spec and "\\" not in spec and not spec.startswith((".", "~"))
-    if ws is not None and is_name:
-        stored = Path(ws.datasets_dir) / spec
-        for candidate in (stored / "data.jsonl", stored, stored.with_name(f"{spec}.jsonl")):
-            if candidate.is_file():
-                return candidate
     path = Path(spec).expanduser()
     if path.is_dir():
         raise StudioError(f"'{FIELD}' points to the folder '{path}'; give a .jsonl or .json file inside it.",

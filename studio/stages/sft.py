@@ -17,25 +17,23 @@ log = logging.getLogger(__name__)
 
 
 def build_sft_datasets(recipe, tokenizer, home: Path):
-    """Load, split and tokenise the recipe's data into (train, eval) `datasets.Dataset`s."""
+    """Load, split, render and tokenise the recipe's data into (train, eval) `datasets.Dataset`s."""
     from datasets import Dataset
 
-    from studio.data import load_examples, split_examples, tokenize_chat
+    from studio.data.examples import encode_records, recipe_records, resolve_template_name
     from studio.workspace import Workspace
 
-    examples = load_examples(recipe.data.dataset, Workspace.open(home))
-    train_rows, val_rows = split_examples(examples, recipe.data.validation, recipe.train.seed)
+    ws = Workspace.open(home)
+    records = recipe_records(recipe.data, recipe.train.seed, ws)
+    template = resolve_template_name(recipe.data, records)
 
     def encode(rows):
-        encoded = [tokenize_chat(tokenizer, ex["messages"], recipe.data.max_length,
-                                 train_on_prompt=recipe.data.train_on_prompt,
-                                 system_prompt=recipe.data.system_prompt) for ex in rows]
-        encoded = [e for e in encoded if e["n_loss_tokens"] > 0]
+        encoded = encode_records(rows, tokenizer, template, recipe.data, recipe.train.seed, ws)
         return Dataset.from_dict({"input_ids": [e["input_ids"] for e in encoded],
                                   "labels": [e["labels"] for e in encoded]})
 
-    train = encode(train_rows)
-    return train, (encode(val_rows) if val_rows else None)
+    train = encode(records.train)
+    return train, (encode(records.validation) if records.validation else None)
 
 
 def sft_config(recipe, run_dir: Path, has_eval: bool):

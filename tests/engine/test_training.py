@@ -131,3 +131,25 @@ def test_packing_trains_on_packed_sequences(workspace, tiny_llama_dir):
     _, events, result = run_in_process(workspace, recipe)
     assert [e["step"] for e in events if "loss" in e][-1] == 2
     assert result["result_dir"]
+
+
+def test_sft_on_a_studio_dataset_with_a_text_template(workspace, tiny_llama_dir, tmp_path):
+    from studio.data.builder import ImportRequest, import_dataset
+    from studio.data.cleaning import SplitConfig
+
+    src = tmp_path / "faq.csv"
+    src.write_text("question,answer\n" + "".join(f"What is {i}?,It is {i}.\n" for i in range(24)))
+    import_dataset(workspace, ImportRequest(source=str(src), name="faq", template="alpaca",
+                                            split=SplitConfig(validation=4)))
+    recipe = parse_recipe({"name": "faq", "model": str(tiny_llama_dir), "data": {"dataset": "faq", "max_length": 96},
+                           "train": {"max_steps": 2, "batch_size": 4, "eval_every": 1, "precision": "fp32"}})
+    run_id, events, result = run_in_process(workspace, recipe)
+    assert result["result_dir"] and any("eval_loss" in e for e in events)
+
+
+def test_unknown_template_is_refused_before_the_run_exists(workspace, tiny_llama_dir):
+    recipe = tiny_recipe(tiny_llama_dir)
+    recipe.data.template = "klingon"
+    with pytest.raises(StudioError, match="Unknown template 'klingon'"):
+        prepare_run(workspace, recipe)
+    assert workspace.list_runs() == []

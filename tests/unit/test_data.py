@@ -86,14 +86,6 @@ def test_missing_columns_message_lists_existing_and_needed_columns(tmp_path):
     assert info.value.field == "data.dataset"
 
 
-def test_workspace_dataset_is_found_by_name(tmp_path):
-    stored = tmp_path / "datasets" / "mine"
-    stored.mkdir(parents=True)
-    write_jsonl(stored / "data.jsonl", [{"instruction": "q", "output": "a"}])
-    ws = SimpleNamespace(datasets_dir=tmp_path / "datasets")
-    assert len(load_examples("mine", ws=ws)) == 1
-
-
 def test_sample_has_240_rows_in_both_languages():
     rows = [json.loads(line) for line in SAMPLES[SAMPLE_NAME].read_text(encoding="utf-8").splitlines()]
     examples = load_examples(SAMPLE_NAME)
@@ -229,16 +221,19 @@ def test_render_preview_marks_answers_and_adds_up_to_the_render(tok):
 
 
 def test_uploaded_file_becomes_a_named_versioned_dataset(workspace, tmp_path):
-    from studio.data import dataset_names, import_file, load_examples
+    from studio.data import dataset_names, import_file
+    from studio.data.builder import dataset_card, load_split
 
     src = tmp_path / "My Notes.jsonl"
-    src.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": "d"}\nnot json\n')
+    src.write_text("".join(f'{{"instruction": "q{i}", "output": "a{i}"}}\n' for i in range(20)) + "not json\n")
     name = import_file(workspace, src)
     assert name == "my-notes" and name in dataset_names(workspace)
-    assert len(load_examples(name, workspace)) == 2
-    src.write_text('{"instruction": "e", "output": "f"}\n')
+    card = dataset_card(workspace, name)
+    assert card["format"] == "instruction" and card["skipped"] == 1 and card["problems"][0][0] == 21
+    assert len(load_split(workspace, name, "train")) == 20
+    src.write_text('{"instruction": "e", "output": "f"}\n{"instruction": "g", "output": "h"}\n')
     assert import_file(workspace, src) == name
-    assert len(load_examples(name, workspace)) == 1  # the name points at the newest version
+    assert dataset_card(workspace, name)["version"] == 2  # the name points at the newest version
     with workspace.db() as conn:
         assert [r["version"] for r in conn.execute("SELECT version FROM datasets ORDER BY version")] == [1, 2]
 

@@ -92,6 +92,7 @@ def test_auth_comes_from_a_string_or_a_file(tmp_path):
 
 def _settings_classes():
     from studio.config import DataConfig, Recipe, TrainConfig
+    from studio.data.cleaning import CleaningConfig, SplitConfig
     from studio.generation import GenerationSettings
     from studio.methods import METHODS
 
@@ -99,6 +100,8 @@ def _settings_classes():
     yield "data", DataConfig
     yield "train", TrainConfig
     yield "gen", GenerationSettings
+    yield "cleaning", CleaningConfig
+    yield "split", SplitConfig
     for name, method in METHODS.items():
         yield name, method.settings_cls
 

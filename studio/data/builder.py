@@ -1,0 +1,276 @@
+"""The dataset builder: any file (or hub dataset) into a clean, split, versioned studio dataset.
+
+`inspect_source` reads the first rows of a source and guesses its task format and column
+mapping, so the UI and `studio data import` can show the guess before anything is saved.
+`import_dataset` streams the whole source through the mapping (bad rows become numbered
+problems, valid rows still import), cleans, splits, and saves a new version under
+`datasets/<name>/v<k>/` as Parquet files (`train.parquet`, `validation.parquet`, `test.parquet`,
+readable with `load_dataset("parquet", ...)`) plus `card.json` (source, format, mapping, template,
+cleaning report, split, stats). Older versions stay. Reading files is `readers`' job, formats and
+mapping `formats`', cleaning and splitting `cleaning`'s; this module only chains them and stores.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from studio.data.cleaning import CleaningConfig, SplitConfig, clean, split
+from studio.data.formats import FORMATS, Guess, check_mapping, guess_format, iter_records
+from studio.errors import StudioError
+
+SPLITS = ("train", "validation", "test")
+MAX_PROBLEMS_KEPT = 1000
+
+
+@dataclass
+class SourcePreview:
+    columns: list[str]
+    rows: list[dict]
+    info: dict
+    guess: Guess
+    problems: list[tuple[int, str]]
+
+
+@dataclass
+class ImportRequest:
+    source: str
+    name: str
+    format: str = "auto"
+    mapping: dict[str, str] = field(default_factory=dict)
+    template: str = "chat"
+    system_prompt: str = ""
+    cleaning: CleaningConfig = field(default_factory=CleaningConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    text_mode: str = "document"
+    labels: list[str] | None = None
+    hub_split: str = "train"  # for hub sources: which split of the hub dataset to import
+
+
+@dataclass
+class ImportResult:
+    name: str
+    version: int
+    path: str
+    format: str
+    mapping: dict[str, str]
+    imported: int
+    skipped: int
+    problems: list[tuple[int, str]]
+    cleaning: dict[str, int]
+    splits: dict[str, int]
+
+    def summary(self) -> str:
+        return (f"{self.imported} imported, {self.skipped} skipped"
+                + (" (see list)" if self.skipped else "") + f" -> {self.name} v{self.version}")
+
+
+def valid_name(name: str) -> str:
+    name = (name or "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise StudioError(f"Dataset name '{name}' is not valid; use letters, digits, '-', '_' or '.' "
+                          "(up to 64 characters).", field="name")
+    return name
+
+
+def _table(source: str, text_mode: str, progress: Callable | None = None, hub_split: str = "train"):
+    from studio.data.hub import looks_like_hub_id, open_hub_table
+    from studio.data.readers import open_table
+
+    path = Path(source).expanduser()
+    if not path.exists() and looks_like_hub_id(source):
+        return open_hub_table(source, hub_split)
+    if not path.exists():
+        raise StudioError(f"'{source}' does not exist; check the path of the file to import.", field="data.file")
+    return open_table(path, progress=progress, text_mode=text_mode)
+
+
+def inspect_source(source: str, format: str = "auto", mapping: dict | None = None, n: int = 20,
+                   text_mode: str = "document") -> SourcePreview:
+    """The first `n` rows of a source, with the guessed (or given) format and mapping."""
+    table = _table(source, text_mode)
+    rows = []
+    for _, row in table.rows:
+        rows.append(row)
+        if len(rows) >= n:
+            break
+    guess = guess_format(table.columns, rows)
+    if format != "auto":
+        FORMATS.get(format, field="format")
+        if format != guess.format:
+            guess = Guess(format, {}, 0.0, "chosen by the user")
+    if mapping:
+        guess.mapping = {**guess.mapping, **mapping}
+    return SourcePreview(table.columns, rows, dict(table.info), guess, list(table.problems))
+
+
+def _next_version(ws, name: str) -> int:
+    with ws.db() as conn:
+        row = conn.execute("SELECT MAX(version) AS v FROM datasets WHERE name = ?", (name,)).fetchone()
+    return (row["v"] or 0) + 1
+
+
+def _write_parquet(records: list[dict], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(records), path)
+
+
+def _chosen_format(req: ImportRequest, guess: Guess) -> str:
+    """The user's format; with 'auto', the guess unless the user's mapping only fits another format."""
+    if req.format != "auto":
+        return FORMATS.get(req.format, field="format").name
+    mapped = set(req.mapping)
+    if not mapped or mapped <= set(FORMATS.get(guess.format).fields):
+        return guess.format
+    for name, spec in FORMATS.items():
+        if mapped <= set(spec.fields) and set(spec.required) <= mapped:
+            return name
+    return guess.format
+
+
+def import_dataset(ws, req: ImportRequest, progress: Callable[[int, int], None] | None = None) -> ImportResult:
+    """Read, map, clean, split and save `req.source` as a new version of dataset `req.name`."""
+    name = valid_name(req.name)
+    table = _table(req.source, req.text_mode, progress, req.hub_split)
+    head: list[tuple[int, dict]] = []
+    rows_iter = iter(table.rows)
+    for item in rows_iter:
+        head.append(item)
+        if len(head) >= 50:
+            break
+    if not head:
+        raise StudioError(f"'{Path(req.source).name}' has no data rows; add rows below the header.", field="data.file")
+    guess = guess_format(table.columns, [r for _, r in head])
+    fmt = _chosen_format(req, guess)
+    mapping = dict(guess.mapping if fmt == guess.format else {})
+    mapping.update(req.mapping)
+    check_mapping(fmt, mapping, table.columns)
+
+    def all_rows():
+        yield from head
+        yield from rows_iter
+
+    records, problems = [], []
+    for row_no, record, reason in iter_records(all_rows(), fmt, mapping, labels=set(req.labels) if req.labels else None):
+        if record is None:
+            problems.append((row_no, reason))
+        else:
+            records.append(record)
+    problems = sorted(list(table.problems) + problems)
+    if not records:
+        first = f" (row {problems[0][0]}: {problems[0][1]})" if problems else ""
+        raise StudioError(f"No row of '{Path(req.source).name}' could be used as {fmt} data{first}; check the "
+                          "format and the column mapping.", field="data.file")
+    cleaned, report = clean(records, fmt, req.cleaning)
+    if not cleaned:
+        raise StudioError(f"Cleaning removed every row of '{Path(req.source).name}' ({report}); loosen the length "
+                          "filters.", field="cleaning")
+    parts = split(cleaned, fmt, req.split)
+    return _save(ws, name, req, fmt, mapping, parts, problems, report, table.info)
+
+
+def _save(ws, name, req, fmt, mapping, parts, problems, report, info) -> ImportResult:
+    version = _next_version(ws, name)
+    final = Path(ws.datasets_dir) / name / f"v{version}"
+    tmp = Path(ws.datasets_dir) / name / f".v{version}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for split_name in SPLITS:
+            if parts.get(split_name):
+                _write_parquet(parts[split_name], tmp / f"{split_name}.parquet")
+        card = {
+            "name": name, "version": version, "created_at": time.time(),
+            "source": str(req.source), "source_info": {k: v for k, v in info.items() if isinstance(v, (str, int, float))},
+            "format": fmt, "mapping": mapping, "template": req.template, "system_prompt": req.system_prompt,
+            "cleaning": {"config": asdict(req.cleaning), "report": report},
+            "split": {"config": asdict(req.split), "rows": {k: len(v) for k, v in parts.items()}},
+            "skipped": len(problems), "problems": problems[:MAX_PROBLEMS_KEPT],
+        }
+        (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
+        tmp.rename(final)
+        with ws.db() as conn:
+            conn.execute("INSERT INTO datasets (name, version, path, format, rows, card, created_at) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (name, version, str(final), fmt, sum(len(v) for v in parts.values()),
+                          json.dumps({k: card[k] for k in ("source", "template", "skipped")}), card["created_at"]))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+    return ImportResult(name, version, str(final), fmt, mapping, sum(len(v) for v in parts.values()),
+                        len(problems), problems[:MAX_PROBLEMS_KEPT], report, {k: len(v) for k, v in parts.items()})
+
+
+def dataset_dir(ws, name: str, version: int | None = None) -> Path:
+    with ws.db() as conn:
+        if version is None:
+            row = conn.execute("SELECT path FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1",
+                               (name,)).fetchone()
+        else:
+            row = conn.execute("SELECT path FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone()
+    if row is None:
+        raise StudioError(f"There is no studio dataset '{name}'" + (f" version {version}" if version else "")
+                          + "; see `studio data list`.", field="data.dataset")
+    return Path(row["path"])
+
+
+def dataset_card(ws, name: str, version: int | None = None) -> dict:
+    return json.loads((dataset_dir(ws, name, version) / "card.json").read_text(encoding="utf-8"))
+
+
+def load_split(ws, name: str, split_name: str = "train", version: int | None = None) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    path = dataset_dir(ws, name, version) / f"{split_name}.parquet"
+    return pq.read_table(path).to_pylist() if path.exists() else []
+
+
+def list_datasets(ws) -> list[dict]:
+    with ws.db() as conn:
+        rows = conn.execute("SELECT name, MAX(version) AS version, COUNT(*) AS versions FROM datasets "
+                            "GROUP BY name ORDER BY name").fetchall()
+    out = []
+    for r in rows:
+        try:
+            card = dataset_card(ws, r["name"], r["version"])
+        except (StudioError, FileNotFoundError):
+            continue  # a legacy upload without a card
+        out.append({"name": r["name"], "version": r["version"], "versions": r["versions"], "format": card["format"],
+                    "rows": card["split"]["rows"], "template": card["template"], "skipped": card["skipped"],
+                    "created_at": card["created_at"]})
+    return out
+
+
+def export_dataset(ws, name: str, out_path: Path, fmt: str | None = None, split_name: str = "train",
+                   version: int | None = None) -> Path:
+    """Write one split as JSONL, CSV or Parquet (chosen by `fmt` or the file extension)."""
+    import csv
+
+    out_path = Path(out_path)
+    fmt = (fmt or out_path.suffix.lstrip(".")).lower()
+    if fmt not in ("jsonl", "csv", "parquet"):
+        raise StudioError(f"Export format '{fmt}' is not supported; use jsonl, csv or parquet.", field="format")
+    records = load_split(ws, name, split_name, version)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        _write_parquet(records, out_path)
+    elif fmt == "jsonl":
+        with open(out_path, "w", encoding="utf-8") as out:
+            for rec in records:
+                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    else:
+        columns = list(records[0]) if records else []
+        with open(out_path, "w", encoding="utf-8", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=columns)
+            writer.writeheader()
+            for rec in records:
+                writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+                                 for k, v in rec.items()})
+    return out_path

@@ -1,0 +1,97 @@
+"""The dataset builder end to end: messy file in, versioned Parquet dataset with a card out."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studio.data.builder import (ImportRequest, dataset_card, export_dataset, import_dataset, inspect_source,
+                                 list_datasets, load_split)
+from studio.data.cleaning import CleaningConfig, SplitConfig
+from studio.errors import StudioError
+
+CSV = ('pregunta;respuesta;tema\n'
+       '"¿Qué es el IVA?";"Un impuesto; se paga al comprar.";dinero\n'
+       '"Dos líneas";"primera\nsegunda";texto\n'
+       '"Vacía";"";x\n'
+       '"¿Qué es el IVA?";"Un impuesto; se paga al comprar.";dinero\n')
+
+
+def write(tmp_path, name, text, encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_inspect_guesses_format_and_mapping_before_saving(tmp_path):
+    path = write(tmp_path, "faq.csv", "question,answer\nA?,B\nC?,D\n")
+    preview = inspect_source(str(path))
+    assert preview.guess.format == "instruction"
+    assert preview.guess.mapping == {"instruction": "question", "output": "answer"}
+    assert len(preview.rows) == 2
+
+
+def test_import_maps_cleans_reports_problems_and_versions(workspace, tmp_path):
+    path = write(tmp_path, "faq.csv", CSV, "cp1252")
+    req = ImportRequest(source=str(path), name="faq", format="instruction",
+                        mapping={"instruction": "pregunta", "output": "respuesta"},
+                        split=SplitConfig(validation=0.0))
+    result = import_dataset(workspace, req)
+    assert result.imported == 2 and result.skipped == 1
+    assert result.problems == [(5, "'output' is empty")]  # the record starts on line 5 (line 3 spans two lines)
+    assert result.cleaning["dropped_duplicates"] == 1
+    train = load_split(workspace, "faq")
+    assert {r["output"] for r in train} == {"Un impuesto; se paga al comprar.", "primera\nsegunda"}
+    assert import_dataset(workspace, req).version == 2
+    assert [d["version"] for d in list_datasets(workspace)] == [2]
+    card = dataset_card(workspace, "faq", 1)
+    assert card["mapping"]["output"] == "respuesta" and card["source_info"]["encoding"]
+
+
+def test_saved_dataset_loads_with_the_datasets_library(workspace, tmp_path):
+    from datasets import load_dataset
+
+    rows = "".join(json.dumps({"text": f"review {i}", "label": "pos" if i % 2 else "neg"}) + "\n" for i in range(40))
+    path = write(tmp_path, "reviews.jsonl", rows)
+    result = import_dataset(workspace, ImportRequest(source=str(path), name="reviews",
+                                                     split=SplitConfig(validation=0.25)))
+    assert result.format == "classification" and result.splits["validation"] == 10
+    ds = load_dataset("parquet", data_files={"train": f"{result.path}/train.parquet"})["train"]
+    assert ds.num_rows == 30 and set(ds["label"]) == {"pos", "neg"}
+
+
+def test_missing_column_names_the_columns_that_exist(workspace, tmp_path):
+    path = write(tmp_path, "x.csv", "q,a\n1,2\n")
+    with pytest.raises(StudioError, match="the file has columns q, a"):
+        import_dataset(workspace, ImportRequest(source=str(path), name="x", format="instruction"))
+    assert list_datasets(workspace) == []
+
+
+def test_cleaning_that_removes_everything_saves_nothing(workspace, tmp_path):
+    path = write(tmp_path, "x.jsonl", '{"instruction": "a", "output": "b"}\n')
+    req = ImportRequest(source=str(path), name="x", cleaning=CleaningConfig(min_chars=1000),
+                        split=SplitConfig(validation=0.0))
+    with pytest.raises(StudioError, match="Cleaning removed every row"):
+        import_dataset(workspace, req)
+    assert list_datasets(workspace) == []
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_export_round_trips(workspace, tmp_path, fmt):
+    path = write(tmp_path, "faq.jsonl", '{"instruction": "a", "output": "b, c"}\n{"instruction": "d", "output": "e"}\n')
+    import_dataset(workspace, ImportRequest(source=str(path), name="faq", split=SplitConfig(validation=0.0)))
+    out = export_dataset(workspace, "faq", tmp_path / f"out.{fmt}")
+    preview = inspect_source(str(out))
+    assert preview.guess.format == "instruction" and len(preview.rows) == 2
+
+
+def test_bad_dataset_name_is_refused(workspace, tmp_path):
+    path = write(tmp_path, "faq.jsonl", '{"instruction": "a", "output": "b"}\n')
+    with pytest.raises(StudioError, match="not valid"):
+        import_dataset(workspace, ImportRequest(source=str(path), name="../evil"))
+
+
+def test_hub_id_offline_says_so(workspace, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(StudioError, match="offline, so hub dataset 'tatsu-lab/alpaca'"):
+        import_dataset(workspace, ImportRequest(source="tatsu-lab/alpaca", name="alpaca"))
