@@ -12,19 +12,22 @@ mapping `formats`', cleaning and splitting `cleaning`'s; this module only chains
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
-from studio.data.cleaning import CleaningConfig, SplitConfig, clean, split
+from studio.data.cleaning import CleaningConfig, SplitConfig, clean_stream, new_report, split
 from studio.data.formats import FORMATS, Guess, check_mapping, guess_format, iter_records
 from studio.errors import StudioError
 
 SPLITS = ("train", "validation", "test")
 MAX_PROBLEMS_KEPT = 1000
+SPOOL_BATCH = 5000  # records per Parquet batch while importing
+IN_MEMORY_ROWS = 200_000  # up to this many cleaned rows, shuffle and split exactly in memory
 
 
 @dataclass
@@ -156,56 +159,179 @@ def import_dataset(ws, req: ImportRequest, progress: Callable[[int, int], None] 
         yield from head
         yield from rows_iter
 
-    records, problems = [], []
-    for row_no, record, reason in iter_records(all_rows(), fmt, mapping, labels=set(req.labels) if req.labels else None):
-        if record is None:
-            problems.append((row_no, reason))
-        else:
-            records.append(record)
-    problems = sorted(list(table.problems) + problems)
-    if not records:
-        first = f" (row {problems[0][0]}: {problems[0][1]})" if problems else ""
-        raise StudioError(f"No row of '{Path(req.source).name}' could be used as {fmt} data{first}; check the "
-                          "format and the column mapping.", field="data.file")
-    cleaned, report = clean(records, fmt, req.cleaning)
-    if not cleaned:
-        raise StudioError(f"Cleaning removed every row of '{Path(req.source).name}' ({report}); loosen the length "
-                          "filters.", field="cleaning")
-    parts = split(cleaned, fmt, req.split)
-    return _save(ws, name, req, fmt, mapping, parts, problems, report, table.info)
+    problems: list[tuple[int, str]] = []
+    n_problems = [0]
+
+    def mapped():
+        labels = set(req.labels) if req.labels else None
+        for row_no, record, reason in iter_records(all_rows(), fmt, mapping, labels=labels):
+            if record is None:
+                n_problems[0] += 1
+                if len(problems) < MAX_PROBLEMS_KEPT:  # a broken huge file must not fill memory with reasons
+                    problems.append((row_no, reason))
+            else:
+                yield record
+
+    report = new_report()
+    name_dir = Path(ws.datasets_dir) / name
+    name_dir.mkdir(parents=True, exist_ok=True)
+    spool = name_dir / f".spool-{time.time_ns()}.parquet"
+    try:
+        n = _spool(clean_stream(mapped(), fmt, req.cleaning, report), spool)
+        problems = sorted(list(table.problems) + problems)
+        if n == 0:
+            source = Path(req.source).name
+            if not any(report[k] for k in report if k.startswith("dropped")):
+                first = f" (row {problems[0][0]}: {problems[0][1]})" if problems else ""
+                raise StudioError(f"No row of '{source}' could be used as {fmt} data{first}; check the format and "
+                                  "the column mapping.", field="data.file")
+            raise StudioError(f"Cleaning removed every row of '{source}' ({report}); loosen the filters.",
+                              field="cleaning")
+        parts = _split_spool(spool, n, fmt, req)
+        skipped = n_problems[0] + len(table.problems)
+        return _save(ws, name, req, fmt, mapping, parts, problems, skipped, report, table.info)
+    finally:
+        spool.unlink(missing_ok=True)
 
 
-def _save(ws, name, req, fmt, mapping, parts, problems, report, info) -> ImportResult:
+def _spool(records: Iterable[dict], path: Path) -> int:
+    """Write records to a Parquet file in batches (bounded memory); returns how many."""
+    writer, schema, batch, n = None, None, [], 0
+    try:
+        for record in records:
+            batch.append(record)
+            if len(batch) >= SPOOL_BATCH:
+                writer, schema = _write_batch(batch, path, writer, schema)
+                n += len(batch)
+                batch = []
+        if batch:
+            writer, schema = _write_batch(batch, path, writer, schema)
+            n += len(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    return n
+
+
+def _write_batch(batch, path, writer, schema):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(batch, schema=schema)
+    if writer is None:
+        schema = table.schema
+        writer = pq.ParquetWriter(path, schema)
+    writer.write_table(table)
+    return writer, schema
+
+
+def _split_spool(spool: Path, n: int, fmt: str, req: ImportRequest) -> dict[str, list[dict]] | dict[str, Path]:
+    """Small imports: shuffle and split in memory. Large ones: pick held-out rows by index, keep file order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if n <= IN_MEMORY_ROWS:
+        records = pq.read_table(spool).to_pylist()
+        if req.cleaning.shuffle:
+            random.Random(req.cleaning.seed).shuffle(records)
+        return split(records, fmt, req.split)
+    # Only the label column is read to decide who goes where; rows stream from the spool to the split files.
+    labels = pq.read_table(spool, columns=["label"]).column("label").to_pylist() if fmt == "classification" else None
+    codes = _assign_splits(n, labels, fmt, req.split)
+    out = {}
+    writers, row = {}, 0
+    try:
+        for batch in pq.ParquetFile(spool).iter_batches(batch_size=SPOOL_BATCH):
+            batch_codes = codes[row:row + batch.num_rows]
+            for code, split_name in enumerate(SPLITS):
+                mask = batch_codes == code
+                if mask.any():
+                    part = batch.filter(pa.array(mask))
+                    if split_name not in writers:
+                        out[split_name] = spool.with_name(f"{spool.stem}.{split_name}.parquet")
+                        writers[split_name] = pq.ParquetWriter(out[split_name], batch.schema)
+                    writers[split_name].write_batch(part)
+            row += batch.num_rows
+    finally:
+        for w in writers.values():
+            w.close()
+    return out
+
+
+def _assign_splits(n: int, labels: list | None, fmt: str, cfg: SplitConfig):
+    """Split code per row (0 train, 1 validation, 2 test) in one byte each: big imports stay small in memory.
+
+    Same sizes and the same errors as `cleaning.split`; stratified per label when asked (default for
+    classification), so every held-out split keeps each label's share.
+    """
+    import numpy as np
+
+    from studio.data.cleaning import _size
+
+    sizes = [_size(cfg.validation, n), _size(cfg.test, n)]
+    if sizes[0] + sizes[1] >= n:
+        raise StudioError(f"The validation and test splits ({sizes[0]} + {sizes[1]} rows) take all {n} rows and "
+                          "leave train empty; use smaller shares or counts.", field="validation")
+    rng = np.random.default_rng(cfg.seed)
+    codes = np.zeros(n, dtype=np.int8)
+    stratify = cfg.stratify if cfg.stratify is not None else fmt == "classification"
+    if labels is not None and len(set(labels)) < 2:
+        raise StudioError(f"'label' has only one class ({labels[0]!r}); a classifier needs at least two.",
+                          field="label")
+    groups = [np.arange(n)]
+    if stratify and labels is not None:
+        array = np.asarray(labels, dtype=object)
+        groups = [np.flatnonzero(array == value) for value in sorted(set(labels), key=str)]
+    for members in groups:
+        members = rng.permutation(members)
+        n_val = round(len(members) * sizes[0] / n)
+        n_test = round(len(members) * sizes[1] / n)
+        codes[members[:n_val]] = 1
+        codes[members[n_val:n_val + n_test]] = 2
+    return codes
+
+
+def _save(ws, name, req, fmt, mapping, parts, problems, skipped, report, info) -> ImportResult:
     version = _next_version(ws, name)
     final = Path(ws.datasets_dir) / name / f"v{version}"
     tmp = Path(ws.datasets_dir) / name / f".v{version}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
+        counts = {k: _count(v) for k, v in parts.items()}
         for split_name in SPLITS:
-            if parts.get(split_name):
-                _write_parquet(parts[split_name], tmp / f"{split_name}.parquet")
+            part = parts.get(split_name)
+            if isinstance(part, Path):
+                shutil.move(str(part), tmp / f"{split_name}.parquet")
+            elif part:
+                _write_parquet(part, tmp / f"{split_name}.parquet")
         card = {
             "name": name, "version": version, "created_at": time.time(),
             "source": str(req.source), "source_info": {k: v for k, v in info.items() if isinstance(v, (str, int, float))},
             "format": fmt, "mapping": mapping, "template": req.template, "system_prompt": req.system_prompt,
             "cleaning": {"config": asdict(req.cleaning), "report": report},
-            "split": {"config": asdict(req.split), "rows": {k: len(v) for k, v in parts.items()}},
-            "skipped": len(problems), "problems": problems[:MAX_PROBLEMS_KEPT],
+            "split": {"config": asdict(req.split), "rows": counts},
+            "skipped": skipped, "problems": problems[:MAX_PROBLEMS_KEPT],
         }
         (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
         tmp.rename(final)
         with ws.db() as conn:
             conn.execute("INSERT INTO datasets (name, version, path, format, rows, card, created_at) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (name, version, str(final), fmt, sum(len(v) for v in parts.values()),
+                         (name, version, str(final), fmt, sum(counts.values()),
                           json.dumps({k: card[k] for k in ("source", "template", "skipped")}), card["created_at"]))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)
         raise
-    return ImportResult(name, version, str(final), fmt, mapping, sum(len(v) for v in parts.values()),
-                        len(problems), problems[:MAX_PROBLEMS_KEPT], report, {k: len(v) for k, v in parts.items()})
+    return ImportResult(name, version, str(final), fmt, mapping, sum(counts.values()),
+                        skipped, problems[:MAX_PROBLEMS_KEPT], report, counts)
+
+
+def _count(part) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(part).metadata.num_rows if isinstance(part, Path) else len(part)
 
 
 def dataset_dir(ws, name: str, version: int | None = None) -> Path:

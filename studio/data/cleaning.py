@@ -9,12 +9,13 @@ several with a share or count per source and returns a card of what was taken. R
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from studio.data.formats import FORMATS
 from studio.errors import StudioError
@@ -96,13 +97,19 @@ def _key(record: dict, normalized: bool) -> tuple:
     return tuple(parts)
 
 
-def clean(records: list[dict], format: str, config: CleaningConfig | None = None) -> tuple[list[dict], dict[str, int]]:
-    """(cleaned records, counts per step); the input records are not modified."""
-    config = config or CleaningConfig()
+def new_report() -> dict[str, int]:
+    return {"trimmed": 0, "dropped_empty": 0, "dropped_duplicates": 0, "dropped_too_short": 0,
+            "dropped_too_long": 0, "kept": 0}
+
+
+def clean_stream(records: Iterable[dict], format: str, config: CleaningConfig, report: dict[str, int]) -> Iterator[dict]:
+    """Every cleaning step but the shuffle, one record at a time, counting into `report`.
+
+    Duplicates are remembered by a 16-byte digest of their key, not the text, so a file of
+    millions of rows is deduplicated in bounded memory.
+    """
     FORMATS.get(format, field="format")
-    report = {"trimmed": 0, "dropped_empty": 0, "dropped_duplicates": 0, "dropped_too_short": 0,
-              "dropped_too_long": 0, "kept": 0}
-    out, seen = [], set()
+    seen: set[bytes] = set()
     for record in records:
         if config.trim_whitespace:
             trimmed = {k: _strip(v) for k, v in record.items()}
@@ -114,7 +121,8 @@ def clean(records: list[dict], format: str, config: CleaningConfig | None = None
             report["dropped_empty"] += 1
             continue
         if config.drop_duplicates != "none":
-            key = _key(record, config.drop_duplicates == "normalized")
+            key = hashlib.blake2b(repr(_key(record, config.drop_duplicates == "normalized")).encode(),
+                                  digest_size=16).digest()
             if key in seen:
                 report["dropped_duplicates"] += 1
                 continue
@@ -126,10 +134,17 @@ def clean(records: list[dict], format: str, config: CleaningConfig | None = None
         if config.max_chars and length > config.max_chars:
             report["dropped_too_long"] += 1
             continue
-        out.append(record)
+        report["kept"] += 1
+        yield record
+
+
+def clean(records: list[dict], format: str, config: CleaningConfig | None = None) -> tuple[list[dict], dict[str, int]]:
+    """(cleaned records, counts per step); the input records are not modified."""
+    config = config or CleaningConfig()
+    report = new_report()
+    out = list(clean_stream(records, format, config, report))
     if config.shuffle:
         random.Random(config.seed).shuffle(out)
-    report["kept"] = len(out)
     return out, report
 
 

@@ -95,3 +95,21 @@ def test_hub_id_offline_says_so(workspace, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(StudioError, match="offline, so hub dataset 'tatsu-lab/alpaca'"):
         import_dataset(workspace, ImportRequest(source="tatsu-lab/alpaca", name="alpaca"))
+
+
+def test_large_imports_stream_and_split_like_small_ones(workspace, tmp_path, monkeypatch):
+    import studio.data.builder as builder
+
+    rows = "".join(json.dumps({"text": f"review number {i}", "label": ["pos", "neg", "mid"][i % 3]}) + "\n"
+                   for i in range(300)) + "{broken\n" + json.dumps({"text": "review number 1", "label": "neg"}) + "\n"
+    path = write(tmp_path, "reviews.jsonl", rows)
+    monkeypatch.setattr(builder, "SPOOL_BATCH", 64)
+    monkeypatch.setattr(builder, "IN_MEMORY_ROWS", 50)  # force the streaming split path
+    result = import_dataset(workspace, ImportRequest(source=str(path), name="big", split=SplitConfig(validation=0.2)))
+    assert result.skipped == 1 and result.problems == [(301, result.problems[0][1])]
+    assert result.cleaning["dropped_duplicates"] == 1 and result.imported == 300  # the last row repeats row 2
+    val = load_split(workspace, "big", "validation")
+    assert result.splits == {"train": 240, "validation": 60} and len(val) == 60
+    assert {lab: sum(r["label"] == lab for r in val) for lab in ("pos", "neg", "mid")} == {"pos": 20, "neg": 20,
+                                                                                           "mid": 20}
+    assert not list((workspace.datasets_dir / "big").glob(".spool*"))  # the spool files are gone
