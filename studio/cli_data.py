@@ -67,6 +67,23 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_mix(args) -> int:
+    from studio.data.builder import mix_datasets
+    from studio.workspace import Workspace
+
+    sources = []
+    for name, amount in _pairs(args.sources, "SOURCE=AMOUNT").items():
+        try:
+            value = float(amount)
+        except ValueError:
+            raise StudioError(f"'{name}={amount}' needs a share (0.3) or a count (200).", field="mix") from None
+        sources.append((name, int(value) if value >= 1 and value.is_integer() else value))
+    result = mix_datasets(Workspace.open(), args.name, sources, _split(args.split), args.seed, args.template)
+    print(json.dumps({"name": result.name, "version": result.version, "rows": result.splits}) if args.json
+          else result.summary())
+    return 0
+
+
 def cmd_list(args) -> int:
     from studio.data.builder import list_datasets
     from studio.workspace import Workspace
@@ -134,6 +151,14 @@ def add_data_parser(sub) -> None:
     imp.add_argument("--text-mode", default="document", choices=["document", "paragraphs"])
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_import)
+    mix = dsub.add_parser("mix", help="build one dataset from several, by share or count each")
+    mix.add_argument("sources", nargs="+", metavar="DATASET=AMOUNT", help="e.g. mytask=0.7 general=500")
+    mix.add_argument("--name", required=True)
+    mix.add_argument("--split", default=None, metavar="0.9,0.1[,0.0]")
+    mix.add_argument("--seed", type=int, default=42)
+    mix.add_argument("--template", default="chat")
+    mix.add_argument("--json", action="store_true")
+    mix.set_defaults(func=cmd_mix)
     lst = dsub.add_parser("list", help="list studio datasets")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_list)

@@ -80,11 +80,19 @@ def valid_name(name: str) -> str:
     return name
 
 
-def _table(source: str, text_mode: str, progress: Callable | None = None, hub_split: str = "train"):
+def _table(source: str, text_mode: str, progress: Callable | None = None, hub_split: str = "train", ws=None):
     from studio.data.hub import looks_like_hub_id, open_hub_table
-    from studio.data.readers import open_table
+    from studio.data.loaders import SAMPLES
+    from studio.data.readers import Table, open_table
 
+    if source in SAMPLES:
+        return open_table(SAMPLES[source], progress=progress, text_mode=text_mode)
     path = Path(source).expanduser()
+    if not path.exists() and ws is not None and _exists(ws, source):
+        # An existing studio dataset as a source (to re-clean, re-split or re-template it): all its splits.
+        records = [r for part in SPLITS for r in load_split(ws, source, part)]
+        columns = list(dict.fromkeys(k for r in records[:50] for k in r))
+        return Table(columns, iter(enumerate(records, start=1)), {"kind": "studio", "name": source})
     if not path.exists() and looks_like_hub_id(source):
         return open_hub_table(source, hub_split)
     if not path.exists():
@@ -92,10 +100,15 @@ def _table(source: str, text_mode: str, progress: Callable | None = None, hub_sp
     return open_table(path, progress=progress, text_mode=text_mode)
 
 
+def _exists(ws, name: str) -> bool:
+    with ws.db() as conn:
+        return conn.execute("SELECT 1 FROM datasets WHERE name = ? LIMIT 1", (name,)).fetchone() is not None
+
+
 def inspect_source(source: str, format: str = "auto", mapping: dict | None = None, n: int = 20,
-                   text_mode: str = "document") -> SourcePreview:
+                   text_mode: str = "document", ws=None) -> SourcePreview:
     """The first `n` rows of a source, with the guessed (or given) format and mapping."""
-    table = _table(source, text_mode)
+    table = _table(source, text_mode, ws=ws)
     rows = []
     for _, row in table.rows:
         rows.append(row)
@@ -140,7 +153,7 @@ def _chosen_format(req: ImportRequest, guess: Guess) -> str:
 def import_dataset(ws, req: ImportRequest, progress: Callable[[int, int], None] | None = None) -> ImportResult:
     """Read, map, clean, split and save `req.source` as a new version of dataset `req.name`."""
     name = valid_name(req.name)
-    table = _table(req.source, req.text_mode, progress, req.hub_split)
+    table = _table(req.source, req.text_mode, progress, req.hub_split, ws)
     head: list[tuple[int, dict]] = []
     rows_iter = iter(table.rows)
     for item in rows_iter:
@@ -291,7 +304,34 @@ def _assign_splits(n: int, labels: list | None, fmt: str, cfg: SplitConfig):
     return codes
 
 
-def _save(ws, name, req, fmt, mapping, parts, problems, skipped, report, info) -> ImportResult:
+def mix_datasets(ws, name: str, sources: list[tuple[str, float | int]], split_cfg: SplitConfig | None = None,
+                 seed: int = 42, template: str = "chat") -> ImportResult:
+    """One new dataset from several studio datasets, by share or count each (FLAN-style multi-task mixing).
+
+    Sources of one format keep it; a mix of instruction, chat, seq2seq and classification data becomes
+    chat conversations. The card records what each source was asked for and gave.
+    """
+    from studio.data.cleaning import mix
+    from studio.data.formats import record_to_messages
+
+    name = valid_name(name)
+    loaded = []
+    for source, amount in sources:
+        card = dataset_card(ws, source)
+        loaded.append((source, card["format"], load_split(ws, source, "train"), amount))
+    formats = {fmt for _, fmt, _, _ in loaded}
+    fmt = formats.pop() if len(formats) == 1 else "chat"
+    if fmt == "chat":
+        loaded = [(src, "chat", [r if f == "chat" else {"messages": record_to_messages(r, f), "system": ""}
+                                 for r in recs], amount) for src, f, recs, amount in loaded]
+    records, mix_card = mix([(src, recs, amount) for src, _, recs, amount in loaded], seed=seed)
+    parts = split(records, fmt, split_cfg or SplitConfig())
+    req = ImportRequest(source="mix: " + ", ".join(f"{s}={a}" for s, a in sources), name=name, format=fmt,
+                        template=template, split=split_cfg or SplitConfig())
+    return _save(ws, name, req, fmt, {}, parts, [], 0, {"kept": len(records)}, {"kind": "mix"}, extra={"mix": mix_card})
+
+
+def _save(ws, name, req, fmt, mapping, parts, problems, skipped, report, info, extra=None) -> ImportResult:
     version = _next_version(ws, name)
     final = Path(ws.datasets_dir) / name / f"v{version}"
     tmp = Path(ws.datasets_dir) / name / f".v{version}.tmp"
@@ -311,7 +351,7 @@ def _save(ws, name, req, fmt, mapping, parts, problems, skipped, report, info) -
             "format": fmt, "mapping": mapping, "template": req.template, "system_prompt": req.system_prompt,
             "cleaning": {"config": asdict(req.cleaning), "report": report},
             "split": {"config": asdict(req.split), "rows": counts},
-            "skipped": skipped, "problems": problems[:MAX_PROBLEMS_KEPT],
+            "skipped": skipped, "problems": problems[:MAX_PROBLEMS_KEPT], **(extra or {}),
         }
         (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
         tmp.rename(final)

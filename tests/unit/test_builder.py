@@ -113,3 +113,30 @@ def test_large_imports_stream_and_split_like_small_ones(workspace, tmp_path, mon
     assert {lab: sum(r["label"] == lab for r in val) for lab in ("pos", "neg", "mid")} == {"pos": 20, "neg": 20,
                                                                                            "mid": 20}
     assert not list((workspace.datasets_dir / "big").glob(".spool*"))  # the spool files are gone
+
+
+def test_mixing_two_datasets_records_the_mix_in_the_card(workspace, tmp_path):
+    from studio.data.builder import mix_datasets
+
+    faq = write(tmp_path, "faq.jsonl", "".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n"
+                                               for i in range(30)))
+    chat = write(tmp_path, "chat.jsonl", "".join(json.dumps({"messages": [{"role": "user", "content": f"hi {i}"},
+                                                                          {"role": "assistant", "content": "yo"}]})
+                                                 + "\n" for i in range(30)))
+    no_split = SplitConfig(validation=0.0)
+    import_dataset(workspace, ImportRequest(source=str(faq), name="faq", split=no_split))
+    import_dataset(workspace, ImportRequest(source=str(chat), name="chitchat", split=no_split))
+    result = mix_datasets(workspace, "multi", [("faq", 20), ("chitchat", 0.2)], SplitConfig(validation=0.1))
+    card = dataset_card(workspace, "multi")
+    assert result.format == "chat" and result.imported == 25
+    assert [(m["name"], m["taken"]) for m in card["mix"]] == [("faq", 20), ("chitchat", 5)]
+    rows = load_split(workspace, "multi") + load_split(workspace, "multi", "validation")
+    assert sum(r["messages"][0]["content"].startswith("q") for r in rows) == 20
+
+
+def test_samples_and_studio_datasets_are_sources_too(workspace):
+    result = import_dataset(workspace, ImportRequest(source="sample-format-tutor", name="tutor"))
+    assert result.format == "instruction" and result.imported == 245
+    again = import_dataset(workspace, ImportRequest(source="tutor", name="tutor-short", template="alpaca",
+                                                    cleaning=CleaningConfig(max_chars=300)))
+    assert again.format == "instruction" and 0 < again.imported < 245
