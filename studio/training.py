@@ -32,6 +32,9 @@ def resolve_recipe(recipe: Recipe, ws: Workspace) -> Recipe:
     from studio.models.loading import resolve_precision
 
     check_model(recipe.model, ws)
+    from studio.methods import METHODS
+
+    METHODS.get(recipe.method.name, field="method.name").check(recipe.method, recipe.stage, model_type(recipe, ws))
     if recipe.data.template != "auto":
         get_template(recipe.data.template, ws)
     if is_studio_dataset(ws, recipe.data.dataset):
@@ -47,6 +50,18 @@ def resolve_recipe(recipe: Recipe, ws: Workspace) -> Recipe:
         # A file path is made absolute so the run does not depend on the directory it was started from.
         data = dataclasses.replace(data, dataset=str(Path(data.dataset).expanduser().resolve()))
     return dataclasses.replace(recipe, data=data, train=dataclasses.replace(recipe.train, precision=precision))
+
+
+def model_type(recipe: Recipe, ws: Workspace) -> str | None:
+    """The model's `model_type` from its config.json when it is on disk (aliases and local folders)."""
+    from studio.models.catalogue import EMBEDDED
+
+    if recipe.model in EMBEDDED:
+        return "bert" if "minilm" in recipe.model else "llama"
+    config = Path(recipe.model).expanduser() / "config.json"
+    if config.is_file():
+        return json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    return None
 
 
 def prepare_run(ws: Workspace, recipe: Recipe) -> str:

@@ -1,10 +1,12 @@
 """The contract every fine-tuning method fulfils.
 
-A method owns a settings dataclass (`settings_cls`, each instance knows its `name`), wraps a
-loaded base model for training (`prepare`), and saves what training produced (`save`) in the
-form named by `result_kind`: "adapter" (PEFT directory) or "model" (full `save_pretrained`).
-Loading a finished result for inference is `load_result`. Methods never build trainers or
-touch data: that is the stage's job.
+A method owns a settings dataclass (`settings_cls`, each instance knows its `name`). The stage
+asks it, in order: `check` (refuse a stage/model it cannot serve, before any job starts),
+`load_kwargs` (extra `from_pretrained` arguments, e.g. a 4-bit quantization config),
+`prepare` (wrap or freeze the loaded model), `optimizer_groups` (per-parameter learning rates,
+or None for one LR), `callbacks` (trainer callbacks, e.g. an unfreezing schedule), and after
+training `save` (write `adapter/` or `model/`, as `result_kind` says). `load_result` attaches a
+saved result to a fresh base model for inference. Methods never build trainers or touch data.
 """
 from __future__ import annotations
 
@@ -20,11 +22,41 @@ class Method:
     result_kind: ClassVar[str] = "adapter"
     title: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    mergeable: ClassVar[bool] = False  # can the result be folded into the base weights (export)?
+    stages: ClassVar[tuple[str, ...]] = ("sft",)  # stages it can serve
+    architectures: ClassVar[tuple[str, ...] | None] = None  # model_type values it needs (None: any)
+
+    @classmethod
+    def check(cls, settings: Any, stage: str, model_type: str | None) -> None:
+        """Raise StudioError when this method cannot serve `stage` or this model; default: the declared lists."""
+        from studio.errors import StudioError
+
+        if stage not in cls.stages:
+            raise StudioError(f"Method '{cls.name}' cannot train stage '{stage}'; it serves "
+                              f"{', '.join(cls.stages)}.", field="method.name")
+        if cls.architectures and model_type and model_type not in cls.architectures:
+            raise StudioError(f"Method '{cls.name}' needs a {' or '.join(cls.architectures)} model, not "
+                              f"'{model_type}'; pick another method.", field="method.name")
+
+    @classmethod
+    def load_kwargs(cls, settings: Any) -> dict:
+        """Extra keyword arguments for the base model's `from_pretrained`."""
+        return {}
 
     @classmethod
     def prepare(cls, model: Any, settings: Any) -> Any:
         """Return the model to train (e.g. wrapped with PEFT layers)."""
         raise NotImplementedError
+
+    @classmethod
+    def optimizer_groups(cls, model: Any, settings: Any, lr: float) -> list[dict] | None:
+        """Parameter groups with their own `lr` (discriminative LRs, LoRA+), or None for one LR."""
+        return None
+
+    @classmethod
+    def callbacks(cls, model: Any, settings: Any) -> list:
+        """Trainer callbacks the method needs (they observe or steer only what the method owns)."""
+        return []
 
     @classmethod
     def save(cls, model: Any, tokenizer: Any, out_dir: Path) -> Path:
@@ -35,6 +67,35 @@ class Method:
     def load_result(cls, base_model: Any, result_dir: Path) -> Any:
         """Attach a saved result to a freshly loaded base model for inference."""
         raise NotImplementedError
+
+
+class PeftMethod(Method):
+    """Base for methods built on a `peft` config: subclasses only say how to build the config."""
+
+    result_kind: ClassVar[str] = "adapter"
+
+    @classmethod
+    def peft_config(cls, model: Any, settings: Any) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def prepare(cls, model: Any, settings: Any) -> Any:
+        from peft import get_peft_model
+
+        return get_peft_model(model, cls.peft_config(model, settings))
+
+    @classmethod
+    def save(cls, model: Any, tokenizer: Any, out_dir: Path) -> Path:
+        path = Path(out_dir) / "adapter"
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        return path
+
+    @classmethod
+    def load_result(cls, base_model: Any, result_dir: Path) -> Any:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base_model, str(result_dir))
 
 
 METHODS: Registry[type[Method]] = Registry("method")

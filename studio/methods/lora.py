@@ -6,10 +6,9 @@ small and the result is a PEFT adapter directory that `peft.PeftModel.from_pretr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from studio.methods.base import METHODS, Method
+from studio.methods.base import METHODS, PeftMethod
 from studio.settings import setting
 
 
@@ -37,29 +36,15 @@ def _targets(spec: str) -> Any:
 
 
 @METHODS.register("lora")
-class Lora(Method):
+class Lora(PeftMethod):
     settings_cls = LoraSettings
-    result_kind = "adapter"
     title = "LoRA"
     summary = "Small trainable low-rank matrices beside frozen weights; fast, light, mergeable."
+    mergeable = True
 
     @classmethod
-    def prepare(cls, model: Any, settings: LoraSettings) -> Any:
-        from peft import LoraConfig, TaskType, get_peft_model
+    def peft_config(cls, model: Any, settings: LoraSettings) -> Any:
+        from peft import LoraConfig, TaskType
 
-        config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                            target_modules=_targets(settings.target_modules), task_type=TaskType.CAUSAL_LM)
-        return get_peft_model(model, config)
-
-    @classmethod
-    def save(cls, model: Any, tokenizer: Any, out_dir: Path) -> Path:
-        path = Path(out_dir) / "adapter"
-        model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
-        return path
-
-    @classmethod
-    def load_result(cls, base_model: Any, result_dir: Path) -> Any:
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(base_model, str(result_dir))
+        return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                          target_modules=_targets(settings.target_modules), task_type=TaskType.CAUSAL_LM)

@@ -95,8 +95,10 @@ def _first_line(error: BaseException) -> str:
 
 
 def load_causal_lm(spec: str, ws, precision: str = "fp32", trust_remote_code: bool = False,
-                   for_training: bool = True):
-    """(model, tokenizer) for `spec`; float32 weights for training, `precision` ones otherwise."""
+                   for_training: bool = True, **load_kwargs):
+    """(model, tokenizer) for `spec`; float32 weights for training, `precision` ones otherwise.
+
+    `load_kwargs` go to `from_pretrained` (a method's extras, e.g. a 4-bit quantization config)."""
     from transformers import AutoModelForCausalLM
 
     resolved = resolve_precision(precision)
@@ -109,7 +111,7 @@ def load_causal_lm(spec: str, ws, precision: str = "fp32", trust_remote_code: bo
     dtype = torch_dtype("fp32" if for_training else resolved)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
+            source, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code, **load_kwargs)
     except OSError as error:
         raise StudioError(f"Could not load the weights of model '{spec}' ({_first_line(error)}); the "
                           "studio loads only .safetensors weights", field="model") from None

@@ -1,7 +1,15 @@
-"""Training stages: what the model learns (SFT now; later CPT, seq2seq, DPO, ...).
+"""Training stages: what the model learns (SFT, and later CPT, seq2seq, classification, ...).
 
-Each stage is one module that subclasses `Stage` and registers itself with
-`@STAGES.register("name")`; importing this package imports them all.
+Each stage is one module in this package that subclasses `Stage` and registers itself with
+`@STAGES.register("name")`; importing this package imports every module in it.
 """
-from studio.stages.base import STAGES, Stage, TrainContext  # noqa: F401
-from studio.stages import sft  # noqa: F401  (registration)
+import importlib
+import pkgutil
+
+from studio.stages.base import STAGES, Stage, TrainContext
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if _info.name not in ("base", "progress") and not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
+
+__all__ = ["STAGES", "Stage", "TrainContext"]

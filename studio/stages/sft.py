@@ -93,6 +93,7 @@ class SupervisedFineTuning(Stage):
 
     @classmethod
     def run(cls, ctx: TrainContext) -> dict:
+        import torch
         from transformers import PrinterCallback
         from transformers.utils import logging as hf_logging
         from trl import SFTTrainer
@@ -111,7 +112,8 @@ class SupervisedFineTuning(Stage):
         ws = Workspace.open(ctx.home)
         ctx.emit({"type": "log", "message": f"Loading model {recipe.model}"})
         model, tokenizer = load_causal_lm(recipe.model, ws, precision=recipe.train.precision,
-                                          trust_remote_code=recipe.trust_remote_code)
+                                          trust_remote_code=recipe.trust_remote_code,
+                                          **method.load_kwargs(recipe.method))
         train_ds, eval_ds = build_sft_datasets(recipe, tokenizer, ctx.home)
         ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
                                             "validation examples"})
@@ -121,9 +123,13 @@ class SupervisedFineTuning(Stage):
         ctx.emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "
                                             f"({100 * trainable / max(total, 1):.2f}%)"})
         callback = ProgressCallback(ctx.emit, ctx.should_stop)
+        groups = method.optimizer_groups(model, recipe.method, recipe.train.lr)
+        optimizer = (torch.optim.AdamW(groups, lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
+                     if groups else None)
         trainer = SFTTrainer(model=model, args=sft_config(recipe, ctx.run_dir, eval_ds is not None),
                              train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-                             callbacks=[callback])
+                             callbacks=[callback, *method.callbacks(model, recipe.method)],
+                             optimizers=(optimizer, None))
         trainer.remove_callback(PrinterCallback)
         output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
