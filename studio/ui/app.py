@@ -1,6 +1,6 @@
 """The whole browser app: header with the language switch, the tabs, and the named API endpoints.
 
-`build_app(engine)` lays out the header and one tab per module (train, runs, playground), each
+`build_app(engine)` lays out the header and one tab per module (train, data, runs, playground), each
 built by its own `build_<tab>` function, then wires the language switch: it stores the choice in
 a per-user `gr.State`, returns one `gr.update` per registered component (labels, tooltips,
 button texts) and runs the tabs' own language hooks. Styling (`APP_CSS`, `make_theme`) is
@@ -14,6 +14,7 @@ import gradio as gr
 
 from studio.ui.api import add_api
 from studio.ui.common import UiShared
+from studio.ui.data_tab import build_data
 from studio.ui.i18n import DEFAULT_LANG, LANGUAGES, Localizer, Texts
 from studio.ui.playground_tab import build_playground
 from studio.ui.runs_tab import build_runs
@@ -66,13 +67,19 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.train"), id="train", elem_id="studio-tab-train") as train_tab:
                 train = build_train(engine, ui)
+            with gr.Tab(texts.t(DEFAULT_LANG, "tab.data"), id="data", elem_id="studio-tab-data") as data_tab:
+                build_data(engine, ui)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.runs"), id="runs", elem_id="studio-tab-runs") as runs_tab:
                 build_runs(engine, ui, runs_tab, train)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.playground"), id="playground",
                         elem_id="studio-tab-playground") as play_tab:
                 build_playground(engine, ui, play_tab)
-        for tab, key in ((train_tab, "tab.train"), (runs_tab, "tab.runs"), (play_tab, "tab.playground")):
+        for tab, key in ((train_tab, "tab.train"), (data_tab, "tab.data"), (runs_tab, "tab.runs"),
+                         (play_tab, "tab.playground")):
             ui.localizer.label(tab, key)
+        # A dataset saved in the Data tab is offered as soon as the user comes back to Train.
+        train_tab.select(lambda: gr.update(choices=engine.dataset_choices()), None, [train.dataset],
+                         api_visibility="private", show_progress="hidden")
         _wire_language(language, ui)
         add_api(engine)
     return demo

@@ -86,6 +86,8 @@ def open_page(page, url: str) -> None:
     page.goto(url)
     page.wait_for_selector("#studio-start")
     page.wait_for_function("() => !!document.querySelector('#studio-progress .studio-progress')")
+    # The pickers are filled by the page's load event: wait for it rather than racing it.
+    page.wait_for_function("() => (document.querySelector('#studio-dataset input') || {}).value")
 
 
 def test_train_watch_queue_cancel_and_reopen(page, studio_server, tiny_llama_dir):

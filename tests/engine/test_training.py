@@ -50,15 +50,11 @@ def test_every_method_trains_logs_loss_and_saves_a_loadable_result(method, works
     assert result_dir.name == METHODS.get(method).result_kind
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
-    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
-    before = prompt_logits(base, tok)
-    if method == "lora":
-        from peft import PeftModel
-
-        tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), str(result_dir))
-    else:
-        tuned = AutoModelForCausalLM.from_pretrained(result_dir, use_safetensors=True)
+    before = prompt_logits(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), tok)
+    tuned = METHODS.get(method).load_result(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), result_dir)
     assert not torch.allclose(before, prompt_logits(tuned, tok), atol=1e-4)
+    again = METHODS.get(method).load_result(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), result_dir)
+    assert torch.allclose(prompt_logits(tuned, tok), prompt_logits(again, tok), atol=1e-5)  # reload is stable
     summary = json.loads((Path(workspace.get_run(run_id)["run_dir"]) / "summary.json").read_text())
     assert summary["tokens_per_s"] > 0 and summary["peak_rss_mb"] > 0
 

@@ -1,0 +1,127 @@
+"""The Data tab's pure half: widget values -> builder requests, builder results -> what the widgets show.
+
+Nothing here imports gradio or calls the engine, so every function is testable with plain values:
+`mapping_slots` lays a format's fields over the fixed row of mapping dropdowns, `guess_mapping`
+proposes columns for a format the user picked, `mapping_from_slots` / `import_request` gather the
+widgets back into an `ImportRequest`, `preview_records` + `highlight` turn the first rows into the
+(text, label) pairs of the loss preview, and the `*_rows` helpers shape tables. Widgets and events
+live in `studio.ui.data_tab`; reading, cleaning and saving live in `studio.data.builder`.
+"""
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import fields
+from typing import Any
+
+from studio.data.builder import ImportRequest
+from studio.data.cleaning import CleaningConfig, SplitConfig
+from studio.data.formats import FORMATS, to_records
+from studio.data.templates import preview_spans, render_example
+
+MAX_FIELDS = max(len(spec.fields) for _, spec in FORMATS.items())
+PREVIEW_RECORDS = 3
+NONE_COLUMN = ""
+
+
+def mapping_slots(fmt: str, columns: list[str], mapping: dict[str, str]) -> list[dict]:
+    """One dict per mapping dropdown (MAX_FIELDS of them): the field it maps, its choices and value, or hidden."""
+    names = FORMATS.get(fmt, field="format").fields
+    slots = []
+    for i in range(MAX_FIELDS):
+        if i < len(names):
+            value = mapping.get(names[i]) or NONE_COLUMN
+            slots.append({"field": names[i], "choices": [NONE_COLUMN, *columns],
+                          "value": value if value in columns else NONE_COLUMN, "visible": True})
+        else:
+            slots.append({"field": "", "choices": [NONE_COLUMN], "value": NONE_COLUMN, "visible": False})
+    return slots
+
+
+def guess_mapping(fmt: str, columns: list[str], guess: dict | None) -> dict[str, str]:
+    """The builder's guessed mapping when `fmt` is its guess, else each field matched to a column by alias."""
+    if guess and guess.get("format") == fmt:
+        return dict(guess.get("mapping") or {})
+    spec = FORMATS.get(fmt, field="format")
+    lower = {c.lower(): c for c in reversed(columns)}
+    mapping, used = {}, set()
+    for name in spec.fields:
+        for alias in spec.aliases.get(name, [name]):
+            column = lower.get(alias)
+            if column is not None and column not in used:
+                mapping[name] = column
+                used.add(column)
+                break
+    return mapping
+
+
+def mapping_from_slots(fmt: str, values: list[str | None]) -> dict[str, str]:
+    """{field: column} from the dropdowns' values in slot order; unmapped ("") fields are left out."""
+    names = FORMATS.get(fmt, field="format").fields
+    return {name: value for name, value in zip(names, values) if value}
+
+
+def _typed(cls: type, values: dict) -> Any:
+    """`cls(**values)` with numbers from gr.Number (floats) cast to the field's int type."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in values or values[f.name] is None:
+            continue
+        value = values[f.name]
+        if hints[f.name] is int and isinstance(value, float):
+            value = int(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def import_request(source: str, name: str, fmt: str, slot_values: list[str | None], template: str,
+                   system_prompt: str, cleaning: dict, split: dict) -> ImportRequest:
+    """The ImportRequest the widgets describe; CleaningConfig/SplitConfig check their own values."""
+    return ImportRequest(source=str(source), name=(name or "").strip(), format=fmt or "auto",
+                         mapping=mapping_from_slots(fmt, slot_values) if fmt and fmt != "auto" else {},
+                         template=template or "chat", system_prompt=system_prompt or "",
+                         cleaning=_typed(CleaningConfig, cleaning), split=_typed(SplitConfig, split))
+
+
+def preview_records(rows: list[dict], fmt: str, mapping: dict[str, str], n: int = PREVIEW_RECORDS
+                    ) -> tuple[list[dict], list[tuple[int, str]]]:
+    """The first `n` usable records of the preview rows (numbered from 1) and the problems met on the way."""
+    records, problems = to_records(list(enumerate(rows, start=1)), fmt, mapping)
+    return records[:n], problems
+
+
+def highlight(tokenizer: Any, template: Any, records: list[dict], system_prompt: str, train_on_prompt: bool,
+              loss_label: str) -> list[tuple[str, str | None]]:
+    """HighlightedText pairs for `records`: text that counts for the loss gets `loss_label`, the rest None."""
+    out: list[tuple[str, str | None]] = []
+    for i, record in enumerate(records):
+        if i:
+            out.append(("\n\n────────\n\n", None))
+        rendered = render_example(template, record, system_prompt=system_prompt, index=i)
+        for text, counts in preview_spans(tokenizer, rendered, train_on_prompt=train_on_prompt):
+            out.append((text, loss_label if counts else None))
+    return out
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else value
+
+
+def table_rows(columns: list[str], rows: list[dict]) -> list[list[Any]]:
+    """Preview rows as a list of lists in column order, nested values shown as JSON."""
+    return [[_cell(row.get(c)) if isinstance(row, dict) else _cell(row) for c in columns] for row in rows]
+
+
+def dataset_rows(datasets: list[dict]) -> list[list[Any]]:
+    """One line per studio dataset: name, version, format, train/validation/test rows, template, skipped."""
+    return [[d["name"], d["version"], d["format"], d["rows"].get("train", 0), d["rows"].get("validation", 0),
+             d["rows"].get("test", 0), d["template"], d["skipped"]] for d in datasets]
+
+
+def source_facts(info: dict, problems: list[tuple[int, str]], n_rows: int) -> dict[str, Any]:
+    """The facts shown under the preview: encoding, delimiter, rows read and problems met so far."""
+    return {"encoding": info.get("encoding") or "-", "delimiter": repr(info["delimiter"]) if info.get("delimiter")
+            else "-", "rows": n_rows, "problems": len(problems)}

@@ -1,0 +1,100 @@
+"""The Data tab's pure helpers, without a browser or an engine: widgets -> ImportRequest, rows -> preview."""
+from __future__ import annotations
+
+import pytest
+
+from studio.data.builder import inspect_source
+from studio.data.formats import FORMATS
+from studio.errors import StudioError
+from studio.ui import data_forms as forms
+
+
+@pytest.fixture
+def semicolon_csv(tmp_path):
+    path = tmp_path / "qa.csv"
+    path.write_text("question;answer;notes\nWhat is 2+2?;4;x\nCapital of France?;Paris;y\nSky colour?;;z\n"
+                    "Best fruit?;Mango;w\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("fmt", FORMATS.names())
+def test_mapping_slots_show_every_field_of_the_format_and_hide_the_rest(fmt):
+    spec = FORMATS.get(fmt)
+    slots = forms.mapping_slots(fmt, ["a", "b"], {spec.fields[-1]: "missing", spec.fields[0]: "b"})
+    assert len(slots) == forms.MAX_FIELDS
+    assert [s["field"] for s in slots if s["visible"]] == list(spec.fields)
+    assert slots[0]["value"] == "b" and slots[0]["choices"] == ["", "a", "b"]
+    if len(spec.fields) > 1:
+        assert slots[len(spec.fields) - 1]["value"] == ""  # a column the file lacks is not offered
+
+
+def test_guessed_mapping_of_a_semicolon_csv_presets_the_widgets(semicolon_csv):
+    found = inspect_source(str(semicolon_csv))
+    assert found.info["delimiter"] == ";" and found.guess.format == "instruction"
+    guess = {"format": found.guess.format, "mapping": found.guess.mapping}
+    mapping = forms.guess_mapping("instruction", found.columns, guess)
+    assert mapping == {"instruction": "question", "output": "answer"}
+    values = [s["value"] for s in forms.mapping_slots("instruction", found.columns, mapping)]
+    assert forms.mapping_from_slots("instruction", values) == mapping
+
+
+def test_another_format_is_mapped_by_column_aliases():
+    assert forms.guess_mapping("preference", ["Question", "chosen", "rejected"], {"format": "text"}) == \
+        {"prompt": "Question", "chosen": "chosen", "rejected": "rejected"}
+
+
+def test_widget_values_become_an_import_request_with_typed_settings():
+    request = forms.import_request("/tmp/x.csv", "  qa  ", "instruction", ["question", "answer", "", None],
+                                   "alpaca", "Be brief.", {"min_chars": 3.0, "drop_duplicates": "normalized"},
+                                   {"validation": 0.2, "test": 0.0, "seed": 7.0})
+    assert request.name == "qa" and request.format == "instruction" and request.template == "alpaca"
+    assert request.mapping == {"instruction": "question", "output": "answer"}
+    assert request.cleaning.min_chars == 3 and isinstance(request.cleaning.min_chars, int)
+    assert request.cleaning.drop_duplicates == "normalized"
+    assert request.split.validation == 0.2 and request.split.seed == 7
+
+
+def test_a_bad_split_share_is_refused_naming_the_field():
+    with pytest.raises(StudioError, match="'validation'"):
+        forms.import_request("/tmp/x.csv", "qa", "instruction", ["q", "a"], "chat", "", {}, {"validation": 1.5})
+
+
+def test_preview_records_skip_bad_rows_and_keep_the_first_three(semicolon_csv):
+    found = inspect_source(str(semicolon_csv))
+    records, problems = forms.preview_records(found.rows, "instruction", {"instruction": "question", "output": "answer"})
+    assert [r["output"] for r in records] == ["4", "Paris", "Mango"]
+    assert problems == [(3, "'output' is empty")]
+
+
+class CharTokenizer:
+    """One token per character; enough for preview_spans with a text template."""
+
+    bos_token_id = None
+    eos_token_id = 0
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": [ord(c) for c in text]}
+
+    def decode(self, ids, clean_up_tokenization_spaces=False):
+        return "".join("</s>" if i == 0 else chr(i) for i in ids)
+
+
+def test_highlight_marks_only_the_answer_unless_training_on_the_prompt():
+    from studio.data.templates import get_template
+
+    records = [{"instruction": "Hi?", "output": "Hello", "input": "", "system": ""}] * 2
+    spans = forms.highlight(CharTokenizer(), get_template("flan"), records, "", False, "loss")
+    counted = "".join(text for text, label in spans if label == "loss")
+    assert counted == "Hello</s>Hello</s>"
+    assert any(label is None and "Hi?" in text for text, label in spans)
+    spans = forms.highlight(CharTokenizer(), get_template("flan"), records[:1], "", True, "loss")
+    assert all(label == "loss" for _, label in spans)
+
+
+def test_tables_show_nested_values_as_json_and_datasets_one_per_line():
+    assert forms.table_rows(["a", "b"], [{"a": [1], "b": None}]) == [["[1]", ""]]
+    line = forms.dataset_rows([{"name": "qa", "version": 2, "format": "instruction", "rows": {"train": 3},
+                                "template": "chat", "skipped": 1}])
+    assert line == [["qa", 2, "instruction", 3, 0, 0, "chat", 1]]
+    assert forms.source_facts({"encoding": "utf-8", "delimiter": ";"}, [(1, "x")], 4) == \
+        {"encoding": "utf-8", "delimiter": "';'", "rows": 4, "problems": 1}
