@@ -125,3 +125,25 @@ def source_facts(info: dict, problems: list[tuple[int, str]], n_rows: int) -> di
     """The facts shown under the preview: encoding, delimiter, rows read and problems met so far."""
     return {"encoding": info.get("encoding") or "-", "delimiter": repr(info["delimiter"]) if info.get("delimiter")
             else "-", "rows": n_rows, "problems": len(problems)}
+
+
+def stats_note(texts: Any, lang: str, report: dict) -> str:
+    """One line under the histogram: totals, truncation, and the epoch time estimate when one exists."""
+    lengths = report["lengths"]
+    note = texts.t(lang, "data.stats.summary", rows=lengths["count"], tokens=f"{lengths['total_tokens']:,}",
+                   loss=f"{lengths['total_loss_tokens']:,}", p50=lengths["p50"], p90=lengths["p90"],
+                   share=f"{100 * lengths['truncated_share']:.1f}", max_length=lengths["max_length"])
+    if report.get("epoch_seconds"):
+        minutes = report["epoch_seconds"] / 60
+        note += " " + texts.t(lang, "data.stats.epoch", minutes=f"{minutes:.1f}", rate=f"{report['tokens_per_s']:.0f}")
+    else:
+        note += " " + texts.t(lang, "data.stats.no_epoch")
+    return note
+
+
+def column_rows(report: dict) -> dict:
+    """Per-column stats as a table: name, kind, filled, empty, distinct, characters, top values."""
+    rows = [[c["name"], c["kind"], c["non_empty"], c["empty"], c["distinct"],
+             f"{c.get('min_chars', '')}-{c.get('max_chars', '')}" if c.get("max_chars") is not None else "",
+             ", ".join(f"{v} ({n})" for v, n in c.get("top", []))] for c in report["columns"]]
+    return {"headers": ["column", "kind", "filled", "empty", "distinct", "chars", "top values"], "data": rows}

@@ -19,6 +19,7 @@ import gradio as gr
 from studio.data.builder import dataset_card, export_dataset, import_dataset, inspect_source, list_datasets
 from studio.data.cleaning import CleaningConfig, SplitConfig
 from studio.data.formats import FORMATS
+from studio.data.stats import dataset_report, histogram_figure
 from studio.data.template_store import list_templates
 from studio.data.templates import BUILTIN_TEMPLATES, get_template
 from studio.errors import StudioError
@@ -52,6 +53,10 @@ class DataView:
     datasets: gr.Dataframe
     picked: gr.Dropdown
     card: gr.JSON
+    max_length: gr.Number
+    stats_note: gr.Markdown
+    histogram: gr.Plot
+    columns: gr.Dataframe
     export_format: gr.Radio
     export: gr.Button
     download: gr.File
@@ -117,10 +122,17 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
             export = loc.value(gr.Button(t("data.export"), scale=1, elem_id="studio-data-export"), "data.export")
         download = loc.label(gr.File(label=t("data.download"), interactive=False, elem_id="studio-data-download"),
                              "data.download")
+        with gr.Row():
+            max_length = loc.label(gr.Number(512, precision=0, minimum=16, label=t("data.stats.max_length"),
+                                             scale=1, elem_id="studio-data-maxlen"), "data.stats.max_length")
+            stats_note = gr.Markdown("", elem_id="studio-data-stats")
+        histogram = gr.Plot(elem_id="studio-data-histogram", show_label=False)
+        columns = loc.label(gr.Dataframe(value=[], interactive=False, label=t("data.stats.columns"),
+                                         elem_id="studio-data-columns"), "data.stats.columns")
         card = loc.label(gr.JSON(label=t("data.card"), elem_id="studio-data-card"), "data.card")
     view = DataView(file, fmt, slots, table, facts, template, system_prompt, train_on_prompt, preview, preview_note,
-                    cleaning, split, name, save, message, problems, datasets, picked, card, export_format, export,
-                    download, gr.State(None))
+                    cleaning, split, name, save, message, problems, datasets, picked, card, max_length, stats_note,
+                    histogram, columns, export_format, export, download, gr.State(None))
     _wire(view, engine, ui)
     return view
 
@@ -221,15 +233,19 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
 
     view.save.click(on_save, save_inputs, [view.message, view.datasets, view.picked, view.problems], **private)
 
-    def on_pick(name):
+    def on_pick(name, max_length, lang):
         if not name:
-            return None
+            return None, "", None, []
         try:
-            return dataset_card(ws, name)
-        except (StudioError, OSError):
-            return None
+            card = dataset_card(ws, name)
+            report = dataset_report(ws, name, tokenizer(), int(max_length or 512))
+        except (StudioError, OSError) as exc:
+            return None, error_text(texts, lang, exc) if isinstance(exc, StudioError) else "", None, []
+        return card, forms.stats_note(texts, lang, report), histogram_figure(report), forms.column_rows(report)
 
-    view.picked.change(on_pick, [view.picked], [view.card], **private)
+    pick_outputs = [view.card, view.stats_note, view.histogram, view.columns]
+    view.picked.change(on_pick, [view.picked, view.max_length, ui.lang], pick_outputs, **private)
+    view.max_length.submit(on_pick, [view.picked, view.max_length, ui.lang], pick_outputs, **private)
     def on_row(evt: gr.SelectData):
         return gr.update(value=evt.row_value[0]) if evt.row_value else gr.skip()
 

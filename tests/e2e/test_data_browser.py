@@ -50,6 +50,11 @@ def test_uploaded_csv_is_guessed_previewed_and_saved(page, studio_server, tmp_pa
     page.wait_for_function("() => document.querySelector('#studio-data-problems').textContent.includes('is empty')")
     page.wait_for_function("() => document.querySelector('#studio-data-list').textContent.includes('capitals')")
     assert (home / "datasets" / "capitals" / "v1" / "card.json").exists()
+    # Saving picks the new dataset: its token-length histogram and column stats appear.
+    page.wait_for_function("() => document.querySelector('#studio-data-stats').textContent.includes('examples')",
+                           timeout=60_000)
+    assert "Train once" in page.locator("#studio-data-stats").inner_text()  # no finished run: no epoch estimate
+    page.wait_for_function("() => document.querySelector('#studio-data-columns').textContent.includes('instruction')")
     page.screenshot(path=str(ARTIFACTS / "09-data.png"), full_page=True)
 
     page.get_by_role("tab", name="Train").click()
