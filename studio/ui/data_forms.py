@@ -123,8 +123,8 @@ def dataset_rows(datasets: list[dict]) -> list[list[Any]]:
 
 def source_facts(info: dict, problems: list[tuple[int, str]], n_rows: int) -> dict[str, Any]:
     """The facts shown under the preview: encoding, delimiter, rows read and problems met so far."""
-    return {"encoding": info.get("encoding") or "-", "delimiter": repr(info["delimiter"]) if info.get("delimiter")
-            else "-", "rows": n_rows, "problems": len(problems)}
+    return {"encoding": info.get("encoding") or "n/a", "delimiter": repr(info["delimiter"]) if info.get("delimiter")
+            else "n/a", "rows": n_rows, "problems": len(problems)}
 
 
 def stats_note(texts: Any, lang: str, report: dict) -> str:

@@ -25,6 +25,7 @@ from studio.data.templates import BUILTIN_TEMPLATES, get_template
 from studio.errors import StudioError
 from studio.ui import data_forms as forms
 from studio.ui.common import UiShared, error_text
+from studio.ui.data_library import build_mixer, build_template_editor
 from studio.ui.fields import FieldWidget, build_fields, collect_sections
 
 PREVIEW_MODEL = "smollm2-135m-instruct"
@@ -69,6 +70,7 @@ def _template_names(ws: Any) -> list[str]:
 
 
 def build_data(engine: Any, ui: UiShared) -> DataView:
+    ws = getattr(engine, "ws", None)
     texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
     t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
 
@@ -93,6 +95,7 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
                                   "data.system")
         train_on_prompt = loc.label(gr.Checkbox(value=False, label=t("data.train_on_prompt"), scale=1,
                                                 elem_id="studio-data-train-on-prompt"), "data.train_on_prompt")
+    build_template_editor(ui, ws, template, lambda: _template_names(ws))
     loss_labels = {texts.t(code, "data.preview.loss") for code in texts.locales}
     preview = loc.label(gr.HighlightedText(label=t("data.preview.label"), combine_adjacent=False, show_legend=False,
                                            color_map={label: "#86efac" for label in loss_labels},
@@ -130,6 +133,12 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
         columns = loc.label(gr.Dataframe(value=[], interactive=False, label=t("data.stats.columns"),
                                          elem_id="studio-data-columns"), "data.stats.columns")
         card = loc.label(gr.JSON(label=t("data.card"), elem_id="studio-data-card"), "data.card")
+
+    def refreshed_library(new_name: str):
+        rows = list_datasets(ws) if ws is not None else []
+        return forms.dataset_rows(rows), gr.update(choices=[d["name"] for d in rows], value=new_name)
+
+    build_mixer(ui, ws, refreshed_library, [datasets, picked])
     view = DataView(file, fmt, slots, table, facts, template, system_prompt, train_on_prompt, preview, preview_note,
                     cleaning, split, name, save, message, problems, datasets, picked, card, max_length, stats_note,
                     histogram, columns, export_format, export, download, gr.State(None))

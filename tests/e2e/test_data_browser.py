@@ -60,3 +60,35 @@ def test_uploaded_csv_is_guessed_previewed_and_saved(page, studio_server, tmp_pa
     page.get_by_role("tab", name="Train").click()
     page.locator("#studio-dataset input").click()
     page.get_by_role("option", name="capitals").first.wait_for()
+
+
+def test_a_custom_template_is_saved_and_a_mix_is_built(page, studio_server, tmp_path):
+    url, home = studio_server
+    src = tmp_path / "faq.jsonl"
+    src.write_text("".join(f'{{"instruction": "q{i}", "output": "a{i}"}}\n' for i in range(12)))
+    page.goto(url)
+    page.wait_for_selector("#studio-start")
+    page.get_by_role("tab", name="Data").click()
+    page.locator("#studio-data-file input[type=file]").set_input_files(str(src))
+    page.wait_for_function("() => document.querySelector('#studio-data-format input').value === 'instruction'",
+                           timeout=60_000)
+
+    page.get_by_text("Custom template (Jinja)").click()
+    page.locator("#studio-tpl-name input, #studio-tpl-name textarea").first.fill("qa")
+    page.locator("#studio-tpl-save").click()
+    page.locator("#studio-tpl-message").get_by_text("saved").wait_for(timeout=30_000)
+    assert page.locator("#studio-data-template input").input_value() == "qa"
+    assert (home / "templates" / "qa.json").exists()
+
+    page.locator("#studio-data-name input, #studio-data-name textarea").first.fill("faq")
+    page.locator("#studio-data-save").click()
+    page.wait_for_function("() => document.querySelector('#studio-data-message').textContent.includes('imported')",
+                           timeout=60_000)
+    page.get_by_text("Mix datasets").click()
+    page.locator("#studio-mix-sources input, #studio-mix-sources textarea").first.fill("faq=8")
+    page.locator("#studio-mix-name input, #studio-mix-name textarea").first.fill("faq-mix")
+    page.locator("#studio-mix-build").click()
+    page.wait_for_function("() => document.querySelector('#studio-mix-message').textContent.includes('imported')",
+                           timeout=60_000)
+    assert "8 imported" in page.locator("#studio-mix-message").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "10-data-template-mix.png"), full_page=True)

@@ -98,3 +98,16 @@ def test_tables_show_nested_values_as_json_and_datasets_one_per_line():
     assert line == [["qa", 2, "instruction", 3, 0, 0, "chat", 1]]
     assert forms.source_facts({"encoding": "utf-8", "delimiter": ";"}, [(1, "x")], 4) == \
         {"encoding": "utf-8", "delimiter": "';'", "rows": 4, "problems": 1}
+
+
+def test_mix_sources_parse_shares_and_counts():
+    import pytest
+
+    from studio.errors import StudioError
+    from studio.ui.data_library import parse_sources
+
+    assert parse_sources("tutor=0.7, faq=200\nother=1") == [("tutor", 0.7), ("faq", 200), ("other", 1)]
+    with pytest.raises(StudioError, match="name=0.3"):
+        parse_sources("tutor=lots")
+    with pytest.raises(StudioError, match="empty"):
+        parse_sources(" , ")

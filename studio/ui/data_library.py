@@ -1,0 +1,86 @@
+"""Two small tools of the Data tab: a custom-template editor and a dataset mixer.
+
+`build_template_editor` saves a user's Jinja template (prompt + response parts) through
+`studio.data.template_store.save_template`, which checks it in the sandbox first, and then offers
+it in the tab's template picker. `build_mixer` builds one dataset from several studio datasets
+by share or count (`studio.data.builder.mix_datasets`), the FLAN-style multi-task mix the seeds
+recommend against catastrophic forgetting. Both only turn widget values into one engine call.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gradio as gr
+
+from studio.data.builder import mix_datasets
+from studio.data.cleaning import SplitConfig
+from studio.data.template_store import save_template
+from studio.errors import StudioError
+from studio.ui.common import UiShared, error_text
+
+PRIVATE = {"api_visibility": "private"}
+
+
+def parse_sources(text: str) -> list[tuple[str, float | int]]:
+    """'tutor=0.7, faq=200' -> [('tutor', 0.7), ('faq', 200)]; a bad entry is named in the error."""
+    sources = []
+    for item in (p.strip() for p in (text or "").replace("\n", ",").split(",")):
+        if not item:
+            continue
+        name, _, amount = item.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            raise StudioError(f"Mix entry '{item}' must look like name=0.3 (a share) or name=200 (a count).",
+                              field="mix") from None
+        sources.append((name.strip(), int(value) if value >= 1 and value.is_integer() else value))
+    if not sources:
+        raise StudioError("The mix is empty; list datasets like tutor=0.7, faq=200.", field="mix")
+    return sources
+
+
+def build_template_editor(ui: UiShared, ws: Any, template: gr.Dropdown, names: Callable[[], list[str]]) -> None:
+    texts, loc, t = ui.texts, ui.localizer, (lambda key: ui.texts.t(ui.default_lang, key))
+    with loc.label(gr.Accordion(t("data.custom.title"), open=False), "data.custom.title"):
+        with gr.Row():
+            name = loc.label(gr.Textbox(label=t("data.custom.name"), scale=1, elem_id="studio-tpl-name"),
+                             "data.custom.name")
+            save = loc.value(gr.Button(t("data.custom.save"), scale=1, elem_id="studio-tpl-save"), "data.custom.save")
+        prompt = loc.label(gr.Code(value="### Question:\n{{ instruction }}\n\n### Answer:\n", language="jinja2",
+                                   label=t("data.custom.prompt"), elem_id="studio-tpl-prompt"), "data.custom.prompt")
+        response = loc.label(gr.Textbox(value="{{ output }}", label=t("data.custom.response"),
+                                        elem_id="studio-tpl-response"), "data.custom.response")
+        message = gr.Markdown("", elem_id="studio-tpl-message")
+
+    def on_save(tpl_name, tpl_prompt, tpl_response, lang):
+        try:
+            saved = save_template(ws, (tpl_name or "").strip(), tpl_prompt or "", tpl_response or "{{ output }}")
+        except StudioError as exc:
+            return gr.skip(), error_text(texts, lang, exc)
+        return gr.update(choices=names(), value=saved.name), texts.t(lang, "data.custom.saved", name=saved.name)
+
+    save.click(on_save, [name, prompt, response, ui.lang], [template, message], **PRIVATE)
+
+
+def build_mixer(ui: UiShared, ws: Any, on_done: Callable[[str], Any], outputs: list) -> None:
+    texts, loc, t = ui.texts, ui.localizer, (lambda key: ui.texts.t(ui.default_lang, key))
+    with loc.label(gr.Accordion(t("data.mix.title"), open=False), "data.mix.title"):
+        with gr.Row():
+            sources = loc.label(gr.Textbox(label=t("data.mix.sources"), placeholder="tutor=0.7, general=500", scale=3,
+                                           elem_id="studio-mix-sources"), "data.mix.sources")
+            name = loc.label(gr.Textbox(label=t("data.mix.name"), scale=1, elem_id="studio-mix-name"), "data.mix.name")
+            validation = loc.label(gr.Number(0.1, minimum=0, label=t("data.mix.validation"), scale=1),
+                                   "data.mix.validation")
+            button = loc.value(gr.Button(t("data.mix.build"), scale=1, elem_id="studio-mix-build"), "data.mix.build")
+        message = gr.Markdown("", elem_id="studio-mix-message")
+
+    def on_mix(text, mix_name, share, lang):
+        try:
+            value = float(share or 0)
+            result = mix_datasets(ws, (mix_name or "").strip(), parse_sources(text),
+                                  SplitConfig(validation=int(value) if value >= 1 else value))
+        except StudioError as exc:
+            return [error_text(texts, lang, exc), *[gr.skip() for _ in outputs]]
+        return [result.summary(), *on_done(result.name)]
+
+    button.click(on_mix, [sources, name, validation, ui.lang], [message, *outputs], **PRIVATE)
