@@ -38,6 +38,8 @@ class CleaningConfig:
                                         "only in case, spacing or punctuation at the ends.")
     min_chars: int = setting(0, min=0, help="Drop records whose text is shorter than this many characters (0: off).")
     max_chars: int = setting(0, min=0, help="Drop records whose text is longer than this many characters (0: off).")
+    languages: str = setting("", help="Keep only records in these languages, as ISO codes separated by commas "
+                                      "(e.g. 'en,es'); empty keeps every language.")
     shuffle: bool = setting(True, help="Shuffle the records, reproducibly with the seed.")
     seed: int = setting(42, help="Seed for shuffling.")
 
@@ -47,6 +49,10 @@ class CleaningConfig:
                               field="drop_duplicates")
         if self.min_chars < 0 or self.max_chars < 0:
             raise StudioError("'min_chars' and 'max_chars' must be 0 or more.", field="min_chars")
+        codes = [c.strip().lower() for c in self.languages.split(",") if c.strip()]
+        if any(not re.fullmatch(r"[a-z]{2,3}(-[a-z]{2})?", c) for c in codes):
+            raise StudioError(f"'languages' is {self.languages!r}; give ISO codes separated by commas, e.g. en,es.",
+                              field="languages")
         if self.max_chars and self.min_chars > self.max_chars:
             raise StudioError(f"'min_chars' ({self.min_chars}) is above 'max_chars' ({self.max_chars}); lower it "
                               f"or raise 'max_chars'.", field="min_chars")
@@ -99,7 +105,18 @@ def _key(record: dict, normalized: bool) -> tuple:
 
 def new_report() -> dict[str, int]:
     return {"trimmed": 0, "dropped_empty": 0, "dropped_duplicates": 0, "dropped_too_short": 0,
-            "dropped_too_long": 0, "kept": 0}
+            "dropped_too_long": 0, "dropped_language": 0, "kept": 0}
+
+
+def language_of(text: str) -> str | None:
+    """ISO code of `text`'s language (langdetect, offline and deterministic), None when it cannot tell."""
+    from langdetect import DetectorFactory, LangDetectException, detect
+
+    DetectorFactory.seed = 0
+    try:
+        return detect(text).split("-")[0].lower()
+    except LangDetectException:
+        return None
 
 
 def clean_stream(records: Iterable[dict], format: str, config: CleaningConfig, report: dict[str, int]) -> Iterator[dict]:
@@ -110,6 +127,7 @@ def clean_stream(records: Iterable[dict], format: str, config: CleaningConfig, r
     """
     FORMATS.get(format, field="format")
     seen: set[bytes] = set()
+    wanted = {c.strip().lower().split("-")[0] for c in config.languages.split(",") if c.strip()}
     for record in records:
         if config.trim_whitespace:
             trimmed = {k: _strip(v) for k, v in record.items()}
@@ -133,6 +151,9 @@ def clean_stream(records: Iterable[dict], format: str, config: CleaningConfig, r
             continue
         if config.max_chars and length > config.max_chars:
             report["dropped_too_long"] += 1
+            continue
+        if wanted and language_of(" ".join(_texts(record, format))) not in wanted:
+            report["dropped_language"] += 1
             continue
         report["kept"] += 1
         yield record

@@ -20,7 +20,7 @@ def test_each_cleaning_step_is_counted():
     config = CleaningConfig(min_chars=7, max_chars=50, shuffle=False)
     kept, report = clean(records, "instruction", config)
     assert report == {"trimmed": 3, "dropped_empty": 2, "dropped_duplicates": 1, "dropped_too_short": 1,
-                      "dropped_too_long": 1, "kept": 2}
+                      "dropped_too_long": 1, "dropped_language": 0, "kept": 2}
     assert kept == [instr("Add 2 and 2.", "4"), instr("Keep me", "ok")]
     assert records[0]["instruction"] == "  Add 2 and 2. "  # the input is not modified; "long ... " was trimmed too
 
@@ -135,3 +135,16 @@ def test_mix_repeats_a_small_source_only_past_its_size_and_refuses_bad_shares():
         mix([("a", small, 0.5), ("b", small, 0.3)])
     with pytest.raises(StudioError, match="'empty' has no records"):
         mix([("empty", [], 3)])
+
+
+def test_language_filter_keeps_only_the_chosen_languages():
+    records = [instr("How do I bake bread at home with little time?", "Use a quick yeast dough and a hot oven."),
+               instr("¿Cómo preparo pan en casa con poco tiempo?", "Usa una masa rápida y el horno muy caliente."),
+               instr("Wie backe ich zu Hause schnell Brot?", "Nimm einen schnellen Hefeteig und einen heißen Ofen.")]
+    kept, report = clean(records, "instruction", CleaningConfig(languages="en, es", shuffle=False))
+    assert [r["instruction"][:3] for r in kept] == ["How", "¿Có"] and report["dropped_language"] == 1
+
+
+def test_bad_language_codes_are_refused():
+    with pytest.raises(StudioError, match="ISO codes"):
+        CleaningConfig(languages="english")
