@@ -34,7 +34,11 @@ def resolve_recipe(recipe: Recipe, ws: Workspace) -> Recipe:
     check_model(recipe.model, ws)
     from studio.methods import METHODS
 
-    METHODS.get(recipe.method.name, field="method.name").check(recipe.method, recipe.stage, model_type(recipe, ws))
+    method = METHODS.get(recipe.method.name, field="method.name")
+    config = model_config(recipe, ws)
+    method.check(recipe.method, recipe.stage, config.get("model_type"))
+    if hasattr(method, "check_schedule") and recipe.train.max_steps > 0 and config.get("num_hidden_layers"):
+        method.check_schedule(recipe.method, recipe.train.max_steps, config["num_hidden_layers"])
     if recipe.data.template != "auto":
         get_template(recipe.data.template, ws)
     if is_studio_dataset(ws, recipe.data.dataset):
@@ -52,16 +56,17 @@ def resolve_recipe(recipe: Recipe, ws: Workspace) -> Recipe:
     return dataclasses.replace(recipe, data=data, train=dataclasses.replace(recipe.train, precision=precision))
 
 
-def model_type(recipe: Recipe, ws: Workspace) -> str | None:
-    """The model's `model_type` from its config.json when it is on disk (aliases and local folders)."""
+def model_config(recipe: Recipe, ws: Workspace) -> dict:
+    """The model's config.json as a dict when it is on disk (converted aliases, local folders), else what we know."""
     from studio.models.catalogue import EMBEDDED
 
-    if recipe.model in EMBEDDED:
-        return "bert" if "minilm" in recipe.model else "llama"
-    config = Path(recipe.model).expanduser() / "config.json"
+    folder = ws.models_dir / recipe.model if recipe.model in EMBEDDED else Path(recipe.model).expanduser()
+    config = folder / "config.json"
     if config.is_file():
-        return json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    return None
+        return json.loads(config.read_text(encoding="utf-8"))
+    if recipe.model in EMBEDDED:
+        return {"model_type": "bert" if "minilm" in recipe.model else "llama"}
+    return {}
 
 
 def prepare_run(ws: Workspace, recipe: Recipe) -> str:

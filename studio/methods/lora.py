@@ -121,6 +121,10 @@ class Lora(PeftMethod):
 
         targets = parse_targets(settings.target_modules)
         check_rank(matched_layers(model, targets), settings.r)
+        if settings.init in MUTATING_INITS and (getattr(model, "is_loaded_in_4bit", False)
+                                                or getattr(model, "is_loaded_in_8bit", False)):
+            raise StudioError(f"'method.init' {settings.init} needs the base weights in full precision, not "
+                              "quantised; use the default initialisation with QLoRA.", field="method.init")
         init = {"default": True}.get(settings.init, settings.init)
         return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                           target_modules=targets, task_type=TaskType.CAUSAL_LM, use_rslora=settings.use_rslora,

@@ -8,6 +8,7 @@ what trains. TRL's `SFTTrainer` does the batching, packing and optimisation.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from pathlib import Path
 
@@ -80,6 +81,14 @@ def sft_config(recipe, run_dir: Path, has_eval: bool):
     )
 
 
+def planned_steps(recipe, n_examples: int) -> int:
+    """Optimiser steps the run will take: max_steps, or epochs over the examples."""
+    t = recipe.train
+    if t.max_steps > 0:
+        return t.max_steps
+    return max(1, math.ceil(n_examples / (t.batch_size * t.grad_accum)) * math.ceil(t.epochs))
+
+
 def quiet_datasets() -> None:
     import datasets
 
@@ -118,6 +127,10 @@ class SupervisedFineTuning(Stage):
         ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
                                             "validation examples"})
         model = method.prepare(model, recipe.method)
+        if hasattr(method, "check_schedule"):  # e.g. gradual unfreezing: the schedule must fit in the run
+            from studio.methods._blocks import find_blocks
+
+            method.check_schedule(recipe.method, planned_steps(recipe, len(train_ds)), len(find_blocks(model)[1]))
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         ctx.emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "

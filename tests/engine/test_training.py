@@ -13,9 +13,13 @@ from studio.methods import METHODS
 from studio.training import execute, prepare_run
 
 
+# Settings a method needs to do something visible in a 3-step run (defaults are sized for real runs).
+TEST_SETTINGS = {"gradual": {"every_steps": 1}}
+
+
 def tiny_recipe(model_dir: Path, method: str = "lora", **train) -> object:
     return parse_recipe({
-        "name": f"tiny-{method}", "model": str(model_dir), "method": {"name": method},
+        "name": f"tiny-{method}", "model": str(model_dir), "method": {"name": method, **TEST_SETTINGS.get(method, {})},
         "data": {"dataset": "sample-format-tutor", "max_length": 96, "validation": 0.05},
         "train": {"max_steps": 3, "batch_size": 4, "lr": 5e-3, "eval_every": 2, "save_every": 2,
                   "precision": "fp32", **train},
@@ -149,3 +153,24 @@ def test_unknown_template_is_refused_before_the_run_exists(workspace, tiny_llama
     with pytest.raises(StudioError, match="Unknown template 'klingon'"):
         prepare_run(workspace, recipe)
     assert workspace.list_runs() == []
+
+
+def test_an_unfreezing_schedule_longer_than_training_is_refused_before_the_run(workspace, tiny_llama_dir):
+    recipe = tiny_recipe(tiny_llama_dir, "gradual", max_steps=3)
+    recipe.method.every_steps = 5
+    with pytest.raises(StudioError, match="every_steps"):
+        prepare_run(workspace, recipe)
+    assert workspace.list_runs() == []
+
+
+def test_a_method_refuses_a_model_it_cannot_serve_before_the_run(workspace, tiny_llama_dir, tmp_path):
+    import json as _json
+    import shutil
+
+    bert_like = tmp_path / "bert-like"
+    shutil.copytree(tiny_llama_dir, bert_like)
+    config = _json.loads((bert_like / "config.json").read_text())
+    (bert_like / "config.json").write_text(_json.dumps({**config, "model_type": "bert"}))
+    recipe = tiny_recipe(bert_like, "llama_adapter")
+    with pytest.raises(StudioError, match="Llama"):
+        prepare_run(workspace, recipe)

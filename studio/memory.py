@@ -1,0 +1,188 @@
+"""How many parameters a method trains and how much memory its training needs, before any job starts.
+
+`count_parameters` builds the model from its config on PyTorch's meta device (shapes, no
+storage: a 70B model costs nothing), applies the method's own `prepare`, and counts the
+parameters that require a gradient: the exact number peft's `print_trainable_parameters` prints.
+`estimate_training_memory` turns the counts into peak training memory:
+
+    weights      = total x 4 bytes (training keeps float32 master weights; see models.loading)
+                   + linear weights x 2 under bf16/fp16 autocast (the half-precision copies the
+                   backward pass keeps); QLoRA: the block linears at bits/8 (+ 4-bit block
+                   constants), everything else in float32, no autocast copies
+    gradients    = trainable x 4              optimizer = trainable x 8 (AdamW: two fp32 moments)
+    activations  = batch x seq x hidden x layers x c, c in bytes: ACT_TRAINED when the base trains,
+                   ACT_FROZEN when it is frozen (backprop still runs through every layer, to reach
+                   adapters or a soft prompt; only the weight-gradient inputs are not kept);
+                   checkpointing keeps one float32 hidden state per layer plus one layer's worth
+    logits       = batch x seq x vocab x 4 x LOGIT_COPIES (TRL's fused LM head scores the
+                   vocabulary in tiles, so only a fraction of the full logits ever exists)
+    total        = weights + optimizer + max(gradients, activations + logits) + RUNTIME_OVERHEAD[device]
+                   (gradients fill up while the backward pass frees the activations, and the trainer
+                   frees them after each step, so the two peaks do not add up; the overhead is Python,
+                   torch, transformers and TRL, and on a GPU the CUDA context)
+
+The constants were fitted to peak RSS measured on the embedded SmolLM2-135M on CPU (bf16
+autocast), see bench/methods.py. `method_table` and `recommend` feed the Train tab's picker; this
+module never loads weights or trains, and wording for people is the UI's business.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from studio.errors import StudioError
+
+GiB = 1024 ** 3
+# Fitted on SmolLM2-135M, CPU, bf16 autocast, peak RSS (bench/methods.py): LoRA at 2x128 and 4x128 tokens
+# (slope and intercept), full at 2x128. Bytes per token x hidden unit x layer. A frozen base is not cheaper
+# here: LoRA keeps its own dropout-masked float32 inputs for each adapted layer.
+ACT_TRAINED = 137.0
+ACT_FROZEN = 152.0
+ACT_FP32_FACTOR = 1.5  # float32 training keeps 4-byte copies where autocast keeps 2-byte ones (not calibrated)
+LOGIT_COPIES = 0.25
+RUNTIME_OVERHEAD = {"cpu": 800_000_000, "cuda": int(0.6 * GiB)}  # CPU fitted; CUDA: a typical context size
+FIT_MARGIN = 0.9  # a plan fits when it needs at most 90% of the free memory
+QUANT_BYTES = {4: 0.5 + 0.0625, 8: 1.0 + 0.0625}  # + absmax/block constants
+REAL_FALLBACK_MAX_PARAMS = 300_000_000  # instantiate for real only when meta counting fails on a small model
+GOALS = ("style", "new_task", "many_tasks", "huge_model")
+
+
+def load_config(model_config_or_dir: Any) -> Any:
+    """A transformers config from a config object, a model folder, or a hub id already in the cache."""
+    if hasattr(model_config_or_dir, "model_type"):
+        return model_config_or_dir
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(model_config_or_dir))
+    except (OSError, ValueError) as error:
+        raise StudioError(f"Cannot read the model's config.json at '{model_config_or_dir}' ({error}); point to a "
+                          "model folder.", field="model") from None
+
+
+def _build(config: Any, device: str) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def _counting_plan(method: Any, settings: Any) -> tuple[Any, Any]:
+    """The (method, settings) whose `prepare` gives the same count and runs on meta tensors.
+
+    QLoRA's quantised base needs real bitsandbytes weights, but its trainable part is its LoRA
+    part and its logical total is the unquantised model's (peft counts a packed 4-bit tensor twice).
+    Prompt tuning from text and PiSSA/OLoRA need real weights only for initial values."""
+    from studio.methods.lora import Lora, LoraSettings
+
+    if issubclass(method, Lora) and method.load_kwargs is not Lora.load_kwargs:
+        lora_fields = {f.name for f in dataclasses.fields(LoraSettings)}
+        settings = LoraSettings(**{k: v for k, v in dataclasses.asdict(settings).items() if k in lora_fields})
+        method = Lora
+    if getattr(settings, "init", None) in ("text", "pissa", "olora"):
+        settings = dataclasses.replace(settings, init="random" if settings.init == "text" else "default")
+    return method, settings
+
+
+def _prepared(config: Any, method_name: str, settings: Any) -> Any:
+    from studio.methods import METHODS
+
+    method = METHODS.get(method_name, field="method.name")
+    settings = settings if settings is not None else method.settings_cls()
+    method, settings = _counting_plan(method, settings)
+    import torch
+
+    try:
+        # Prepare inside the meta context too: adapters made outside it would be moved to meta by peft,
+        # which re-wraps them as fresh Parameters and loses requires_grad=False (AdaLoRA's ranknum).
+        with torch.device("meta"):
+            return method.prepare(_build(config, "meta"), settings)
+    except StudioError:
+        raise
+    except Exception:
+        # Some prepare step touched real values; a small model can be built for real instead.
+        if sum(p.numel() for p in _build(config, "meta").parameters()) > REAL_FALLBACK_MAX_PARAMS:
+            raise
+        return method.prepare(_build(config, "cpu"), settings)
+
+
+def count_parameters(model_config_or_dir: Any, method_name: str, settings: Any = None) -> dict:
+    """{trainable, total, percent} after `method_name`'s prepare, as peft's print_trainable_parameters says."""
+    model = _prepared(load_config(model_config_or_dir), method_name, settings)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "total": total, "percent": 100.0 * trainable / max(total, 1)}
+
+
+def model_shape(config: Any) -> dict:
+    """Sizes the estimate needs: params, linear weights a quantiser would pack, hidden, layers, vocab."""
+    from torch import nn
+
+    model = _build(config, "meta")
+    head = model.get_output_embeddings()
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear) and m is not head)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return {"params": sum(p.numel() for p in model.parameters()), "linear": linear, "hidden": text.hidden_size,
+            "layers": text.num_hidden_layers, "vocab": text.vocab_size}
+
+
+def estimate_training_memory(config: Any, method: str, settings: Any, batch_size: int, seq_len: int,
+                             precision: str = "auto", gradient_checkpointing: bool = False,
+                             device_kind: str | None = None, counts: dict | None = None) -> dict:
+    """Peak training memory in bytes: {weights, gradients, optimizer, activations, logits, total}."""
+    from studio.methods import METHODS
+
+    config = load_config(config)
+    cls = METHODS.get(method, field="method.name")
+    settings = settings if settings is not None else cls.settings_cls()
+    counts = counts or count_parameters(config, method, settings)
+    shape = model_shape(config)
+    kind = device_kind or device_memory()["kind"]
+    if precision == "auto":
+        from studio.models.loading import resolve_precision
+
+        precision = resolve_precision("auto", kind)
+    half = precision in ("bf16", "fp16")
+    trainable, total = counts["trainable"], counts["total"]
+    quant = cls.load_kwargs(settings).get("quantization_config")
+    if quant is not None:  # a quantised base: the block linears are packed, the rest is float32
+        bits = 4 if getattr(quant, "load_in_4bit", False) else 8
+        weights = QUANT_BYTES[bits] * shape["linear"] + 4 * (total - shape["linear"])
+    else:
+        weights = 4 * total + (2 * shape["linear"] if half else 0)
+    base_trains = trainable > 0.5 * total
+    c = (ACT_TRAINED if base_trains else ACT_FROZEN) * (1.0 if half else ACT_FP32_FACTOR)
+    tokens = batch_size * (seq_len + int(getattr(settings, "num_virtual_tokens", 0) or 0))
+    if gradient_checkpointing:
+        activations = tokens * shape["hidden"] * (4 * shape["layers"] + c)
+    else:
+        activations = tokens * shape["hidden"] * shape["layers"] * c
+    logits = tokens * shape["vocab"] * 4 * LOGIT_COPIES
+    parts = {"weights": weights, "gradients": 4 * trainable, "optimizer": 8 * trainable,
+             "activations": activations, "logits": logits}
+    parts = {k: int(v) for k, v in parts.items()}
+    activations, logits = parts["activations"], parts["logits"]
+    parts["total"] = (parts["weights"] + parts["optimizer"] + max(parts["gradients"], activations + logits)
+                      + RUNTIME_OVERHEAD["cuda" if kind == "cuda" else "cpu"])
+    return parts
+
+
+def device_memory() -> dict:
+    """{kind: 'cuda'|'cpu', total_bytes, free_bytes} of the device training would use."""
+    import torch
+
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        return {"kind": "cuda", "total_bytes": int(total), "free_bytes": int(free)}
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return {"kind": "cpu", "total_bytes": int(vm.total), "free_bytes": int(vm.available)}
+
+
+from studio.memory_picker import method_table, recommend  # noqa: E402  (re-exported: one import for callers)
+
+__all__ = ["count_parameters", "estimate_training_memory", "device_memory", "method_table", "recommend",
+           "model_shape", "load_config"]

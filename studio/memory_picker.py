@@ -1,0 +1,174 @@
+"""The Train tab's method picker: one row per registered method, a fits verdict, and a recommendation.
+
+`method_table` asks every method in the registry whether it can serve the recipe's stage and
+model, counts what it would train (`memory.count_parameters`) and estimates its peak memory
+(`memory.estimate_training_memory`) with the recipe's batch, max length, precision and
+checkpointing; when a plan does not fit, it re-estimates with one change at a time (smaller
+batch, gradient checkpointing, QLoRA, shorter max length) and says which would fit.
+`recommend` follows the seeds' practical advice. Rendering the rows is the UI's business.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from studio.errors import StudioError
+from studio.memory import (FIT_MARGIN, GOALS, GiB, count_parameters, device_memory, estimate_training_memory,
+                           load_config)
+
+SAVED_BYTES = 4  # results are saved in the dtype they trained in: float32
+
+
+def _model_config(model_spec: Any, ws: Any) -> Any:
+    if hasattr(model_spec, "model_type"):
+        return model_spec
+    from studio.models.catalogue import resolve_model
+
+    return load_config(resolve_model(str(model_spec), ws))
+
+
+def _gb(n: float) -> str:
+    return f"{n / GiB:.1f} GB"
+
+
+def _advice(config: Any, name: str, settings: Any, plan: dict, counts: dict, budget: float,
+            qlora_counts: dict | None) -> str:
+    """Which single change would make this plan fit, found by re-estimating with it."""
+    def total(**change: Any) -> int:
+        p = {**plan, **change}
+        name_, settings_, counts_ = p.pop("method"), p.pop("settings"), p.pop("counts")
+        return estimate_training_memory(config, name_, settings_, counts=counts_, **p)["total"]
+
+    ways = []
+    batch = plan["batch_size"] // 2
+    while batch >= 1 and total(batch_size=batch) > budget:
+        batch //= 2
+    if batch >= 1:
+        ways.append(f"batch size {batch}")
+    if not plan["gradient_checkpointing"] and total(gradient_checkpointing=True) <= budget:
+        ways.append("gradient checkpointing")
+    if qlora_counts is not None and name != "qlora":
+        from studio.methods import METHODS
+
+        if total(method="qlora", settings=METHODS.get("qlora").settings_cls(), counts=qlora_counts) <= budget:
+            ways.append("QLoRA")
+    seq = plan["seq_len"] // 2
+    while seq >= 64 and total(seq_len=seq) > budget:
+        seq //= 2
+    if seq >= 64:
+        ways.append(f"max length {seq}")
+    need = f"Needs about {_gb(total())} but {_gb(budget)} is usable."
+    if ways:
+        return f"{need} It would fit with any one of: {', '.join(ways)}."
+    return f"{need} No single change (smaller batch, gradient checkpointing, QLoRA, shorter max length) is " \
+           "enough; combine them or pick a smaller model."
+
+
+def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None = None) -> list[dict]:
+    """One row per registered method for the recipe's model, stage and training settings.
+
+    `recipe_like` needs .stage, .method (the chosen method's settings), .train (batch_size, precision,
+    gradient_checkpointing) and .data.max_length; `memory` overrides `device_memory()`."""
+    from studio.methods import METHODS
+
+    config = _model_config(model_spec, ws)
+    memory = memory or device_memory()
+    budget = memory["free_bytes"] * FIT_MARGIN
+    train = recipe_like.train
+    chosen = getattr(recipe_like, "method", None)
+    counted: dict[str, dict | None] = {}
+
+    def settings_for(name: str, cls: Any) -> Any:
+        return chosen if getattr(chosen, "name", None) == name else cls.settings_cls()
+
+    def counts_for(name: str, cls: Any) -> dict:
+        if name not in counted:
+            counted[name] = count_parameters(config, name, settings_for(name, cls))
+        return counted[name]
+
+    rows = []
+    for name, cls in METHODS.items():
+        settings = settings_for(name, cls)
+        row = {"name": name, "title": cls.title or name, "applicable": True, "reason": "",
+               "mergeable": bool(cls.mergeable), "trainable": None, "percent": None, "estimated_total": None,
+               "adapter_size_on_disk": None, "fits": None, "advice": ""}
+        try:
+            cls.check(settings, recipe_like.stage, getattr(config, "model_type", None))
+            counts = counts_for(name, cls)
+        except StudioError as error:
+            rows.append({**row, "applicable": False, "reason": str(error)})
+            continue
+        except Exception as error:  # e.g. peft refusing an architecture it does not know
+            rows.append({**row, "applicable": False,
+                         "reason": f"{cls.title or name} cannot be applied to this model ({error})."})
+            continue
+        plan = {"method": name, "settings": settings, "counts": counts, "batch_size": train.batch_size,
+                "seq_len": recipe_like.data.max_length, "precision": train.precision,
+                "gradient_checkpointing": train.gradient_checkpointing, "device_kind": memory["kind"]}
+        p = dict(plan)
+        estimate = estimate_training_memory(config, p.pop("method"), p.pop("settings"), counts=p.pop("counts"), **p)
+        saved = counts["total"] if cls.result_kind == "model" else counts["trainable"]
+        row.update(trainable=counts["trainable"], percent=counts["percent"], estimated_total=estimate["total"],
+                   adapter_size_on_disk=saved * SAVED_BYTES, fits=estimate["total"] <= budget)
+        if not row["fits"]:
+            qlora = _qlora_counts(config, recipe_like.stage, counts_for)
+            row["advice"] = _advice(config, name, settings, plan, counts, budget, qlora)
+        rows.append(row)
+    return rows
+
+
+def _qlora_counts(config: Any, stage: str, counts_for: Any) -> dict | None:
+    from studio.methods import METHODS
+
+    if "qlora" not in METHODS:
+        return None
+    cls = METHODS.get("qlora")
+    try:
+        cls.check(cls.settings_cls(), stage, getattr(config, "model_type", None))
+        return counts_for("qlora", cls)
+    except StudioError:
+        return None
+
+
+# Rough whole-model bytes per parameter, for when only a parameter count is known (activations excluded):
+# full = fp32 weights + grads + AdamW; LoRA = fp32 weights + bf16 copies; QLoRA = ~4.5-bit weights.
+_BYTES_PER_PARAM = {"full": 16.0, "lora": 6.0, "qlora": 0.7}
+_HEADROOM = 1.3  # activations, runtime, fragmentation
+
+
+def recommend(device_total_bytes: int, dataset_rows: int, goal: str, model_params: int) -> dict:
+    """{method, why}: a method for this device, data and goal, and two sentences saying why."""
+    if goal not in GOALS:
+        raise StudioError(f"Unknown goal '{goal}'; choose one of {', '.join(GOALS)}.", field="goal")
+
+    def fits(kind: str) -> bool:
+        return model_params * _BYTES_PER_PARAM[kind] * _HEADROOM <= device_total_bytes
+
+    size = f"{model_params / 1e9:.1f}B" if model_params >= 1e9 else f"{model_params / 1e6:.0f}M"
+    if goal == "huge_model" or model_params > 10e9 or not fits("qlora"):
+        return {"method": "prompt_tuning",
+                "why": f"At {size} parameters the model is huge for {_gb(device_total_bytes)}, and prompt tuning "
+                       "trains only a soft prompt of a few thousand numbers while the model stays frozen. On models "
+                       "this large it comes close to full fine-tuning, and one base serves many prompts."}
+    if goal == "many_tasks":
+        method = "lora" if fits("lora") else "qlora"
+        return {"method": method,
+                "why": "For many tasks on one base, train one small adapter per task and keep a single copy of the "
+                       f"model. {'LoRA' if method == 'lora' else 'QLoRA'} adapters are a few MB each and swap in "
+                       "at load time."}
+    if dataset_rows > 50_000 and goal == "new_task" and fits("full"):
+        return {"method": "full",
+                "why": f"With {dataset_rows:,} examples there is enough data to move every weight, and "
+                       f"{_gb(device_total_bytes)} holds the ~16 bytes per parameter that weights, gradients and "
+                       "AdamW need. Full fine-tuning then gives the most capacity for a new task."}
+    if fits("lora"):
+        return {"method": "lora",
+                "why": "LoRA is the default: it trains well under 1% of the weights, learns styles, formats and "
+                       "most tasks nearly as well as full fine-tuning, and saves a small, mergeable adapter. "
+                       f"Your {size} model fits in {_gb(device_total_bytes)} with room for activations."}
+    return {"method": "qlora",
+            "why": f"LoRA on a {size} model would not fit in {_gb(device_total_bytes)}, but with the frozen base in "
+                   "4 bits it does. QLoRA trains the same small adapter at nearly LoRA's quality."}
+
+
+__all__ = ["method_table", "recommend"]

@@ -1,0 +1,125 @@
+"""studio.memory: exact trainable counts on meta models, the memory estimate's shape, the picker and the recommender."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from studio.config import TrainConfig
+from studio.memory import GiB, count_parameters, device_memory, estimate_training_memory, method_table, recommend
+from studio.methods import METHODS, PeftMethod
+
+
+def tiny_llama():
+    from transformers import LlamaConfig
+
+    return LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, vocab_size=256, max_position_embeddings=128, tie_word_embeddings=True)
+
+
+def tiny_bert():
+    from transformers import BertConfig
+
+    return BertConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      vocab_size=128, max_position_embeddings=64)
+
+
+PEFT_ON_CPU = [n for n, m in METHODS.items() if issubclass(m, PeftMethod) and not m.load_kwargs(m.settings_cls())]
+
+
+@pytest.mark.parametrize("name", PEFT_ON_CPU)
+def test_meta_count_equals_peft_count_on_a_real_model(name):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    method = METHODS.get(name)
+    torch.manual_seed(0)
+    real = method.prepare(AutoModelForCausalLM.from_config(tiny_llama()), method.settings_cls())
+    trainable, total = real.get_nb_trainable_parameters()
+    assert count_parameters(tiny_llama(), name) == {"trainable": trainable, "total": total,
+                                                    "percent": pytest.approx(100 * trainable / total)}
+
+
+def test_lora_count_matches_the_rank_formula():
+    from studio.methods.lora import LoraSettings
+
+    # all-linear on 2 layers: q,o 64x64; k,v 64x32; gate,up 64x128; down 128x64 -> r*(in+out) each.
+    per_layer = 2 * (64 + 64) + 2 * (64 + 32) + 2 * (64 + 128) + (128 + 64)
+    counts = count_parameters(tiny_llama(), "lora", LoraSettings(r=4))
+    assert counts["trainable"] == 2 * 4 * per_layer
+
+
+def test_full_trains_every_parameter():
+    counts = count_parameters(tiny_llama(), "full")
+    assert counts["trainable"] == counts["total"] and counts["percent"] == 100.0
+
+
+def test_qlora_counts_like_its_lora_part():
+    from studio.methods.lora import LoraSettings
+
+    qlora = METHODS.get("qlora").settings_cls(r=8)
+    assert count_parameters(tiny_llama(), "qlora", qlora) == count_parameters(tiny_llama(), "lora", LoraSettings(r=8))
+
+
+def estimate(method="lora", **kw):
+    args = dict(batch_size=2, seq_len=64, precision="bf16", gradient_checkpointing=False, device_kind="cpu")
+    return estimate_training_memory(tiny_llama(), method, None, **{**args, **kw})
+
+
+def test_estimate_grows_linearly_with_batch():
+    one, two, three = (estimate(batch_size=b) for b in (1, 2, 3))
+    assert two["total"] - one["total"] == three["total"] - two["total"] > 0
+    assert two["activations"] == 2 * one["activations"] and three["logits"] == 3 * one["logits"]
+
+
+def test_gradient_checkpointing_lowers_activations():
+    assert estimate(gradient_checkpointing=True)["activations"] < estimate()["activations"]
+
+
+def test_qlora_weights_are_smaller_than_loras():
+    assert estimate("qlora")["weights"] < estimate("lora")["weights"]
+
+
+def test_full_needs_gradients_and_adam_for_every_weight():
+    full, lora = estimate("full"), estimate("lora")
+    assert full["optimizer"] == 2 * full["gradients"] == 8 * count_parameters(tiny_llama(), "full")["total"]
+    assert full["total"] > lora["total"]
+
+
+def recipe(method_settings=None, batch=8):
+    return SimpleNamespace(stage="sft", method=method_settings, train=TrainConfig(batch_size=batch, precision="bf16"),
+                           data=SimpleNamespace(max_length=128))
+
+
+def test_method_table_lists_every_registered_method_and_refuses_llama_adapter_on_bert():
+    rows = method_table(tiny_bert(), None, recipe(), memory={"kind": "cpu", "total_bytes": 64 * GiB,
+                                                             "free_bytes": 64 * GiB})
+    assert [r["name"] for r in rows] == METHODS.names()
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["llama_adapter"]["applicable"] is False and "Llama" in by_name["llama_adapter"]["reason"]
+    assert by_name["full"]["applicable"] and by_name["full"]["fits"]
+    assert by_name["full"]["percent"] == 100.0
+
+
+def test_method_table_says_what_would_make_a_plan_fit():
+    small, big = (estimate("full", batch_size=b, seq_len=128)["total"] for b in (1, 256))
+    free = int((small + big) / 2 / 0.9)  # batch 1 fits, batch 256 does not
+    rows = method_table(tiny_llama(), None, recipe(batch=256),
+                        memory={"kind": "cpu", "total_bytes": free, "free_bytes": free})
+    full = next(r for r in rows if r["name"] == "full")
+    assert full["fits"] is False and "batch size" in full["advice"]
+    assert full["adapter_size_on_disk"] == 4 * full["trainable"]
+
+
+def test_recommend_follows_the_seeds_advice():
+    assert recommend(24 * GiB, 2_000, "style", 135_000_000)["method"] == "lora"
+    assert recommend(24 * GiB, 2_000, "style", 70_000_000_000)["method"] == "prompt_tuning"
+    assert recommend(80 * GiB, 200_000, "new_task", 1_000_000_000)["method"] == "full"
+    assert recommend(24 * GiB, 2_000, "many_tasks", 1_000_000_000)["method"] in ("lora", "adapters")
+    assert recommend(8 * GiB, 2_000, "style", 7_000_000_000)["method"] == "qlora"
+    assert recommend(24 * GiB, 2_000, "style", 135_000_000)["why"].count(". ") >= 1
+
+
+def test_device_memory_reports_this_machine():
+    mem = device_memory()
+    assert mem["kind"] in ("cuda", "cpu") and 0 < mem["free_bytes"] <= mem["total_bytes"]
