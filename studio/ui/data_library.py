@@ -1,10 +1,11 @@
-"""Two small tools of the Data tab: a custom-template editor and a dataset mixer.
+"""Three small tools of the Data tab: a custom-template editor, a dataset mixer and a paged record browser.
 
 `build_template_editor` saves a user's Jinja template (prompt + response parts) through
 `studio.data.template_store.save_template`, which checks it in the sandbox first, and then offers
 it in the tab's template picker. `build_mixer` builds one dataset from several studio datasets
 by share or count (`studio.data.builder.mix_datasets`), the FLAN-style multi-task mix the seeds
-recommend against catastrophic forgetting. Both only turn widget values into one engine call.
+recommend against catastrophic forgetting. `build_browser` pages through a saved dataset's split.
+All three only turn widget values into one engine call.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from studio.data.builder import mix_datasets
+from studio.data.builder import load_split, mix_datasets
 from studio.data.cleaning import SplitConfig
 from studio.data.template_store import save_template
 from studio.errors import StudioError
@@ -84,3 +85,41 @@ def build_mixer(ui: UiShared, ws: Any, on_done: Callable[[str], Any], outputs: l
         return [result.summary(), *on_done(result.name)]
 
     button.click(on_mix, [sources, name, validation, ui.lang], [message, *outputs], **PRIVATE)
+
+
+PAGE_ROWS = 25
+
+
+def page_of(records: list[dict], page: int) -> tuple[dict, int]:
+    """One page of records as a table (nested values as JSON text) and the number of pages."""
+    import json
+
+    pages = max(1, -(-len(records) // PAGE_ROWS))
+    page = min(max(1, int(page or 1)), pages)
+    chunk = records[(page - 1) * PAGE_ROWS: page * PAGE_ROWS]
+    headers = list(dict.fromkeys(k for r in chunk for k in r)) or ["(empty)"]
+    rows = [[json.dumps(r.get(h), ensure_ascii=False) if isinstance(r.get(h), (list, dict)) else r.get(h)
+             for h in headers] for r in chunk]
+    return {"headers": headers, "data": rows}, pages
+
+
+def build_browser(ui: UiShared, ws: Any, picked: gr.Dropdown) -> None:
+    texts, loc, t = ui.texts, ui.localizer, (lambda key: ui.texts.t(ui.default_lang, key))
+    with loc.label(gr.Accordion(t("data.browse.title"), open=False), "data.browse.title"):
+        with gr.Row():
+            split_name = loc.label(gr.Radio(["train", "validation", "test"], value="train",
+                                            label=t("data.browse.split"), scale=2), "data.browse.split")
+            page = loc.label(gr.Number(1, precision=0, minimum=1, label=t("data.browse.page"), scale=1,
+                                       elem_id="studio-browse-page"), "data.browse.page")
+            pages = gr.Markdown("", elem_id="studio-browse-pages")
+        rows = gr.Dataframe(value=[], interactive=False, wrap=True, max_height=420, elem_id="studio-browse-rows")
+
+    def show(name, part, number, lang):
+        if not name:
+            return [], ""
+        table, count = page_of(load_split(ws, name, part), number)
+        return table, texts.t(lang, "data.browse.of", pages=count)
+
+    inputs = [picked, split_name, page, ui.lang]
+    for event in (picked.change, split_name.change, page.submit):
+        event(show, inputs, [rows, pages], **PRIVATE)

@@ -25,7 +25,7 @@ from studio.data.templates import BUILTIN_TEMPLATES, get_template
 from studio.errors import StudioError
 from studio.ui import data_forms as forms
 from studio.ui.common import UiShared, error_text
-from studio.ui.data_library import build_mixer, build_template_editor
+from studio.ui.data_library import build_browser, build_mixer, build_template_editor
 from studio.ui.fields import FieldWidget, build_fields, collect_sections
 
 PREVIEW_MODEL = "smollm2-135m-instruct"
@@ -139,6 +139,7 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
         return forms.dataset_rows(rows), gr.update(choices=[d["name"] for d in rows], value=new_name)
 
     build_mixer(ui, ws, refreshed_library, [datasets, picked])
+    build_browser(ui, ws, picked)
     view = DataView(file, fmt, slots, table, facts, template, system_prompt, train_on_prompt, preview, preview_note,
                     cleaning, split, name, save, message, problems, datasets, picked, card, max_length, stats_note,
                     histogram, columns, export_format, export, download, gr.State(None))
@@ -219,7 +220,7 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
     save_inputs = {view.source, view.name, view.format, view.template, view.system_prompt, ui.lang, *view.slots,
                    *settings}
 
-    def on_save(values: dict):
+    def on_save(values: dict, progress=gr.Progress()):
         lang, source = values[ui.lang], values[view.source]
         if not source:
             return {view.message: texts.t(lang, "data.msg.no_file")}
@@ -229,7 +230,9 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
                                           [values[s] for s in view.slots], values[view.template],
                                           values[view.system_prompt], sections.get("cleaning", {}),
                                           sections.get("split", {}))
-            result = import_dataset(ws, request)
+            # Big files stream: the bar follows the bytes read.
+            result = import_dataset(ws, request, progress=lambda done, total: progress(
+                done / total if total else None, desc=texts.t(lang, "data.msg.reading")))
         except StudioError as exc:
             gr.Warning(exc.message)
             return {view.message: error_text(texts, lang, exc)}

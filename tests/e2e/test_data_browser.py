@@ -41,6 +41,8 @@ def test_uploaded_csv_is_guessed_previewed_and_saved(page, studio_server, tmp_pa
     box = page.locator("#field-split-validation input").first
     box.fill("1")
     box.press("Tab")
+    page.wait_for_function("() => document.querySelector('#field-split-validation input').value === '1'")
+    page.wait_for_timeout(500)  # let the number's change event reach the app before Save reads it
     page.locator("#studio-data-name input, #studio-data-name textarea").first.fill("capitals")
     page.locator("#studio-data-save").click()
     message = page.locator("#studio-data-message")
@@ -55,6 +57,9 @@ def test_uploaded_csv_is_guessed_previewed_and_saved(page, studio_server, tmp_pa
                            timeout=60_000)
     assert "Train once" in page.locator("#studio-data-stats").inner_text()  # no finished run: no epoch estimate
     page.wait_for_function("() => document.querySelector('#studio-data-columns').textContent.includes('instruction')")
+    page.get_by_text("Browse records").click()
+    page.wait_for_function("() => ((document.querySelector('#studio-browse-rows') || {}).textContent || '')"
+                           ".includes('Capital of')", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "09-data.png"), full_page=True)
 
     page.get_by_role("tab", name="Train").click()

@@ -111,3 +111,13 @@ def test_mix_sources_parse_shares_and_counts():
         parse_sources("tutor=lots")
     with pytest.raises(StudioError, match="empty"):
         parse_sources(" , ")
+
+
+def test_record_pages_hold_25_rows_and_clamp_the_page_number():
+    from studio.ui.data_library import page_of
+
+    records = [{"instruction": f"q{i}", "messages": [{"role": "user", "content": "x"}]} for i in range(60)]
+    table, pages = page_of(records, 3)
+    assert pages == 3 and [r[0] for r in table["data"]] == [f"q{i}" for i in range(50, 60)]
+    assert table["data"][0][1].startswith("[{")  # nested values shown as JSON text
+    assert page_of(records, 99)[0]["data"][0][0] == "q50" and page_of([], 1) == ({"headers": ["(empty)"], "data": []}, 1)
