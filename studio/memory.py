@@ -39,6 +39,9 @@ GiB = 1024 ** 3
 # here: LoRA keeps its own dropout-masked float32 inputs for each adapted layer.
 ACT_TRAINED = 137.0
 ACT_FROZEN = 152.0
+# Frozen base, no dropout on the adapter inputs (IA3, prompt methods, bottleneck adapters): fitted on those three
+# at 4x256 tokens (bench/methods.py), where the LoRA constant overestimated them by 31-37%.
+ACT_LEAN = 91.0
 ACT_FP32_FACTOR = 1.5  # float32 training keeps 4-byte copies where autocast keeps 2-byte ones (not calibrated)
 LOGIT_COPIES = 0.25
 RUNTIME_OVERHEAD = {"cpu": 800_000_000, "cuda": int(0.6 * GiB)}  # CPU fitted; CUDA: a typical context size
@@ -153,7 +156,9 @@ def estimate_training_memory(config: Any, method: str, settings: Any, batch_size
     else:
         weights = 4 * total + (2 * shape["linear"] if half else 0)
     base_trains = trainable > 0.5 * total
-    c = (ACT_TRAINED if base_trains else ACT_FROZEN) * (1.0 if half else ACT_FP32_FACTOR)
+    keeps_dropout_copies = any(getattr(settings, k, 0) for k in ("dropout", "rank_dropout", "module_dropout"))
+    c = ACT_TRAINED if base_trains else (ACT_FROZEN if keeps_dropout_copies else ACT_LEAN)
+    c *= 1.0 if half else ACT_FP32_FACTOR
     tokens = batch_size * (seq_len + int(getattr(settings, "num_virtual_tokens", 0) or 0))
     if gradient_checkpointing:
         activations = tokens * shape["hidden"] * (4 * shape["layers"] + c)
