@@ -32,43 +32,52 @@ def _gb(n: float) -> str:
 
 
 def _advice(config: Any, name: str, settings: Any, plan: dict, counts: dict, budget: float,
-            qlora_counts: dict | None) -> str:
-    """Which single change would make this plan fit, found by re-estimating with it."""
+            qlora_counts: dict | None) -> tuple[str, list[tuple[str, Any]]]:
+    """Which single change would make this plan fit, found by re-estimating with it.
+
+    Returns the sentence and the changes as (kind, value) pairs, kind one of batch_size,
+    gradient_checkpointing, qlora, max_length, so a UI can word them in its own language."""
     def total(**change: Any) -> int:
         p = {**plan, **change}
         name_, settings_, counts_ = p.pop("method"), p.pop("settings"), p.pop("counts")
         return estimate_training_memory(config, name_, settings_, counts=counts_, **p)["total"]
 
-    ways = []
+    ways, fixes = [], []
     batch = plan["batch_size"] // 2
     while batch >= 1 and total(batch_size=batch) > budget:
         batch //= 2
     if batch >= 1:
         ways.append(f"batch size {batch}")
+        fixes.append(("batch_size", batch))
     if not plan["gradient_checkpointing"] and total(gradient_checkpointing=True) <= budget:
         ways.append("gradient checkpointing")
+        fixes.append(("gradient_checkpointing", True))
     if qlora_counts is not None and name != "qlora":
         from studio.methods import METHODS
 
         if total(method="qlora", settings=METHODS.get("qlora").settings_cls(), counts=qlora_counts) <= budget:
             ways.append("QLoRA")
+            fixes.append(("qlora", True))
     seq = plan["seq_len"] // 2
     while seq >= 64 and total(seq_len=seq) > budget:
         seq //= 2
     if seq >= 64:
         ways.append(f"max length {seq}")
+        fixes.append(("max_length", seq))
     need = f"Needs about {_gb(total())} but {_gb(budget)} is usable."
     if ways:
-        return f"{need} It would fit with any one of: {', '.join(ways)}."
-    return f"{need} No single change (smaller batch, gradient checkpointing, QLoRA, shorter max length) is " \
-           "enough; combine them or pick a smaller model."
+        return f"{need} It would fit with any one of: {', '.join(ways)}.", fixes
+    return (f"{need} No single change (smaller batch, gradient checkpointing, QLoRA, shorter max length) is "
+            "enough; combine them or pick a smaller model.", fixes)
 
 
-def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None = None) -> list[dict]:
-    """One row per registered method for the recipe's model, stage and training settings.
+def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None = None,
+                 only: str | None = None) -> list[dict]:
+    """One row per registered method (or just the `only` one) for the recipe's model, stage and settings.
 
     `recipe_like` needs .stage, .method (the chosen method's settings), .train (batch_size, precision,
-    gradient_checkpointing) and .data.max_length; `memory` overrides `device_memory()`."""
+    gradient_checkpointing) and .data.max_length; `memory` overrides `device_memory()`. Rows that do
+    not fit carry `advice` (a sentence) and `fixes` ((kind, value) pairs, see `_advice`)."""
     from studio.methods import METHODS
 
     config = _model_config(model_spec, ws)
@@ -88,10 +97,12 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
 
     rows = []
     for name, cls in METHODS.items():
+        if only is not None and name != only:
+            continue
         settings = settings_for(name, cls)
         row = {"name": name, "title": cls.title or name, "applicable": True, "reason": "",
                "mergeable": bool(cls.mergeable), "trainable": None, "percent": None, "estimated_total": None,
-               "adapter_size_on_disk": None, "fits": None, "advice": ""}
+               "adapter_size_on_disk": None, "fits": None, "advice": "", "fixes": []}
         try:
             cls.check(settings, recipe_like.stage, getattr(config, "model_type", None))
             counts = counts_for(name, cls)
@@ -112,7 +123,7 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
                    adapter_size_on_disk=saved * SAVED_BYTES, fits=estimate["total"] <= budget)
         if not row["fits"]:
             qlora = _qlora_counts(config, recipe_like.stage, counts_for)
-            row["advice"] = _advice(config, name, settings, plan, counts, budget, qlora)
+            row["advice"], row["fixes"] = _advice(config, name, settings, plan, counts, budget, qlora)
         rows.append(row)
     return rows
 

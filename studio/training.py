@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable
 
 from studio.config import Recipe, load_recipe, recipe_to_yaml
-from studio.errors import StudioError
 from studio.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -25,32 +24,21 @@ log = logging.getLogger(__name__)
 
 def resolve_recipe(recipe: Recipe, ws: Workspace) -> Recipe:
     """Check the recipe against this machine and fill in what 'auto' means here."""
-    from studio.data import SAMPLES, load_examples
-    from studio.data.examples import is_studio_dataset
-    from studio.data.templates import get_template
+    from studio.methods import METHODS
     from studio.models.catalogue import check_model
     from studio.models.loading import resolve_precision
+    from studio.stages import STAGES
 
     check_model(recipe.model, ws)
-    from studio.methods import METHODS
-
     method = METHODS.get(recipe.method.name, field="method.name")
     config = model_config(recipe, ws)
     method.check(recipe.method, recipe.stage, config.get("model_type"))
     if hasattr(method, "check_schedule") and recipe.train.max_steps > 0 and config.get("num_hidden_layers"):
         method.check_schedule(recipe.method, recipe.train.max_steps, config["num_hidden_layers"])
-    if recipe.data.template != "auto":
-        get_template(recipe.data.template, ws)
-    if is_studio_dataset(ws, recipe.data.dataset):
-        examples = None
-    else:
-        examples = load_examples(recipe.data.dataset, ws)
-        if len(examples) < 2 and recipe.data.validation > 0:
-            raise StudioError(f"'data.dataset' has only {len(examples)} usable example(s); add more or set "
-                              "data.validation to 0.", field="data.dataset")
+    STAGES.get(recipe.stage, field="stage").check_data(recipe, ws)
     precision = resolve_precision(recipe.train.precision)
     data = recipe.data
-    if examples is not None and data.dataset not in SAMPLES and examples.source and Path(data.dataset).expanduser().exists():
+    if Path(data.dataset).expanduser().is_file():
         # A file path is made absolute so the run does not depend on the directory it was started from.
         data = dataclasses.replace(data, dataset=str(Path(data.dataset).expanduser().resolve()))
     return dataclasses.replace(recipe, data=data, train=dataclasses.replace(recipe.train, precision=precision))

@@ -23,7 +23,7 @@ class Method:
     title: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     mergeable: ClassVar[bool] = False  # can the result be folded into the base weights (export)?
-    stages: ClassVar[tuple[str, ...]] = ("sft",)  # stages it can serve
+    stages: ClassVar[tuple[str, ...]] = ("sft", "cpt")  # stages it can serve
     architectures: ClassVar[tuple[str, ...] | None] = None  # model_type values it needs (None: any)
 
     @classmethod

@@ -31,7 +31,7 @@ class LlamaAdapter(PeftMethod):
     title = "LLaMA-Adapter"
     summary = "Gated learned prompts in the top attention layers of a Llama model; starts at the base model."
     mergeable = False
-    stages = ("sft",)
+    stages = ("sft", "cpt")
     architectures = ("llama",)
 
     @classmethod

@@ -31,6 +31,10 @@ class Stage:
     summary: ClassVar[str] = ""
 
     @classmethod
+    def check_data(cls, recipe: Any, ws: Any) -> None:
+        """Refuse data this stage cannot train on, before a run exists (StudioError naming the field)."""
+
+    @classmethod
     def run(cls, ctx: TrainContext) -> dict:
         """Train and save; return {"result_dir": str, "final_loss": float | None, "stopped": bool}."""
         raise NotImplementedError

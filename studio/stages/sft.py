@@ -12,6 +12,7 @@ import math
 import warnings
 from pathlib import Path
 
+from studio.errors import StudioError
 from studio.stages.base import STAGES, Stage, TrainContext
 
 log = logging.getLogger(__name__)
@@ -101,58 +102,83 @@ class SupervisedFineTuning(Stage):
     summary = "Learns to answer instructions the way your examples do."
 
     @classmethod
+    def check_data(cls, recipe, ws) -> None:
+        from studio.data import load_examples
+        from studio.data.examples import is_studio_dataset
+        from studio.data.templates import get_template
+
+        if recipe.data.template != "auto":
+            get_template(recipe.data.template, ws)
+        if is_studio_dataset(ws, recipe.data.dataset):
+            return
+        examples = load_examples(recipe.data.dataset, ws)
+        if len(examples) < 2 and recipe.data.validation > 0:
+            raise StudioError(f"'data.dataset' has only {len(examples)} usable example(s); add more or set "
+                              "data.validation to 0.", field="data.dataset")
+
+    @classmethod
     def run(cls, ctx: TrainContext) -> dict:
-        import torch
-        from transformers import PrinterCallback
-        from transformers.utils import logging as hf_logging
-        from trl import SFTTrainer
+        return train_causal_lm(ctx, build_sft_datasets)
 
-        from studio.methods import METHODS
-        from studio.models.loading import load_causal_lm
-        from studio.stages.progress import ProgressCallback
-        from studio.workspace import Workspace
 
-        # train.log is read by people: our callback writes one line per step, so no bars or raw dicts.
-        hf_logging.disable_progress_bar()
-        quiet_datasets()
-        warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notes, not user news
-        recipe = ctx.recipe
-        method = METHODS.get(recipe.method.name, field="method.name")
-        ws = Workspace.open(ctx.home)
-        ctx.emit({"type": "log", "message": f"Loading model {recipe.model}"})
-        model, tokenizer = load_causal_lm(recipe.model, ws, precision=recipe.train.precision,
-                                          trust_remote_code=recipe.trust_remote_code,
-                                          **method.load_kwargs(recipe.method))
-        train_ds, eval_ds = build_sft_datasets(recipe, tokenizer, ctx.home)
-        ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
-                                            "validation examples"})
-        model = method.prepare(model, recipe.method)
-        if hasattr(method, "check_schedule"):  # e.g. gradual unfreezing: the schedule must fit in the run
-            from studio.methods._blocks import find_blocks
+def train_causal_lm(ctx: TrainContext, build_datasets, **config_overrides) -> dict:
+    """Load, prepare, train and save a causal LM: the body shared by the SFT and CPT stages.
 
-            method.check_schedule(recipe.method, planned_steps(recipe, len(train_ds)), len(find_blocks(model)[1]))
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
-        ctx.emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "
-                                            f"({100 * trainable / max(total, 1):.2f}%)"})
-        callback = ProgressCallback(ctx.emit, ctx.should_stop)
-        groups = method.optimizer_groups(model, recipe.method, recipe.train.lr)
-        optimizer = (torch.optim.AdamW(groups, lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
-                     if groups else None)
-        trainer = SFTTrainer(model=model, args=sft_config(recipe, ctx.run_dir, eval_ds is not None),
-                             train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-                             callbacks=[callback, *method.callbacks(model, recipe.method)],
-                             optimizers=(optimizer, None))
-        trainer.remove_callback(PrinterCallback)
-        output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        final_loss = losses[-1] if losses else None
-        if callback.stopped:
-            return {"result_dir": None, "final_loss": final_loss, "stopped": True}
-        result_dir = method.save(trainer.model, tokenizer, ctx.run_dir)
-        runtime = output.metrics.get("train_runtime")
-        tokens = trainer.state.num_input_tokens_seen
-        return {"result_dir": str(result_dir), "final_loss": final_loss, "stopped": False,
-                "steps": trainer.state.global_step, "train_runtime_s": runtime, "tokens_seen": tokens,
-                "tokens_per_s": tokens / runtime if runtime else None}
+    `build_datasets(recipe, tokenizer, home) -> (train, eval)` gives tokenised `datasets.Dataset`s;
+    `config_overrides` replace `SFTConfig` fields (e.g. CPT's packing strategy).
+    """
+    import torch
+    from transformers import PrinterCallback
+    from transformers.utils import logging as hf_logging
+    from trl import SFTTrainer
 
+    from studio.methods import METHODS
+    from studio.models.loading import load_causal_lm
+    from studio.stages.progress import ProgressCallback
+    from studio.workspace import Workspace
+
+    # train.log is read by people: our callback writes one line per step, so no bars or raw dicts.
+    hf_logging.disable_progress_bar()
+    quiet_datasets()
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notes, not user news
+    recipe = ctx.recipe
+    method = METHODS.get(recipe.method.name, field="method.name")
+    ws = Workspace.open(ctx.home)
+    ctx.emit({"type": "log", "message": f"Loading model {recipe.model}"})
+    model, tokenizer = load_causal_lm(recipe.model, ws, precision=recipe.train.precision,
+                                      trust_remote_code=recipe.trust_remote_code,
+                                      **method.load_kwargs(recipe.method))
+    train_ds, eval_ds = build_datasets(recipe, tokenizer, ctx.home)
+    ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
+                                        "validation examples"})
+    model = method.prepare(model, recipe.method)
+    if hasattr(method, "check_schedule"):  # e.g. gradual unfreezing: the schedule must fit in the run
+        from studio.methods._blocks import find_blocks
+
+        method.check_schedule(recipe.method, planned_steps(recipe, len(train_ds)), len(find_blocks(model)[1]))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    ctx.emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "
+                                        f"({100 * trainable / max(total, 1):.2f}%)"})
+    callback = ProgressCallback(ctx.emit, ctx.should_stop)
+    groups = method.optimizer_groups(model, recipe.method, recipe.train.lr)
+    optimizer = (torch.optim.AdamW(groups, lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
+                 if groups else None)
+    args = sft_config(recipe, ctx.run_dir, eval_ds is not None)
+    for key, value in config_overrides.items():
+        setattr(args, key, value)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, callbacks=[callback, *method.callbacks(model, recipe.method)],
+                         optimizers=(optimizer, None))
+    trainer.remove_callback(PrinterCallback)
+    output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    final_loss = losses[-1] if losses else None
+    if callback.stopped:
+        return {"result_dir": None, "final_loss": final_loss, "stopped": True}
+    result_dir = method.save(trainer.model, tokenizer, ctx.run_dir)
+    runtime = output.metrics.get("train_runtime")
+    tokens = trainer.state.num_input_tokens_seen
+    return {"result_dir": str(result_dir), "final_loss": final_loss, "stopped": False,
+            "steps": trainer.state.global_step, "train_runtime_s": runtime, "tokens_seen": tokens,
+            "tokens_per_s": tokens / runtime if runtime else None}

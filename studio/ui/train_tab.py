@@ -6,6 +6,8 @@ watched, a `gr.Timer` polls `Engine.run_status` and redraws the progress bar, th
 the log tail; it switches itself off once the run has ended. Reopening the page picks the most
 recent active run up again. Hyperparameter widgets are drawn from the settings dataclasses
 (`studio.ui.fields`), so this module names only which fields are "main" and which "advanced".
+The method dropdown, its fits verdict, the comparison table and the suggestion are
+`studio.ui.method_picker`'s; this module hands it the recipe the widgets describe.
 """
 from __future__ import annotations
 
@@ -17,15 +19,15 @@ import gradio as gr
 
 from studio.config import DataConfig, Recipe, TrainConfig, parse_recipe
 from studio.errors import StudioError
-from studio.methods import METHODS
 from studio.ui.charts import loss_figure, progress_html, queue_message
 from studio.ui.common import UiShared, error_text, log_text, pick_default
-from studio.ui.fields import FieldWidget, build_fields, collect_sections, draw_fields, field_specs
+from studio.ui.fields import FieldWidget, collect_sections, draw_fields, field_specs
+from studio.ui.method_picker import DEFAULT_METHOD, MethodPickerView, build_method_picker, wire_method_picker
 
 MAIN_DATA = ("max_length", "validation")
 MAIN_TRAIN = ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "eval_every", "precision")
 DEFAULT_MODEL = "smollm2-135m-instruct"
-DEFAULT_METHOD = "lora"
+PICKER_FIELDS = ("batch_size", "max_length", "precision", "gradient_checkpointing")  # redraw the verdict
 POLL_SECONDS = 1.5
 ENDED = ("completed", "failed", "cancelled", "interrupted")
 
@@ -35,10 +37,7 @@ class TrainView:
     model: gr.Dropdown
     dataset: gr.Dropdown
     upload: gr.UploadButton
-    method: gr.Radio
-    method_summary: gr.Markdown
-    method_groups: dict[str, Any]
-    method_fields: dict[str, list[FieldWidget]]
+    picker: MethodPickerView
     fields: list[FieldWidget]
     name: gr.Textbox
     start: gr.Button
@@ -50,6 +49,14 @@ class TrainView:
     timer: gr.Timer
     run_id: gr.State
     seen_points: gr.State
+
+    @property
+    def method(self) -> gr.Dropdown:
+        return self.picker.method
+
+    @property
+    def method_fields(self) -> dict[str, list[FieldWidget]]:
+        return self.picker.fields
 
 
 def recipe_dict(view: TrainView, values: dict) -> dict:
@@ -67,7 +74,6 @@ def recipe_dict(view: TrainView, values: dict) -> dict:
 def build_train(engine: Any, ui: UiShared) -> TrainView:
     texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
     t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
-    methods = sorted(METHODS.items(), key=lambda item: item[0] != DEFAULT_METHOD)  # the default first
 
     with gr.Row():
         model = loc.label(gr.Dropdown(choices=[], value=None, allow_custom_value=True,
@@ -80,22 +86,7 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
                             "train.dataset.label", "train.dataset.info")
         upload = loc.label(gr.UploadButton(label=t("train.upload"), file_types=[".jsonl"], file_count="single",
                                            scale=1, size="md", elem_id="studio-upload"), "train.upload")
-    with gr.Row():
-        with gr.Column(scale=2):
-            method = gr.Radio(choices=[(texts.method_title(lang, m), n) for n, m in methods], value=DEFAULT_METHOD,
-                              label=t("train.method.label"), info=t("train.method.info"))
-            loc.add(method, lambda lg: gr.update(label=texts.t(lg, "train.method.label"),
-                                                 info=texts.t(lg, "train.method.info"),
-                                                 choices=[(texts.method_title(lg, m), n) for n, m in methods]))
-            summary = gr.Markdown(texts.method_summary(lang, METHODS.get(DEFAULT_METHOD)),
-                                  elem_classes="studio-method-summary")
-        with gr.Column(scale=3):
-            groups, method_fields = {}, {}
-            for name, m in methods:
-                with gr.Group(visible=name == DEFAULT_METHOD) as group:
-                    method_fields[name] = build_fields(m.settings_cls, "method", loc, lang, locale_section=name,
-                                                       per_row=2)
-                groups[name] = group
+    picker = build_method_picker(ui)
 
     main = draw_fields(field_specs(TrainConfig, "train", only=MAIN_TRAIN)
                        + field_specs(DataConfig, "data", only=MAIN_DATA), loc, lang, per_row=5)
@@ -119,24 +110,14 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
     log = loc.label(gr.Textbox(label=t("train.log"), lines=8, max_lines=8, autoscroll=True, interactive=False,
                                elem_id="studio-log"), "train.log")
     timer = gr.Timer(POLL_SECONDS, active=False)
-    view = TrainView(model, dataset, upload, method, summary, groups, method_fields, main + advanced, run_name,
-                     start, cancel, message, progress, chart, log, timer, gr.State(None), gr.State(-1))
+    view = TrainView(model, dataset, upload, picker, main + advanced, run_name, start, cancel, message, progress,
+                     chart, log, timer, gr.State(None), gr.State(-1))
     _wire(view, engine, ui)
     return view
 
 
 def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
     texts = ui.texts
-    names = [n for n, _ in METHODS.items()]
-
-    def on_method(name, lang):
-        summary = texts.method_summary(lang, METHODS.get(name or DEFAULT_METHOD))
-        return [summary] + [gr.update(visible=n == name) for n in names]
-
-    view.method.change(on_method, [view.method, ui.lang], [view.method_summary, *view.method_groups.values()],
-                       api_visibility="private")
-    ui.on_language(lambda lang, name: texts.method_summary(lang, METHODS.get(name or DEFAULT_METHOD)),
-                   [view.method], [view.method_summary])
 
     def on_upload(path, lang):
         try:
@@ -190,6 +171,9 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
         note = queue_message(texts, lang, ahead) if ahead else texts.t(lang, "msg.started", name=status["name"])
         return {view.run_id: run_id, view.message: note, **dict(zip(live_outputs, redraw(run_id, lang, -1)))}
 
+    retriggers = [view.model] + [f.component for f in view.fields if f.name in PICKER_FIELDS]
+    wire_method_picker(view.picker, engine, ui, lambda values: parse_recipe(recipe_dict(view, values)), inputs,
+                       retriggers)
     view.start.click(on_start, inputs, [view.run_id, view.message, *live_outputs], api_visibility="private")
 
     def on_cancel(run_id, lang):

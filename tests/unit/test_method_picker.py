@@ -1,0 +1,86 @@
+"""The method picker's wording: parameter counts, the fits verdict in both languages, and table lines."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from studio.memory import GiB, method_table
+from studio.ui.i18n import Texts
+from studio.ui.method_picker import COLUMNS, human_count, table_frame, table_key, table_row, verdict_text
+
+MEMORY = {"kind": "cpu", "total_bytes": 32 * GiB, "free_bytes": 21 * GiB}
+
+
+def lora_row(**change) -> dict:
+    row = {"name": "lora", "title": "LoRA", "applicable": True, "reason": "", "mergeable": True,
+           "trainable": 4_900_000, "percent": 3.5, "estimated_total": int(7.1 * GiB),
+           "adapter_size_on_disk": 4_900_000 * 4, "fits": True, "advice": "", "fixes": []}
+    return {**row, **change}
+
+
+@pytest.fixture(scope="module")
+def texts() -> Texts:
+    return Texts.load()
+
+
+@pytest.mark.parametrize("n, shown", [(None, ""), (812, "812"), (12_345, "12.3 K"), (4_900_000, "4.9 M"),
+                                      (134_515_008, "134.5 M"), (7_241_732_096, "7.2 B")])
+def test_parameter_counts_read_as_people_say_them(n, shown):
+    assert human_count(n) == shown
+
+
+def test_a_fitting_plan_says_what_trains_and_how_much_memory_of_how_much(texts):
+    line = verdict_text(texts, "en", "LoRA", lora_row(), MEMORY)
+    assert line == "LoRA: 4.9 M trainable (3.50%), about 7.1 GB peak of 21.0 GB free — fits."
+
+
+def test_a_plan_that_does_not_fit_names_the_changes_that_would_make_it_fit(texts):
+    row = lora_row(fits=False, estimated_total=30 * GiB, fixes=[("batch_size", 4), ("gradient_checkpointing", True)])
+    line = verdict_text(texts, "en", "LoRA", row, MEMORY)
+    assert line.endswith("does not fit; would fit with: batch 4, gradient checkpointing.")
+    spanish = verdict_text(texts, "es", "LoRA", row, MEMORY)
+    assert "no cabe" in spanish and "lote 4" in spanish
+
+
+def test_a_plan_no_single_change_rescues_says_so(texts):
+    line = verdict_text(texts, "en", "LoRA", lora_row(fits=False, fixes=[]), MEMORY)
+    assert "does not fit" in line and "smaller model" in line
+
+
+def test_an_inapplicable_method_gives_its_reason(texts):
+    row = lora_row(applicable=False, reason="Method 'x' cannot train stage 'dpo'.", trainable=None)
+    assert verdict_text(texts, "en", "IA3", row, MEMORY) == "IA3 cannot be used here: Method 'x' cannot train stage 'dpo'."
+    assert table_row(texts, "en", {**row, "name": "ia3"})[:2] == ["IA3", "Method 'x' cannot train stage 'dpo'."]
+
+
+def test_a_table_line_has_every_column_in_people_units(texts):
+    line = table_row(texts, "en", lora_row())
+    assert len(line) == len(COLUMNS)
+    assert line == ["LoRA", "yes", "4,900,000", "3.500", "7.10", "18.7", "yes", "yes"]
+    frame = table_frame(texts, "es", [lora_row()])
+    assert list(frame.columns)[0] == "Método" and frame.iloc[0, 1] == "sí"
+
+
+def test_the_verdict_and_table_agree_with_the_engine_on_a_tiny_model(texts, tiny_llama_dir):
+    from studio.config import parse_recipe
+
+    recipe = parse_recipe({"name": "t", "model": str(tiny_llama_dir), "method": {"name": "ia3"},
+                           "data": {"dataset": "sample", "max_length": 64}, "train": {"batch_size": 2}})
+    one = method_table(recipe.model, None, recipe, memory=MEMORY, only="ia3")
+    assert [r["name"] for r in one] == ["ia3"]
+    full = {r["name"]: r for r in method_table(recipe.model, None, recipe, memory=MEMORY)}
+    assert one[0]["trainable"] == full["ia3"]["trainable"] > 0
+    assert verdict_text(texts, "en", "IA3", one[0], MEMORY).startswith("IA3: ")
+    assert table_key(recipe) == (str(tiny_llama_dir), "sft", 2, 64, recipe.train.precision, False)
+
+
+def test_rows_that_do_not_fit_carry_structured_fixes(tiny_llama_dir):
+    from studio.config import parse_recipe
+
+    recipe = parse_recipe({"name": "t", "model": str(tiny_llama_dir), "data": {"dataset": "sample"},
+                           "train": {"batch_size": 64}})
+    tight = {"kind": "cpu", "total_bytes": GiB, "free_bytes": GiB}
+    row = method_table(recipe.model, None, recipe, memory=tight, only="full")[0]
+    assert row["fits"] is False and row["advice"]
+    assert all(kind in ("batch_size", "gradient_checkpointing", "qlora", "max_length") for kind, _ in row["fixes"])
