@@ -19,6 +19,7 @@ import gradio as gr
 
 from studio.config import DataConfig, Recipe, TrainConfig, parse_recipe
 from studio.errors import StudioError
+from studio.stages import STAGES
 from studio.ui.charts import loss_figure, progress_html, queue_message
 from studio.ui.common import UiShared, error_text, log_text, pick_default
 from studio.ui.fields import FieldWidget, collect_sections, draw_fields, field_specs
@@ -35,6 +36,7 @@ ENDED = ("completed", "failed", "cancelled", "interrupted")
 @dataclass
 class TrainView:
     model: gr.Dropdown
+    stage: gr.Dropdown
     dataset: gr.Dropdown
     upload: gr.UploadButton
     picker: MethodPickerView
@@ -65,7 +67,7 @@ def recipe_dict(view: TrainView, values: dict) -> dict:
     sections = collect_sections(view.fields + view.method_fields.get(method, []), values)
     dataset = values[view.dataset] or ""
     name = (values[view.name] or "").strip() or f"{Path(str(dataset)).stem or 'run'}-{method}"
-    return {"name": name, "model": (values[view.model] or "").strip(), "stage": "sft",
+    return {"name": name, "model": (values[view.model] or "").strip(), "stage": values[view.stage] or "sft",
             "method": {"name": method, **sections.pop("method", {})},
             "data": {"dataset": dataset, **sections.pop("data", {})},
             "train": sections.pop("train", {}), **sections}
@@ -80,6 +82,10 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
                                       label=t("train.model.label"), info=t("train.model.info"), scale=3,
                                       elem_id="studio-model"),
                           "train.model.label", "train.model.info")
+        stage = loc.label(gr.Dropdown(choices=[(cls.title, name) for name, cls in STAGES.items()], value="sft",
+                                      label=t("train.stage.label"), info=t("train.stage.info"), scale=2,
+                                      elem_id="studio-stage"),
+                          "train.stage.label", "train.stage.info")
         dataset = loc.label(gr.Dropdown(choices=[], value=None, allow_custom_value=True,
                                         label=t("train.dataset.label"), info=t("train.dataset.info"), scale=3,
                                         elem_id="studio-dataset"),
@@ -110,7 +116,7 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
     log = loc.label(gr.Textbox(label=t("train.log"), lines=8, max_lines=8, autoscroll=True, interactive=False,
                                elem_id="studio-log"), "train.log")
     timer = gr.Timer(POLL_SECONDS, active=False)
-    view = TrainView(model, dataset, upload, picker, main + advanced, run_name, start, cancel, message, progress,
+    view = TrainView(model, stage, dataset, upload, picker, main + advanced, run_name, start, cancel, message, progress,
                      chart, log, timer, gr.State(None), gr.State(-1))
     _wire(view, engine, ui)
     return view
@@ -155,7 +161,7 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
                     show_progress="hidden", api_visibility="private")
     ui.on_language(lambda lang, run_id: redraw(run_id, lang, -1), [view.run_id], live_outputs)
 
-    inputs = {view.model, view.dataset, view.method, view.name, ui.lang,
+    inputs = {view.model, view.stage, view.dataset, view.method, view.name, ui.lang,
               *(f.component for f in view.fields),
               *(f.component for fs in view.method_fields.values() for f in fs)}
 
@@ -171,7 +177,7 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
         note = queue_message(texts, lang, ahead) if ahead else texts.t(lang, "msg.started", name=status["name"])
         return {view.run_id: run_id, view.message: note, **dict(zip(live_outputs, redraw(run_id, lang, -1)))}
 
-    retriggers = [view.model] + [f.component for f in view.fields if f.name in PICKER_FIELDS]
+    retriggers = [view.model, view.stage] + [f.component for f in view.fields if f.name in PICKER_FIELDS]
     wire_method_picker(view.picker, engine, ui, lambda values: parse_recipe(recipe_dict(view, values)), inputs,
                        retriggers)
     view.start.click(on_start, inputs, [view.run_id, view.message, *live_outputs], api_visibility="private")
