@@ -51,6 +51,12 @@ class TrainConfig:
     eval_every: int = setting(50, help="Measure the validation loss every this many steps.", min=1)
     save_every: int = setting(50, help="Save a checkpoint every this many steps (cancel and resume use it).",
                               min=1)
+    keep_best: bool = setting(False, help="At the end, keep the checkpoint with the best validation metric instead "
+                              "of the last one (needs save_every to be a multiple of eval_every).", advanced=True)
+    metric_for_best: str = setting("eval_loss", help="Which validation metric decides 'best' (e.g. eval_loss, "
+                                   "eval_accuracy); lower is better for losses, higher for the rest.", advanced=True)
+    early_stopping_patience: int = setting(0, help="Stop when the best metric has not improved for this many "
+                                           "evaluations in a row (0: never stop early).", min=0, advanced=True)
     warmup_ratio: float = setting(0.0, help="Share of steps spent raising the learning rate from 0.", min=0.0,
                                   max=0.5, advanced=True)
     weight_decay: float = setting(0.0, help="Pulls weights towards zero; a mild regulariser.", min=0.0, max=1.0,
@@ -67,6 +73,12 @@ class TrainConfig:
                              choices=("auto", "bf16", "fp16", "fp32"))
     seed: int = setting(42, help="Random seed: the same seed gives the same run.", min=0)
 
+    def __post_init__(self):
+        if (self.keep_best or self.early_stopping_patience) and self.save_every % self.eval_every:
+            raise StudioError(f"'train.save_every' ({self.save_every}) must be a multiple of 'train.eval_every' "
+                              f"({self.eval_every}) to keep the best checkpoint or stop early; make them equal.",
+                              field="train.save_every")
+
 
 @dataclass(kw_only=True)
 class Recipe:
@@ -80,6 +92,8 @@ class Recipe:
     data: DataConfig = setting(help="Training data settings.")
     train: TrainConfig = setting(default_factory=TrainConfig, help="Training hyperparameters.")
     trust_remote_code: bool = setting(False, help="Run code shipped with a hub model. Only for models you trust.")
+    distill: Any = setting(default_factory=dict, help="Distillation settings (stage distill): teacher, temperature, "
+                           "alpha.", advanced=True)
 
 
 def _parse_method(raw: Any) -> Any:

@@ -79,7 +79,23 @@ def sft_config(recipe, run_dir: Path, has_eval: bool):
         # Packed sequences all have the same length already; grouping only helps padded batches.
         train_sampling_strategy="group_by_length" if t.group_by_length and not recipe.data.packing else "random",
         remove_unused_columns=True,
+        **best_checkpoint_args(t, has_eval),
     )
+
+
+def best_checkpoint_args(t, has_eval: bool) -> dict:
+    """Trainer arguments for keep-best and early stopping (both need evaluations to compare)."""
+    if not has_eval or not (t.keep_best or t.early_stopping_patience):
+        return {}
+    metric = t.metric_for_best if t.metric_for_best.startswith("eval_") else f"eval_{t.metric_for_best}"
+    return {"load_best_model_at_end": True, "metric_for_best_model": metric,
+            "greater_is_better": not metric.endswith("loss")}
+
+
+def early_stopping_callbacks(t, has_eval: bool) -> list:
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(t.early_stopping_patience)] if has_eval and t.early_stopping_patience else []
 
 
 def planned_steps(recipe, n_examples: int) -> int:
@@ -121,11 +137,12 @@ class SupervisedFineTuning(Stage):
         return train_causal_lm(ctx, build_sft_datasets)
 
 
-def train_causal_lm(ctx: TrainContext, build_datasets, **config_overrides) -> dict:
+def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **config_overrides) -> dict:
     """Load, prepare, train and save a causal LM: the body shared by the SFT and CPT stages.
 
     `build_datasets(recipe, tokenizer, home) -> (train, eval)` gives tokenised `datasets.Dataset`s;
-    `config_overrides` replace `SFTConfig` fields (e.g. CPT's packing strategy).
+    `config_overrides` replace `SFTConfig` fields (e.g. CPT's packing strategy); `trainer_cls` (a class or
+    factory taking SFTTrainer's arguments) replaces `SFTTrainer`, e.g. for distillation's loss.
     """
     import torch
     from transformers import PrinterCallback
@@ -167,8 +184,10 @@ def train_causal_lm(ctx: TrainContext, build_datasets, **config_overrides) -> di
     args = sft_config(recipe, ctx.run_dir, eval_ds is not None)
     for key, value in config_overrides.items():
         setattr(args, key, value)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, callbacks=[callback, *method.callbacks(model, recipe.method)],
+    trainer = (trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer,
+                         callbacks=[callback, *method.callbacks(model, recipe.method),
+                                    *early_stopping_callbacks(recipe.train, eval_ds is not None)],
                          optimizers=(optimizer, None))
     trainer.remove_callback(PrinterCallback)
     output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)

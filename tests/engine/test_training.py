@@ -174,3 +174,17 @@ def test_a_method_refuses_a_model_it_cannot_serve_before_the_run(workspace, tiny
     recipe = tiny_recipe(bert_like, "llama_adapter")
     with pytest.raises(StudioError, match="Llama"):
         prepare_run(workspace, recipe)
+
+
+def test_early_stopping_ends_a_run_that_stops_improving(workspace, tiny_llama_dir):
+    recipe = tiny_recipe(tiny_llama_dir, "lora", max_steps=30, lr=1e-12, eval_every=1, save_every=1,
+                         early_stopping_patience=2, keep_best=True)
+    _, events, result = run_in_process(workspace, recipe)
+    steps = [e["step"] for e in events if "loss" in e]
+    assert result["result_dir"] and max(steps) < 10  # stopped long before 30 steps
+
+
+def test_keep_best_needs_aligned_save_and_eval_steps():
+    with pytest.raises(StudioError, match="multiple of 'train.eval_every'"):
+        parse_recipe({"name": "x", "data": {"dataset": "sample-format-tutor"},
+                      "train": {"keep_best": True, "save_every": 50, "eval_every": 20}})
