@@ -110,7 +110,7 @@ def _bool_label(value: Any) -> bool | None:
     return None
 
 
-def _match(spec: FormatSpec, columns: list[str]) -> dict[str, str]:
+def match_columns(spec: FormatSpec, columns: list[str]) -> dict[str, str]:
     """Canonical field -> column by alias, case-insensitive, each column used once."""
     lower = {c.lower(): c for c in reversed(columns)}  # the first column wins on a case clash
     mapping, used = {}, set()
@@ -133,10 +133,10 @@ def guess_format(columns: list[str], sample_rows: list[dict]) -> Guess:
     values = {c: [r.get(c) for r in sample_rows] for c in columns}
     for column in columns:  # a column of conversations decides it, whatever it is called
         if _looks_like_chat(values[column]):
-            mapping = {"messages": column, **{k: v for k, v in _match(FORMATS.get("chat"), columns).items()
+            mapping = {"messages": column, **{k: v for k, v in match_columns(FORMATS.get("chat"), columns).items()
                                               if k == "system" and v != column}}
             return Guess("chat", mapping, 0.95, f"column '{column}' holds lists of chat turns")
-    matches = {name: _match(spec, columns) for name, spec in FORMATS.items()}
+    matches = {name: match_columns(spec, columns) for name, spec in FORMATS.items()}
 
     def complete(name: str) -> bool:
         return all(f in matches[name] for f in FORMATS.get(name).required)

@@ -16,7 +16,7 @@ from typing import Any
 
 from studio.data.builder import ImportRequest
 from studio.data.cleaning import CleaningConfig, SplitConfig
-from studio.data.formats import FORMATS, to_records
+from studio.data.formats import FORMATS, match_columns, to_records
 from studio.data.templates import preview_spans, render_example
 
 MAX_FIELDS = max(len(spec.fields) for _, spec in FORMATS.items())
@@ -42,17 +42,7 @@ def guess_mapping(fmt: str, columns: list[str], guess: dict | None) -> dict[str,
     """The builder's guessed mapping when `fmt` is its guess, else each field matched to a column by alias."""
     if guess and guess.get("format") == fmt:
         return dict(guess.get("mapping") or {})
-    spec = FORMATS.get(fmt, field="format")
-    lower = {c.lower(): c for c in reversed(columns)}
-    mapping, used = {}, set()
-    for name in spec.fields:
-        for alias in spec.aliases.get(name, [name]):
-            column = lower.get(alias)
-            if column is not None and column not in used:
-                mapping[name] = column
-                used.add(column)
-                break
-    return mapping
+    return match_columns(FORMATS.get(fmt, field="format"), columns)
 
 
 def mapping_from_slots(fmt: str, values: list[str | None]) -> dict[str, str]:
