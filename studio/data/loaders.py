@@ -21,7 +21,8 @@ from studio.data.sample import SAMPLE_NAME, SAMPLE_PATH
 from studio.errors import StudioError
 
 FIELD = "data.dataset"
-SAMPLES: dict[str, Path] = {SAMPLE_NAME: SAMPLE_PATH}
+SAMPLES: dict[str, Path] = {SAMPLE_NAME: SAMPLE_PATH,
+                            "sample-sentiment": SAMPLE_PATH.with_name("sample-sentiment.jsonl")}  # text/label, EN+ES
 ROLES = ("system", "user", "assistant")
 
 

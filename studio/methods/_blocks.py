@@ -65,8 +65,11 @@ def norm_params(model: Any, inside_blocks: bool) -> list[tuple[str, Any]]:
 
 
 def head_params(model: Any) -> list[tuple[str, Any]]:
-    """The output head's parameters; with tied weights this is the same tensor as the token embeddings."""
+    """The output head's parameters (a classifier's `score`/`classifier` when there is no LM head); with tied
+    weights this is the same tensor as the token embeddings."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    for name in ("score", "classifier"):
+        head = getattr(model, name, None) if head is None else head
     if head is None:
         return []
     names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}

@@ -29,6 +29,7 @@ class DiscriminativeSettings:
 @METHODS.register("discriminative")
 class DiscriminativeLR(Full):
     settings_cls = DiscriminativeSettings
+    stages = ("sft", "cpt")  # the stages this method has been tested on
     title = "Discriminative learning rates"
     summary = "Full fine-tuning with a lower learning rate for each lower layer; saves a complete model."
 

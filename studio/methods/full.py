@@ -19,6 +19,7 @@ class Full(Method):
     result_kind = "model"
     title = "Full fine-tuning"
     summary = "Updates all weights: most capacity, most memory; saves a complete model copy."
+    stages = ("sft", "cpt", "distill", "seq2seq", "classify")
 
     @classmethod
     def prepare(cls, model: Any, settings: FullSettings) -> Any:
@@ -35,7 +36,5 @@ class Full(Method):
 
     @classmethod
     def load_result(cls, base_model: Any, result_dir: Path) -> Any:
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(str(result_dir), use_safetensors=True,
-                                                    dtype=base_model.dtype)
+        # The base's own class: a causal LM, a seq2seq model or a classifier reloads as what it was trained as.
+        return type(base_model).from_pretrained(str(result_dir), use_safetensors=True, dtype=base_model.dtype)

@@ -69,6 +69,7 @@ class GradualUnfreezeCallback(TrainerCallback):
 @METHODS.register("gradual")
 class GradualUnfreeze(Full):
     settings_cls = GradualSettings
+    stages = ("sft", "cpt")  # the stages this method has been tested on
     title = "Gradual unfreezing"
     summary = "Head first, then one block more every N steps from the top down; saves a complete model."
 

@@ -60,9 +60,11 @@ def linear_layers(model: Any) -> dict[str, tuple[int, int]]:
     from transformers.pytorch_utils import Conv1D
 
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    # A sequence classifier's head (peft's SEQ_CLS names) is trained whole through modules_to_save, not adapted.
+    heads = {id(m) for m in (head, getattr(model, "score", None), getattr(model, "classifier", None)) if m is not None}
     out = {}
     for name, module in model.named_modules():
-        if module is head:
+        if id(module) in heads:
             continue
         if isinstance(module, torch.nn.Linear):
             out[name] = (module.in_features, module.out_features)
@@ -108,16 +110,29 @@ def check_rank(layers: dict[str, tuple[int, int]], r: int, field: str = "method.
                           f"most {min(dims)} or target other layers.", field=field)
 
 
+def _task_type(model: Any) -> Any:
+    """peft's task type for the model's head (it picks the PeftModel wrapper): SEQ_CLS, SEQ_2_SEQ_LM or CAUSAL_LM."""
+    from peft import TaskType
+
+    if type(model).__name__.endswith("ForSequenceClassification"):
+        return TaskType.SEQ_CLS
+    # The config flag, not the class name: MarianMTModel is a seq2seq LM, Llava*ForConditionalGeneration is not.
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return TaskType.SEQ_2_SEQ_LM
+    return TaskType.CAUSAL_LM
+
+
 @METHODS.register("lora")
 class Lora(PeftMethod):
     settings_cls = LoraSettings
     title = "LoRA"
     summary = "Small trainable low-rank matrices beside frozen weights; fast, light, mergeable."
     mergeable = True
+    stages = ("sft", "cpt", "distill", "seq2seq", "classify")
 
     @classmethod
     def peft_config(cls, model: Any, settings: LoraSettings) -> Any:
-        from peft import LoraConfig, TaskType
+        from peft import LoraConfig
 
         targets = parse_targets(settings.target_modules)
         check_rank(matched_layers(model, targets), settings.r)
@@ -127,7 +142,7 @@ class Lora(PeftMethod):
                               "quantised; use the default initialisation with QLoRA.", field="method.init")
         init = {"default": True}.get(settings.init, settings.init)
         return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                          target_modules=targets, task_type=TaskType.CAUSAL_LM, use_rslora=settings.use_rslora,
+                          target_modules=targets, task_type=_task_type(model), use_rslora=settings.use_rslora,
                           use_dora=settings.use_dora, init_lora_weights=init)
 
     @classmethod

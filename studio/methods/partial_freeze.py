@@ -36,6 +36,7 @@ class PartialSettings:
 @METHODS.register("partial")
 class PartialFreeze(Full):
     settings_cls = PartialSettings
+    stages = ("sft", "cpt")  # the stages this method has been tested on
     title = "Partial freezing"
     summary = "Trains only the last N blocks (optionally embeddings and norms); saves a complete model."
 

@@ -46,6 +46,7 @@ def bitsandbytes_problem() -> str | None:
 @METHODS.register("qlora")
 class Qlora(Lora):
     settings_cls = QloraSettings
+    stages = ("sft", "cpt")  # the stages this method has been tested on
     title = "QLoRA"
     summary = "LoRA on a 4- or 8-bit quantised base: the least memory for a big model; slow on CPU."
 

@@ -20,6 +20,7 @@ import gradio as gr
 from studio.config import DataConfig, Recipe, TrainConfig, parse_recipe
 from studio.errors import StudioError
 from studio.stages import STAGES
+from studio.stages.distill import DistillConfig
 from studio.ui.charts import loss_figure, progress_html, queue_message
 from studio.ui.common import UiShared, error_text, log_text, pick_default
 from studio.ui.fields import FieldWidget, collect_sections, draw_fields, field_specs
@@ -67,7 +68,10 @@ def recipe_dict(view: TrainView, values: dict) -> dict:
     sections = collect_sections(view.fields + view.method_fields.get(method, []), values)
     dataset = values[view.dataset] or ""
     name = (values[view.name] or "").strip() or f"{Path(str(dataset)).stem or 'run'}-{method}"
-    return {"name": name, "model": (values[view.model] or "").strip(), "stage": values[view.stage] or "sft",
+    stage = values[view.stage] or "sft"
+    if stage != "distill":
+        sections.pop("distill", None)
+    return {"name": name, "model": (values[view.model] or "").strip(), "stage": stage,
             "method": {"name": method, **sections.pop("method", {})},
             "data": {"dataset": dataset, **sections.pop("data", {})},
             "train": sections.pop("train", {}), **sections}
@@ -93,6 +97,9 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
         upload = loc.label(gr.UploadButton(label=t("train.upload"), file_types=[".jsonl"], file_count="single",
                                            scale=1, size="md", elem_id="studio-upload"), "train.upload")
     picker = build_method_picker(ui)
+    # Stage settings that only one stage reads (the teacher of a distillation) show only for that stage.
+    with gr.Group(visible=False) as distill_group:
+        distill_fields = draw_fields(field_specs(DistillConfig, "distill"), loc, lang, per_row=3)
 
     main = draw_fields(field_specs(TrainConfig, "train", only=MAIN_TRAIN)
                        + field_specs(DataConfig, "data", only=MAIN_DATA), loc, lang, per_row=5)
@@ -116,9 +123,10 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
     log = loc.label(gr.Textbox(label=t("train.log"), lines=8, max_lines=8, autoscroll=True, interactive=False,
                                elem_id="studio-log"), "train.log")
     timer = gr.Timer(POLL_SECONDS, active=False)
-    view = TrainView(model, stage, dataset, upload, picker, main + advanced, run_name, start, cancel, message, progress,
+    view = TrainView(model, stage, dataset, upload, picker, main + advanced + distill_fields, run_name, start, cancel, message, progress,
                      chart, log, timer, gr.State(None), gr.State(-1))
     _wire(view, engine, ui)
+    stage.change(lambda name: gr.update(visible=name == "distill"), [stage], [distill_group], api_visibility="private")
     return view
 
 

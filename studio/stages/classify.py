@@ -1,0 +1,267 @@
+"""Sequence classification: teach a model to put a text in one of a few classes (sentiment, topic, intent).
+
+Works for encoder models (BERT, e.g. the embedded all-MiniLM-L6-v2) and decoder models (Llama,
+which classify from the last non-padding token, so the config gets the tokenizer's pad id). Data
+is a studio dataset of format `classification` or a CSV/JSONL/... file with text and label
+columns. The classes are the sorted distinct labels of the training split; they are saved in the
+model config as id2label/label2id, so the saved model names its predictions. Every evaluation
+reports accuracy and macro-F1 (as eval_accuracy / eval_f1 through the normal progress events) and
+writes the confusion matrix to `run_dir/confusion.json`. The method hooks (prepare, optimizer
+groups, callbacks, save) are the same ones SFT uses; the plain transformers `Trainer` trains.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.errors import StudioError
+from studio.stages.base import STAGES, Stage, TrainContext
+
+log = logging.getLogger(__name__)
+FIELD = "data.dataset"
+
+
+@dataclass
+class LabelledTexts:
+    train: list[dict]  # {"text", "label"} records
+    validation: list[dict]
+    labels: list[str]  # sorted distinct labels of the training split: class i is labels[i]
+
+
+def _file_records(spec: str, ws) -> list[dict]:
+    from studio.data.formats import guess_format, iter_records
+    from studio.data.loaders import SAMPLES
+    from studio.data.readers import open_table
+
+    path = SAMPLES.get(spec) or Path(spec).expanduser()
+    if not path.is_file():
+        raise StudioError(f"'{FIELD}' is '{spec}': for classification give a classification dataset or a .csv, "
+                          ".jsonl, .json or .parquet file with text and label columns.", field=FIELD)
+    table = open_table(path)
+    rows = list(table.rows)
+    guess = guess_format(table.columns, [row for _, row in rows[:200]])
+    if guess.format != "classification":
+        raise StudioError(f"'{path.name}' has columns {', '.join(table.columns)}, which look like {guess.format} "
+                          "data; classification needs a text column and a label column.", field=FIELD)
+    return [r for _, r, _ in iter_records(iter(rows), "classification", guess.mapping) if r and r["text"].strip()]
+
+
+def load_labelled(recipe, ws) -> LabelledTexts:
+    """The recipe's texts and labels, split into train/validation, with the class list; refuses bad labels."""
+    from studio.data.examples import is_studio_dataset
+    from studio.data.loaders import split_examples
+
+    spec, data = recipe.data.dataset, recipe.data
+    if is_studio_dataset(ws, spec):
+        from studio.data.builder import dataset_card, load_split
+
+        card = dataset_card(ws, spec)
+        if card["format"] != "classification":
+            raise StudioError(f"Dataset '{spec}' holds {card['format']} data; the classify stage needs text and "
+                              "label records (import it with --format classification).", field=FIELD)
+        train, val = load_split(ws, spec, "train"), load_split(ws, spec, "validation")
+        if not val and data.validation > 0:
+            train, val = split_examples(train, data.validation, recipe.train.seed)
+    else:
+        train, val = split_examples(_file_records(spec, ws), data.validation, recipe.train.seed)
+    for record in train + val:
+        record["label"] = str(record["label"]).strip()
+    labels = sorted({r["label"] for r in train})
+    if len(labels) < 2:
+        only = f" ('{labels[0]}')" if labels else ""
+        raise StudioError(f"'{FIELD}' has {len(labels)} label{only} in its training split; classification needs "
+                          "at least two classes.", field=FIELD)
+    unknown = sorted({r["label"] for r in val} - set(labels))
+    if unknown:
+        raise StudioError(f"The validation split of '{FIELD}' has label(s) {', '.join(map(repr, unknown))} that "
+                          "no training example has; add training examples of them or remove them.", field=FIELD)
+    return LabelledTexts(train, val, labels)
+
+
+def check_classifier_model(recipe, ws) -> None:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    from studio.training import model_config
+
+    model_type = model_config(recipe, ws).get("model_type")
+    if model_type and model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise StudioError(f"Model '{recipe.model}' is a {model_type} model, which transformers cannot turn into a "
+                          "sequence classifier; pick an encoder such as all-minilm-l6-v2 or a Llama-family "
+                          "model.", field="model")
+
+
+def load_classifier(recipe, ws, labels: list[str], **load_kwargs):
+    """(model, tokenizer): the recipe's model with a fresh head for `labels`, float32 weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from studio.models import catalogue
+    from studio.models.loading import _first_line, _load_tokenizer_from
+
+    spec, trust = recipe.model, recipe.trust_remote_code
+    source = catalogue.resolve_model(spec, ws)
+    tokenizer = _load_tokenizer_from(source, spec, trust)
+    config = AutoConfig.from_pretrained(source, trust_remote_code=trust, num_labels=len(labels),
+                                        id2label=dict(enumerate(labels)),
+                                        label2id={label: i for i, label in enumerate(labels)})
+    if getattr(config, "pad_token_id", None) is None:
+        # Decoder classifiers read the last non-padding token, which they find through the pad id.
+        config.pad_token_id = tokenizer.pad_token_id
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, config=config, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust, **load_kwargs)
+    except (OSError, ValueError) as error:
+        raise StudioError(f"Model '{spec}' could not be loaded as a sequence classifier ({_first_line(error)}); "
+                          "the studio loads only .safetensors weights.", field="model") from None
+    if hasattr(model.config, "use_cache"):
+        model.config.use_cache = False  # no generation here; a cache would only ride along in the eval outputs
+    return model, tokenizer
+
+
+def encode(records: list[dict], tokenizer, labels: list[str], max_length: int):
+    from datasets import Dataset
+
+    index = {label: i for i, label in enumerate(labels)}
+    encoded = tokenizer([r["text"] for r in records], truncation=True, max_length=max_length)
+    return Dataset.from_dict({**{k: list(v) for k, v in encoded.items()},
+                              "labels": [index[r["label"]] for r in records]})
+
+
+def scores(confusion) -> dict:
+    """Accuracy and macro-F1 from a confusion matrix (rows: true class, columns: predicted class).
+
+    A class with neither examples nor predictions has no F1 and is left out of the average."""
+    import numpy as np
+
+    confusion = np.asarray(confusion, dtype=float)
+    tp = np.diag(confusion)
+    support, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    present = (support + predicted) > 0
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=present)
+    return {"accuracy": float(tp.sum() / max(confusion.sum(), 1)),
+            "f1": float(f1[present].mean()) if present.any() else 0.0}
+
+
+class ClassificationMetrics:
+    """`compute_metrics` for the Trainer: accuracy and macro-F1, plus confusion.json at the current step."""
+
+    def __init__(self, labels: list[str], path: Path):
+        self.labels, self.path = labels, path
+        self.step = lambda: 0  # set once the trainer exists
+
+    def __call__(self, eval_pred) -> dict:
+        import numpy as np
+
+        logits, truth = eval_pred.predictions, eval_pred.label_ids
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        n = len(self.labels)
+        confusion = np.zeros((n, n), dtype=np.int64)
+        np.add.at(confusion, (np.asarray(truth).astype(int), np.argmax(logits, axis=-1)), 1)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"labels": self.labels, "matrix": confusion.tolist(), "step": self.step()}),
+                       encoding="utf-8")
+        tmp.replace(self.path)
+        return scores(confusion)
+
+
+def classify_args(recipe, run_dir: Path, has_eval: bool):
+    import torch
+    from transformers import TrainingArguments
+
+    from studio.stages.sft import best_checkpoint_args
+
+    t = recipe.train
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"), num_train_epochs=t.epochs, max_steps=t.max_steps,
+        learning_rate=t.lr, per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
+        lr_scheduler_type=t.scheduler, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
+        bf16=t.precision == "bf16", fp16=t.precision == "fp16", logging_steps=1, logging_first_step=True,
+        eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_every, save_strategy="steps",
+        save_steps=t.save_every, save_total_limit=2, report_to="none", disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=t.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        **best_checkpoint_args(t, has_eval))
+
+
+@STAGES.register("classify")
+class SequenceClassification(Stage):
+    title = "Text classification"
+    summary = "Learns to put each text in one of your labels (sentiment, topic, intent); reports accuracy and F1."
+
+    @classmethod
+    def check_data(cls, recipe, ws) -> None:
+        check_classifier_model(recipe, ws)
+        load_labelled(recipe, ws)
+
+    @classmethod
+    def run(cls, ctx: TrainContext) -> dict:
+        import torch
+        from transformers import DataCollatorWithPadding, PrinterCallback, Trainer
+        from transformers.utils import logging as hf_logging
+
+        from studio.methods import METHODS
+        from studio.stages.progress import ProgressCallback
+        from studio.stages.sft import early_stopping_callbacks, planned_steps, quiet_datasets
+        from studio.workspace import Workspace
+
+        hf_logging.disable_progress_bar()
+        quiet_datasets()
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        recipe = ctx.recipe
+        method = METHODS.get(recipe.method.name, field="method.name")
+        ws = Workspace.open(ctx.home)
+        data = load_labelled(recipe, ws)
+        ctx.emit({"type": "log", "message": f"Loading model {recipe.model} as a classifier of "
+                                            f"{len(data.labels)} labels: {', '.join(data.labels)}"})
+        model, tokenizer = load_classifier(recipe, ws, data.labels, **method.load_kwargs(recipe.method))
+        train_ds = encode(data.train, tokenizer, data.labels, recipe.data.max_length)
+        eval_ds = encode(data.validation, tokenizer, data.labels, recipe.data.max_length) if data.validation else None
+        ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
+                                            "validation examples"})
+        model = method.prepare(model, recipe.method)
+        if hasattr(method, "check_schedule"):
+            from studio.methods._blocks import find_blocks
+
+            method.check_schedule(recipe.method, planned_steps(recipe, len(train_ds)), len(find_blocks(model)[1]))
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        ctx.emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "
+                                            f"({100 * trainable / max(total, 1):.2f}%)"})
+        callback = ProgressCallback(ctx.emit, ctx.should_stop)
+        groups = method.optimizer_groups(model, recipe.method, recipe.train.lr)
+        optimizer = (torch.optim.AdamW(groups, lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
+                     if groups else None)
+        metrics = ClassificationMetrics(data.labels, ctx.run_dir / "confusion.json")
+        trainer = Trainer(model=model, args=classify_args(recipe, ctx.run_dir, eval_ds is not None),
+                          train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics,
+                          callbacks=[callback, *method.callbacks(model, recipe.method),
+                                     *early_stopping_callbacks(recipe.train, eval_ds is not None)],
+                          optimizers=(optimizer, None))
+        trainer.remove_callback(PrinterCallback)
+        metrics.step = lambda: trainer.state.global_step
+        output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+        evaluated = [h["step"] for h in trainer.state.log_history if "eval_accuracy" in h]
+        if eval_ds is not None and not callback.stopped and evaluated[-1:] != [trainer.state.global_step]:
+            trainer.evaluate()  # the scores and confusion matrix should describe the model that is saved
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        final_loss = losses[-1] if losses else None
+        if callback.stopped:
+            return {"result_dir": None, "final_loss": final_loss, "stopped": True}
+        result_dir = method.save(trainer.model, tokenizer, ctx.run_dir)
+        # An adapter result has no model config to carry id2label: the class names travel beside every result.
+        (Path(result_dir) / "labels.json").write_text(json.dumps({"labels": data.labels}), encoding="utf-8")
+        runtime = output.metrics.get("train_runtime")
+        tokens = trainer.state.num_input_tokens_seen
+        evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
+        return {"result_dir": str(result_dir), "final_loss": final_loss, "stopped": False,
+                "steps": trainer.state.global_step, "train_runtime_s": runtime, "tokens_seen": tokens,
+                "tokens_per_s": tokens / runtime if runtime else None, "labels": data.labels,
+                "eval_accuracy": evals[-1]["eval_accuracy"] if evals else None,
+                "eval_f1": evals[-1]["eval_f1"] if evals else None}

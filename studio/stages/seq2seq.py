@@ -1,0 +1,331 @@
+"""Sequence-to-sequence fine-tuning: teach an encoder-decoder model (T5, FLAN-T5, BART) to turn a
+source text into a target text, for summarisation, translation or rewriting.
+
+Data is a studio dataset of format `seq2seq` or a JSONL/CSV/Parquet/Excel file whose columns the
+format guesser maps onto `source` and `target` (source/dialogue/document/article and
+target/summary/highlights). `data.system_prompt`, when set, is the task prefix put before every
+source, e.g. "summarize: " or "translate English to German: " as T5 was trained with. Sources and
+targets are each cut to `data.max_length` tokens and end with the end-of-sequence token; padded
+label positions are -100 so they add nothing to the loss. `Seq2SeqTrainer` trains; every
+evaluation measures the teacher-forced loss on the whole validation split and, for up to 16
+validation examples, generates greedily and reports eval_rouge1/2/L (F1, 0-1) and
+eval_exact_match. The method (full, LoRA...) is applied through its hooks, as in SFT.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import warnings
+from pathlib import Path
+
+from studio.errors import StudioError
+from studio.stages.base import STAGES, Stage, TrainContext
+
+log = logging.getLogger(__name__)
+
+GENERATION_SAMPLES = 16  # validation examples generated at each evaluation: ROUGE without a slow full pass
+
+
+def model_config_dict(recipe, ws) -> dict:
+    """The recipe model's config.json as a dict, reading only configs (never converting or loading weights)."""
+    from studio.models import catalogue
+    from studio.training import model_config
+
+    config = model_config(recipe, ws)
+    if config:
+        return config
+    source = catalogue.resolve_model(recipe.model, ws)
+    if isinstance(source, Path):
+        path = source / "config.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    from transformers import AutoConfig
+
+    try:  # a hub id to download: its config.json is a few KB
+        return AutoConfig.from_pretrained(source, trust_remote_code=recipe.trust_remote_code).to_dict()
+    except (OSError, ValueError):
+        return {}  # the run's load reports what is wrong with the model itself
+
+
+def check_encoder_decoder(spec: str, config: dict) -> None:
+    """Refuse a model that has no decoder reading an encoder's output (GPT-style or BERT-style models)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+
+    model_type = config.get("model_type") or "unknown"
+    if config.get("is_encoder_decoder") or model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
+        return
+    architectures = config.get("architectures") or []
+    decoder_only = any(a.endswith("ForCausalLM") for a in architectures) or (not architectures and model_type
+                                                                              not in ("bert", "roberta"))
+    what = "decoder-only — use stage sft" if decoder_only else "not an encoder-decoder model"
+    raise StudioError(f"seq2seq needs an encoder-decoder model such as t5 or bart; '{model_type}' is {what}.",
+                      field="model")
+
+
+def load_pairs(spec: str, ws) -> tuple[list[dict], list[dict]]:
+    """(train, stored validation) records {"source", "target"} from a studio dataset or a data file."""
+    from studio.data.examples import is_studio_dataset
+
+    if is_studio_dataset(ws, spec):
+        from studio.data.builder import dataset_card, load_split
+
+        card = dataset_card(ws, spec)
+        if card["format"] != "seq2seq":
+            raise StudioError(f"Dataset '{spec}' holds {card['format']} data; the seq2seq stage needs source/target "
+                              "pairs (import it with --format seq2seq).", field="data.dataset")
+        return load_split(ws, spec, "train"), load_split(ws, spec, "validation")
+    from studio.data.formats import guess_format, iter_records
+    from studio.data.readers import open_table, read_all
+
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise StudioError(f"'data.dataset' is '{spec}': for seq2seq give a studio dataset of format seq2seq or a "
+                          ".jsonl, .csv, .parquet or .xlsx file with source and target columns.", field="data.dataset")
+    table = open_table(path)
+    rows = read_all(table)
+    guess = guess_format(table.columns, rows[:20])
+    if guess.format != "seq2seq":
+        raise StudioError(f"'{path.name}' has columns {', '.join(table.columns)}; seq2seq needs a source column "
+                          "(source, dialogue, document or article) and a target column (target, summary or "
+                          "highlights): rename them, or import the file with --format seq2seq and --map.",
+                          field="data.dataset")
+    records = [r for _, r, _ in iter_records(enumerate(rows, start=1), "seq2seq", guess.mapping) if r]
+    if not records:
+        raise StudioError(f"'{path.name}' has no row with both a source and a target.", field="data.dataset")
+    return records, []
+
+
+def split_pairs(recipe, ws) -> tuple[list[dict], list[dict]]:
+    """Train and validation pairs: the dataset's own validation split, else a seeded share of train."""
+    from studio.data.loaders import split_examples
+
+    train, val = load_pairs(recipe.data.dataset, ws)
+    if not val and recipe.data.validation > 0:
+        train, val = split_examples(train, recipe.data.validation, recipe.train.seed)
+    return train, val
+
+
+def encode_text(tokenizer, text: str, max_length: int) -> list[int]:
+    """Token ids cut to max_length and ending with EOS (T5/BART tokenizers add it; others may not)."""
+    ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+    eos = tokenizer.eos_token_id
+    if eos is not None and (not ids or ids[-1] != eos):
+        ids = ids[:max_length - 1] + [eos]
+    return ids
+
+
+def encode_pairs(pairs: list[dict], tokenizer, prefix: str, max_length: int):
+    """A `datasets.Dataset` of input_ids / attention_mask / labels (the collator pads labels with -100)."""
+    from datasets import Dataset
+
+    sources = [encode_text(tokenizer, prefix + p["source"], max_length) for p in pairs]
+    labels = [encode_text(tokenizer, p["target"], max_length) for p in pairs]
+    return Dataset.from_dict({"input_ids": sources, "attention_mask": [[1] * len(s) for s in sources],
+                              "labels": labels})
+
+
+def build_seq2seq_datasets(recipe, tokenizer, home: Path):
+    """(train, eval, validation pairs) for a recipe; eval is None without validation examples."""
+    from studio.workspace import Workspace
+
+    train, val = split_pairs(recipe, Workspace.open(home))
+    prefix, max_length = recipe.data.system_prompt, recipe.data.max_length
+    return encode_pairs(train, tokenizer, prefix, max_length), \
+        (encode_pairs(val, tokenizer, prefix, max_length) if val else None), val
+
+
+class _WordTokenizer:
+    """Lower-cased Unicode words: rouge-score's default drops every non-ASCII letter ("está" -> "est")."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return re.findall(r"\w+", text.lower())
+
+
+def text_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F1 and the share of exact matches (whitespace-trimmed), each in 0-1."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_WordTokenizer())
+    sums = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    for pred, ref in zip(predictions, references):
+        for key, score in scorer.score(ref, pred).items():
+            sums[key] += score.fmeasure
+    n = max(len(references), 1)
+    exact = sum(p.strip() == r.strip() for p, r in zip(predictions, references))
+    return {**{k: round(v / n, 4) for k, v in sums.items()}, "exact_match": round(exact / n, 4)}
+
+
+def describe_generation(metrics: dict, prediction: str, reference: str) -> str:
+    """One train.log line: the sample metrics and the first validation example's output beside its reference."""
+    scores = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+    return f"generation: {scores}  first output {prediction[:160]!r} (reference {reference[:160]!r})"
+
+
+def _trainer_class():
+    from transformers import Seq2SeqTrainer
+
+    class GenerationEvalTrainer(Seq2SeqTrainer):
+        """Adds generation metrics on a few validation examples to every evaluation's eval_* metrics."""
+
+        def __init__(self, *args, samples=(), sample_targets=(), max_new_tokens=1, on_sample=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.samples, self.sample_targets, self.on_sample = list(samples), list(sample_targets), on_sample
+            self.max_new_tokens = max_new_tokens
+
+        def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                            metric_key_prefix="eval"):
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                             metric_key_prefix)
+            if metric_key_prefix == "eval" and self.samples:
+                predictions = self.generate_samples()
+                metrics = text_metrics(predictions, self.sample_targets)
+                output.metrics.update({f"eval_{k}": v for k, v in metrics.items()})
+                if self.on_sample:
+                    self.on_sample(metrics, predictions[0], self.sample_targets[0])
+            return output
+
+        def generate_samples(self) -> list[str]:
+            import torch
+
+            tokenizer, model = self.processing_class, self.model
+            batch = tokenizer.pad({"input_ids": self.samples}, return_tensors="pt").to(self.args.device)
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                     max_new_tokens=self.max_new_tokens, num_beams=1, do_sample=False)
+            model.train(was_training)
+            return tokenizer.batch_decode(out, skip_special_tokens=True)
+
+    return GenerationEvalTrainer
+
+
+def seq2seq_args(recipe, run_dir: Path, has_eval: bool):
+    import torch
+    from transformers import Seq2SeqTrainingArguments
+
+    from studio.stages.sft import best_checkpoint_args
+
+    t = recipe.train
+    return Seq2SeqTrainingArguments(
+        output_dir=str(run_dir / "checkpoints"), num_train_epochs=t.epochs, max_steps=t.max_steps,
+        learning_rate=t.lr, per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
+        lr_scheduler_type=t.scheduler, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
+        bf16=t.precision == "bf16", fp16=t.precision == "fp16", logging_steps=1, logging_first_step=True,
+        eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_every, save_strategy="steps",
+        save_steps=t.save_every, save_total_limit=2, report_to="none", disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=t.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        # The datasets hold exactly the model's inputs; a PEFT wrapper's forward signature would hide them.
+        remove_unused_columns=False,
+        # Loss over all validation examples by teacher forcing; generation runs only on the samples.
+        predict_with_generate=False,
+        **best_checkpoint_args(t, has_eval),
+    )
+
+
+def load_seq2seq_lm(spec: str, ws, trust_remote_code: bool = False, **load_kwargs):
+    """(model, tokenizer) of an encoder-decoder model, float32 weights from safetensors only."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    from studio.models import catalogue
+    from studio.models.loading import load_tokenizer
+
+    source = catalogue.resolve_model(spec, ws)
+    if isinstance(source, Path) and not any(source.glob("*.safetensors")) and any(source.glob("*.bin")):
+        raise StudioError(f"Model '{spec}' has only pickled .bin weights, which the studio does not load "
+                          "(unpickling can run code); re-save it with save_pretrained to get .safetensors",
+                          field="model")
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(source, dtype=torch.float32, use_safetensors=True,
+                                                      trust_remote_code=trust_remote_code, **load_kwargs)
+    except (OSError, ValueError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise StudioError(f"Model '{spec}' could not be loaded as an encoder-decoder model from .safetensors "
+                          f"({first})", field="model") from None
+    tokenizer = load_tokenizer(spec, ws, trust_remote_code)
+    # Labels padded on the left would put pads between the decoder's start token and the target.
+    tokenizer.padding_side = "right"
+    return model, tokenizer
+
+
+@STAGES.register("seq2seq")
+class SequenceToSequence(Stage):
+    title = "Sequence to sequence (seq2seq)"
+    summary = ("Turns a source text into a target text with an encoder-decoder model (T5, BART): summaries, "
+               "translations; measured with ROUGE. data.system_prompt is the task prefix, e.g. 'summarize: '.")
+
+    @classmethod
+    def check_data(cls, recipe, ws) -> None:
+        check_encoder_decoder(recipe.model, model_config_dict(recipe, ws))
+        train, val = load_pairs(recipe.data.dataset, ws)
+        if len(train) + len(val) < 2 and recipe.data.validation > 0:
+            raise StudioError(f"'data.dataset' has only {len(train) + len(val)} source/target pair(s); add more or "
+                              "set data.validation to 0.", field="data.dataset")
+
+    @classmethod
+    def run(cls, ctx: TrainContext) -> dict:
+        import torch
+        from transformers import DataCollatorForSeq2Seq, PrinterCallback
+        from transformers.utils import logging as hf_logging
+
+        from studio.methods import METHODS
+        from studio.stages.progress import ProgressCallback
+        from studio.stages.sft import early_stopping_callbacks, quiet_datasets
+        from studio.workspace import Workspace
+
+        hf_logging.disable_progress_bar()
+        quiet_datasets()
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        recipe, emit = ctx.recipe, ctx.emit
+        method = METHODS.get(recipe.method.name, field="method.name")
+        ws = Workspace.open(ctx.home)
+        emit({"type": "log", "message": f"Loading model {recipe.model}"})
+        model, tokenizer = load_seq2seq_lm(recipe.model, ws, trust_remote_code=recipe.trust_remote_code,
+                                           **method.load_kwargs(recipe.method))
+        train_ds, eval_ds, val_pairs = build_seq2seq_datasets(recipe, tokenizer, ctx.home)
+        emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
+                                        "validation pairs"})
+        model = method.prepare(model, recipe.method)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "
+                                        f"({100 * trainable / max(total, 1):.2f}%)"})
+        callback = ProgressCallback(emit, ctx.should_stop)
+        groups = method.optimizer_groups(model, recipe.method, recipe.train.lr)
+        optimizer = (torch.optim.AdamW(groups, lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
+                     if groups else None)
+        has_eval = eval_ds is not None
+        samples = eval_ds.select(range(min(GENERATION_SAMPLES, len(eval_ds)))) if has_eval else None
+        trainer = _trainer_class()(
+            model=model, args=seq2seq_args(recipe, ctx.run_dir, has_eval), train_dataset=train_ds,
+            eval_dataset=eval_ds, processing_class=tokenizer,
+            data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
+            callbacks=[callback, *method.callbacks(model, recipe.method),
+                       *early_stopping_callbacks(recipe.train, has_eval)],
+            optimizers=(optimizer, None),
+            samples=samples["input_ids"] if samples is not None else (),
+            sample_targets=[p["target"] for p in val_pairs[:GENERATION_SAMPLES]],
+            # As long as the longest reference: a longer output only lowers ROUGE, and it bounds the cost.
+            max_new_tokens=max((len(ids) for ids in samples["labels"]), default=1) if samples is not None else 1,
+            on_sample=lambda metrics, pred, ref: emit({"type": "log",
+                                                       "message": describe_generation(metrics, pred, ref)}))
+        trainer.remove_callback(PrinterCallback)
+        output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        final_loss = losses[-1] if losses else None
+        if callback.stopped:
+            return {"result_dir": None, "final_loss": final_loss, "stopped": True}
+        result_dir = method.save(trainer.model, tokenizer, ctx.run_dir)
+        runtime = output.metrics.get("train_runtime")
+        tokens = trainer.state.num_input_tokens_seen
+        last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_rougeL" in h), {})
+        return {"result_dir": str(result_dir), "final_loss": final_loss, "stopped": False,
+                "steps": trainer.state.global_step, "train_runtime_s": runtime, "tokens_seen": tokens,
+                "tokens_per_s": tokens / runtime if runtime else None,
+                **{k: last_eval[k] for k in ("eval_rouge1", "eval_rouge2", "eval_rougeL", "eval_exact_match")
+                   if k in last_eval}}
