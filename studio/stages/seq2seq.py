@@ -201,29 +201,16 @@ def _trainer_class():
 
 
 def seq2seq_args(recipe, run_dir: Path, has_eval: bool):
-    import torch
     from transformers import Seq2SeqTrainingArguments
 
-    from studio.stages.sft import best_checkpoint_args
+    from studio.stages.sft import common_training_args
 
-    t = recipe.train
     return Seq2SeqTrainingArguments(
-        output_dir=str(run_dir / "checkpoints"), num_train_epochs=t.epochs, max_steps=t.max_steps,
-        learning_rate=t.lr, per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum, warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
-        lr_scheduler_type=t.scheduler, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
-        bf16=t.precision == "bf16", fp16=t.precision == "fp16", logging_steps=1, logging_first_step=True,
-        eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_every, save_strategy="steps",
-        save_steps=t.save_every, save_total_limit=2, report_to="none", disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=t.gradient_checkpointing,
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        **common_training_args(recipe, run_dir, has_eval),
         # The datasets hold exactly the model's inputs; a PEFT wrapper's forward signature would hide them.
         remove_unused_columns=False,
         # Loss over all validation examples by teacher forcing; generation runs only on the samples.
         predict_with_generate=False,
-        **best_checkpoint_args(t, has_eval),
     )
 
 

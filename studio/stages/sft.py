@@ -38,49 +38,37 @@ def build_sft_datasets(recipe, tokenizer, home: Path):
     return train, (encode(records.validation) if records.validation else None)
 
 
-def sft_config(recipe, run_dir: Path, has_eval: bool):
+def common_training_args(recipe, run_dir: Path, has_eval: bool) -> dict:
+    """The Trainer arguments every stage shares: schedule, batches, precision, checkpoints, evaluation, logging."""
     import torch
-    from trl import SFTConfig
 
     t = recipe.train
-    return SFTConfig(
-        output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        learning_rate=t.lr,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
+    return dict(
+        output_dir=str(run_dir / "checkpoints"), num_train_epochs=t.epochs, max_steps=t.max_steps,
+        learning_rate=t.lr, per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
         warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a share of all steps
-        weight_decay=t.weight_decay,
-        lr_scheduler_type=t.scheduler,
-        max_grad_norm=t.max_grad_norm,
-        seed=t.seed,
-        data_seed=t.seed,
-        bf16=t.precision == "bf16",
-        fp16=t.precision == "fp16",
-        logging_steps=1,
-        logging_first_step=True,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=t.eval_every,
-        save_strategy="steps",
-        save_steps=t.save_every,
-        save_total_limit=2,
-        report_to="none",
-        disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding",
-        max_length=recipe.data.max_length,
-        packing=recipe.data.packing,
-        dataset_num_proc=None,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=t.gradient_checkpointing,
-        # Packed sequences all have the same length already; grouping only helps padded batches.
-        train_sampling_strategy="group_by_length" if t.group_by_length and not recipe.data.packing else "random",
-        remove_unused_columns=True,
+        weight_decay=t.weight_decay, lr_scheduler_type=t.scheduler, max_grad_norm=t.max_grad_norm,
+        seed=t.seed, data_seed=t.seed, bf16=t.precision == "bf16", fp16=t.precision == "fp16",
+        logging_steps=1, logging_first_step=True,
+        eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_every,
+        save_strategy="steps", save_steps=t.save_every, save_total_limit=2,
+        report_to="none", disable_tqdm=True, include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(), gradient_checkpointing=t.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         **best_checkpoint_args(t, has_eval),
     )
+
+
+def sft_config(recipe, run_dir: Path, has_eval: bool):
+    from trl import SFTConfig
+
+    args = common_training_args(recipe, run_dir, has_eval)
+    if recipe.data.packing:  # packed sequences all have the same length: grouping only helps padded batches
+        args["train_sampling_strategy"] = "random"
+    return SFTConfig(**args, max_length=recipe.data.max_length, packing=recipe.data.packing, dataset_num_proc=None,
+                     remove_unused_columns=True)
 
 
 def best_checkpoint_args(t, has_eval: bool) -> dict:
