@@ -187,13 +187,12 @@ class SequenceClassification(Stage):
 
     @classmethod
     def run(cls, ctx: TrainContext) -> dict:
-        import torch
         from transformers import DataCollatorWithPadding, PrinterCallback, Trainer
         from transformers.utils import logging as hf_logging
 
         from studio.methods import METHODS
-        from studio.stages.progress import ProgressCallback
-        from studio.stages.sft import early_stopping_callbacks, planned_steps, quiet_datasets
+        from studio.stages.sft import (early_stopping_callbacks, finish_training, prepare_for_training,
+                                       quiet_datasets)
         from studio.workspace import Workspace
 
         hf_logging.disable_progress_bar()
@@ -210,19 +209,7 @@ class SequenceClassification(Stage):
         eval_ds = encode(data.validation, tokenizer, data.labels, recipe.data.max_length) if data.validation else None
         ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
                                             "validation examples"})
-        model = method.prepare(model, recipe.method)
-        if hasattr(method, "check_schedule"):
-            from studio.methods._blocks import find_blocks
-
-            method.check_schedule(recipe.method, planned_steps(recipe, len(train_ds)), len(find_blocks(model)[1]))
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
-        ctx.emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "
-                                            f"({100 * trainable / max(total, 1):.2f}%)"})
-        callback = ProgressCallback(ctx.emit, ctx.should_stop)
-        groups = method.optimizer_groups(model, recipe.method, recipe.train.lr)
-        optimizer = (torch.optim.AdamW(groups, lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
-                     if groups else None)
+        model, callback, optimizer = prepare_for_training(ctx, method, model, len(train_ds))
         metrics = ClassificationMetrics(data.labels, ctx.run_dir / "confusion.json")
         trainer = Trainer(model=model, args=classify_args(recipe, ctx.run_dir, eval_ds is not None),
                           train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
@@ -236,18 +223,11 @@ class SequenceClassification(Stage):
         evaluated = [h["step"] for h in trainer.state.log_history if "eval_accuracy" in h]
         if eval_ds is not None and not callback.stopped and evaluated[-1:] != [trainer.state.global_step]:
             trainer.evaluate()  # the scores and confusion matrix should describe the model that is saved
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        final_loss = losses[-1] if losses else None
-        if callback.stopped:
-            return {"result_dir": None, "final_loss": final_loss, "stopped": True}
-        result_dir = method.save(trainer.model, tokenizer, ctx.run_dir)
+        result = finish_training(trainer, output, callback, method, tokenizer, ctx)
+        if result["stopped"]:
+            return result
         # An adapter result has no model config to carry id2label: the class names travel beside every result.
-        (Path(result_dir) / "labels.json").write_text(json.dumps({"labels": data.labels}), encoding="utf-8")
-        runtime = output.metrics.get("train_runtime")
-        tokens = trainer.state.num_input_tokens_seen
+        (Path(result["result_dir"]) / "labels.json").write_text(json.dumps({"labels": data.labels}), encoding="utf-8")
         evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
-        return {"result_dir": str(result_dir), "final_loss": final_loss, "stopped": False,
-                "steps": trainer.state.global_step, "train_runtime_s": runtime, "tokens_seen": tokens,
-                "tokens_per_s": tokens / runtime if runtime else None, "labels": data.labels,
-                "eval_accuracy": evals[-1]["eval_accuracy"] if evals else None,
+        return {**result, "labels": data.labels, "eval_accuracy": evals[-1]["eval_accuracy"] if evals else None,
                 "eval_f1": evals[-1]["eval_f1"] if evals else None}

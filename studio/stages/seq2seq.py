@@ -256,13 +256,12 @@ class SequenceToSequence(Stage):
 
     @classmethod
     def run(cls, ctx: TrainContext) -> dict:
-        import torch
         from transformers import DataCollatorForSeq2Seq, PrinterCallback
         from transformers.utils import logging as hf_logging
 
         from studio.methods import METHODS
-        from studio.stages.progress import ProgressCallback
-        from studio.stages.sft import early_stopping_callbacks, quiet_datasets
+        from studio.stages.sft import (early_stopping_callbacks, finish_training, prepare_for_training,
+                                       quiet_datasets)
         from studio.workspace import Workspace
 
         hf_logging.disable_progress_bar()
@@ -277,15 +276,7 @@ class SequenceToSequence(Stage):
         train_ds, eval_ds, val_pairs = build_seq2seq_datasets(recipe, tokenizer, ctx.home)
         emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
                                         "validation pairs"})
-        model = method.prepare(model, recipe.method)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
-        emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "
-                                        f"({100 * trainable / max(total, 1):.2f}%)"})
-        callback = ProgressCallback(emit, ctx.should_stop)
-        groups = method.optimizer_groups(model, recipe.method, recipe.train.lr)
-        optimizer = (torch.optim.AdamW(groups, lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
-                     if groups else None)
+        model, callback, optimizer = prepare_for_training(ctx, method, model, len(train_ds), emit)
         has_eval = eval_ds is not None
         samples = eval_ds.select(range(min(GENERATION_SAMPLES, len(eval_ds)))) if has_eval else None
         trainer = _trainer_class()(
@@ -303,16 +294,9 @@ class SequenceToSequence(Stage):
                                                        "message": describe_generation(metrics, pred, ref)}))
         trainer.remove_callback(PrinterCallback)
         output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        final_loss = losses[-1] if losses else None
-        if callback.stopped:
-            return {"result_dir": None, "final_loss": final_loss, "stopped": True}
-        result_dir = method.save(trainer.model, tokenizer, ctx.run_dir)
-        runtime = output.metrics.get("train_runtime")
-        tokens = trainer.state.num_input_tokens_seen
+        result = finish_training(trainer, output, callback, method, tokenizer, ctx)
+        if result["stopped"]:
+            return result
         last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_rougeL" in h), {})
-        return {"result_dir": str(result_dir), "final_loss": final_loss, "stopped": False,
-                "steps": trainer.state.global_step, "train_runtime_s": runtime, "tokens_seen": tokens,
-                "tokens_per_s": tokens / runtime if runtime else None,
-                **{k: last_eval[k] for k in ("eval_rouge1", "eval_rouge2", "eval_rougeL", "eval_exact_match")
-                   if k in last_eval}}
+        return {**result, **{k: last_eval[k] for k in ("eval_rouge1", "eval_rouge2", "eval_rougeL",
+                                                        "eval_exact_match") if k in last_eval}}

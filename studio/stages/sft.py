@@ -132,14 +132,12 @@ def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **confi
     `config_overrides` replace `SFTConfig` fields (e.g. CPT's packing strategy); `trainer_cls` (a class or
     factory taking SFTTrainer's arguments) replaces `SFTTrainer`, e.g. for distillation's loss.
     """
-    import torch
     from transformers import PrinterCallback
     from transformers.utils import logging as hf_logging
     from trl import SFTTrainer
 
     from studio.methods import METHODS
     from studio.models.loading import load_causal_lm
-    from studio.stages.progress import ProgressCallback
     from studio.workspace import Workspace
 
     # train.log is read by people: our callback writes one line per step, so no bars or raw dicts.
@@ -156,19 +154,7 @@ def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **confi
     train_ds, eval_ds = build_datasets(recipe, tokenizer, ctx.home)
     ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
                                         "validation examples"})
-    model = method.prepare(model, recipe.method)
-    if hasattr(method, "check_schedule"):  # e.g. gradual unfreezing: the schedule must fit in the run
-        from studio.methods._blocks import find_blocks
-
-        method.check_schedule(recipe.method, planned_steps(recipe, len(train_ds)), len(find_blocks(model)[1]))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    ctx.emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "
-                                        f"({100 * trainable / max(total, 1):.2f}%)"})
-    callback = ProgressCallback(ctx.emit, ctx.should_stop)
-    groups = method.optimizer_groups(model, recipe.method, recipe.train.lr)
-    optimizer = (torch.optim.AdamW(groups, lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
-                 if groups else None)
+    model, callback, optimizer = prepare_for_training(ctx, method, model, len(train_ds))
     args = sft_config(recipe, ctx.run_dir, eval_ds is not None)
     for key, value in config_overrides.items():
         setattr(args, key, value)
@@ -179,6 +165,34 @@ def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **confi
                          optimizers=(optimizer, None))
     trainer.remove_callback(PrinterCallback)
     output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+    return finish_training(trainer, output, callback, method, tokenizer, ctx)
+
+
+def prepare_for_training(ctx: TrainContext, method, model, n_train: int, emit=None):
+    """The method's hooks before a trainer exists: wrap the model, check a schedule, log what trains, build the
+    progress callback and (for per-group learning rates) the optimizer. Shared by every stage."""
+    import torch
+
+    from studio.stages.progress import ProgressCallback
+
+    recipe, emit = ctx.recipe, emit or ctx.emit
+    model = method.prepare(model, recipe.method)
+    if hasattr(method, "check_schedule"):  # e.g. gradual unfreezing: the schedule must fit in the run
+        from studio.methods._blocks import find_blocks
+
+        method.check_schedule(recipe.method, planned_steps(recipe, n_train), len(find_blocks(model)[1]))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "
+                                    f"({100 * trainable / max(total, 1):.2f}%)"})
+    groups = method.optimizer_groups(model, recipe.method, recipe.train.lr)
+    optimizer = (torch.optim.AdamW(groups, lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
+                 if groups else None)
+    return model, ProgressCallback(emit, ctx.should_stop), optimizer
+
+
+def finish_training(trainer, output, callback, method, tokenizer, ctx: TrainContext) -> dict:
+    """After `trainer.train()`: the stopped result, or the saved result with its speed. Shared by every stage."""
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     final_loss = losses[-1] if losses else None
     if callback.stopped:
