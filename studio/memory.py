@@ -10,9 +10,10 @@ parameters that require a gradient: the exact number peft's `print_trainable_par
                    backward pass keeps); QLoRA: the block linears at bits/8 (+ 4-bit block
                    constants), everything else in float32, no autocast copies
     gradients    = trainable x 4              optimizer = trainable x 8 (AdamW: two fp32 moments)
-    activations  = batch x seq x hidden x layers x c, c in bytes: ACT_TRAINED when the base trains,
-                   ACT_FROZEN when it is frozen (backprop still runs through every layer, to reach
-                   adapters or a soft prompt; only the weight-gradient inputs are not kept);
+    activations  = batch x seq x hidden x layers x c, c in bytes per device kind (ACT): "trained" when
+                   the base trains, "frozen" when it is frozen (backprop still runs through every
+                   layer, to reach adapters or a soft prompt; only the weight-gradient inputs are not
+                   kept) and its adapters keep dropout-masked inputs, "lean" when they do not;
                    checkpointing keeps one float32 hidden state per layer plus one layer's worth
     logits       = batch x seq x vocab x 4 x LOGIT_COPIES (TRL's fused LM head scores the
                    vocabulary in tiles, so only a fraction of the full logits ever exists)
@@ -21,8 +22,9 @@ parameters that require a gradient: the exact number peft's `print_trainable_par
                    frees them after each step, so the two peaks do not add up; the overhead is Python,
                    torch, transformers and TRL, and on a GPU the CUDA context)
 
-The constants were fitted to peak RSS measured on the embedded SmolLM2-135M on CPU (bf16
-autocast), see bench/methods.py. `method_table` and `recommend` feed the Train tab's picker; this
+The CPU constants were fitted to peak RSS measured on the embedded SmolLM2-135M (bf16 autocast),
+the CUDA ones to peak device memory on an H100 (bf16 autocast) for the SmolLM2-135M shape at
+4x256 tokens and the SmolLM2-1.7B shape at 4x512 (bench/methods.py, bench/gpu_check.sh). `method_table` and `recommend` feed the Train tab's picker; this
 module never loads weights or trains, and wording for people is the UI's business.
 """
 from __future__ import annotations
@@ -34,14 +36,14 @@ from typing import Any
 from studio.errors import StudioError
 
 GiB = 1024 ** 3
-# Fitted on SmolLM2-135M, CPU, bf16 autocast, peak RSS (bench/methods.py): LoRA at 2x128 and 4x128 tokens
-# (slope and intercept), full at 2x128. Bytes per token x hidden unit x layer. A frozen base is not cheaper
-# here: LoRA keeps its own dropout-masked float32 inputs for each adapted layer.
-ACT_TRAINED = 137.0
-ACT_FROZEN = 152.0
-# Frozen base, no dropout on the adapter inputs (IA3, prompt methods, bottleneck adapters): fitted on those three
-# at 4x256 tokens (bench/methods.py), where the LoRA constant overestimated them by 31-37%.
-ACT_LEAN = 91.0
+# Bytes per token x hidden unit x layer.
+# CPU, fitted on SmolLM2-135M, bf16 autocast, peak RSS (bench/methods.py): LoRA at 2x128 and 4x128 tokens
+# (slope and intercept), full at 2x128; a frozen base is not cheaper there: LoRA keeps its own dropout-masked
+# float32 inputs for each adapted layer. "lean" (IA3, prompt methods, bottleneck adapters) at 4x256.
+# CUDA, fitted on an H100 (2026-11-26): full needed 89-106, LoRA 77-81 and QLoRA 93-99 (its dequantised
+# weights), IA3/prompt tuning/adapters 53-66, over the 135M shape at 4x256 and the 1.7B shape at 4x512.
+ACT = {"cpu": {"trained": 137.0, "frozen": 152.0, "lean": 91.0},
+       "cuda": {"trained": 97.0, "frozen": 86.0, "lean": 58.0}}
 ACT_FP32_FACTOR = 1.5  # float32 training keeps 4-byte copies where autocast keeps 2-byte ones (not calibrated)
 LOGIT_COPIES = 0.25
 RUNTIME_OVERHEAD = {"cpu": 800_000_000, "cuda": int(0.6 * GiB)}  # CPU fitted; CUDA: a typical context size
@@ -157,7 +159,8 @@ def estimate_training_memory(config: Any, method: str, settings: Any, batch_size
         weights = 4 * total + (2 * shape["linear"] if half else 0)
     base_trains = trainable > 0.5 * total
     keeps_dropout_copies = any(getattr(settings, k, 0) for k in ("dropout", "rank_dropout", "module_dropout"))
-    c = ACT_TRAINED if base_trains else (ACT_FROZEN if keeps_dropout_copies else ACT_LEAN)
+    act = ACT["cuda" if kind == "cuda" else "cpu"]
+    c = act["trained"] if base_trains else (act["frozen"] if keeps_dropout_copies else act["lean"])
     c *= 1.0 if half else ACT_FP32_FACTOR
     tokens = batch_size * (seq_len + int(getattr(settings, "num_virtual_tokens", 0) or 0))
     if gradient_checkpointing:

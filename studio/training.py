@@ -90,8 +90,20 @@ def execute(run_dir: Path, home: Path, resume_from: Path | None, emit: Callable[
                        resume_from=Path(resume_from) if resume_from else None)
     result = stage.run(ctx)
     result["peak_rss_mb"] = peak_rss_mb()
+    gpu_peak = peak_gpu_mb()
+    if gpu_peak is not None:
+        result["peak_gpu_mb"] = gpu_peak
     (run_dir / "summary.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
+
+
+def peak_gpu_mb() -> float | None:
+    """Peak GPU memory PyTorch reserved in this process, in MB; None without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.max_memory_reserved() / 2**20
 
 
 def peak_rss_mb() -> float:

@@ -48,7 +48,9 @@ class Qlora(Lora):
     settings_cls = QloraSettings
     stages = ("sft", "cpt")  # the stages this method has been tested on
     title = "QLoRA"
-    summary = "LoRA on a 4- or 8-bit quantised base: the least memory for a big model; slow on CPU."
+    summary = ("LoRA on a 4- or 8-bit quantised base: the least memory for a big model. Measured: on an H100, 35% "
+               "less memory than LoRA at half its speed (1.7B model); on a 2-core CPU about 200 tokens/s, no "
+               "faster than LoRA (SmolLM2-135M).")
 
     @classmethod
     def check(cls, settings: QloraSettings, stage: str, model_type: str | None) -> None:

@@ -123,6 +123,16 @@ def test_every_settings_field_has_a_label_and_spanish_help():
     assert missing == []
 
 
+def test_every_method_has_a_spanish_title_and_summary():
+    from studio.methods import METHODS
+    from studio.ui.i18n import LOCALES_DIR
+
+    es = json.loads((LOCALES_DIR / "es.json").read_text(encoding="utf-8"))
+    missing = [f"method.{name}.{part}" for name in METHODS.names() for part in ("title", "summary")
+               if f"method.{name}.{part}" not in es]
+    assert missing == []
+
+
 def test_both_locales_have_the_same_keys_apart_from_field_help_and_method_names():
     from studio.ui.i18n import LOCALES_DIR
 
