@@ -66,12 +66,22 @@ def load_config(model_config_or_dir: Any) -> Any:
                           "model folder.", field="model") from None
 
 
-def _build(config: Any, device: str) -> Any:
-    import torch
-    from transformers import AutoModelForCausalLM
+# Which head a stage trains: classify -> a sequence classifier, seq2seq -> an encoder-decoder LM, others a causal LM.
+STAGE_TASKS = {"classify": "classify", "seq2seq": "seq2seq"}
 
+
+def task_of(stage: str | None) -> str:
+    return STAGE_TASKS.get(stage or "", "causal")
+
+
+def _build(config: Any, device: str, task: str = "causal") -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+    auto = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM,
+            "classify": AutoModelForSequenceClassification}[task]
     with torch.device(device):
-        return AutoModelForCausalLM.from_config(config)
+        return auto.from_config(config)
 
 
 def _counting_plan(method: Any, settings: Any) -> tuple[Any, Any]:
@@ -91,7 +101,7 @@ def _counting_plan(method: Any, settings: Any) -> tuple[Any, Any]:
     return method, settings
 
 
-def _prepared(config: Any, method_name: str, settings: Any) -> Any:
+def _prepared(config: Any, method_name: str, settings: Any, task: str = "causal") -> Any:
     from studio.methods import METHODS
 
     method = METHODS.get(method_name, field="method.name")
@@ -103,47 +113,52 @@ def _prepared(config: Any, method_name: str, settings: Any) -> Any:
         # Prepare inside the meta context too: adapters made outside it would be moved to meta by peft,
         # which re-wraps them as fresh Parameters and loses requires_grad=False (AdaLoRA's ranknum).
         with torch.device("meta"):
-            return method.prepare(_build(config, "meta"), settings)
+            return method.prepare(_build(config, "meta", task), settings)
     except StudioError:
         raise
     except Exception:
         # Some prepare step touched real values; a small model can be built for real instead.
-        if sum(p.numel() for p in _build(config, "meta").parameters()) > REAL_FALLBACK_MAX_PARAMS:
+        if sum(p.numel() for p in _build(config, "meta", task).parameters()) > REAL_FALLBACK_MAX_PARAMS:
             raise
-        return method.prepare(_build(config, "cpu"), settings)
+        return method.prepare(_build(config, "cpu", task), settings)
 
 
-def count_parameters(model_config_or_dir: Any, method_name: str, settings: Any = None) -> dict:
-    """{trainable, total, percent} after `method_name`'s prepare, as peft's print_trainable_parameters says."""
-    model = _prepared(load_config(model_config_or_dir), method_name, settings)
+def count_parameters(model_config_or_dir: Any, method_name: str, settings: Any = None, task: str = "causal") -> dict:
+    """{trainable, total, percent} after `method_name`'s prepare, as peft's print_trainable_parameters says.
+
+    `task` picks the head (`task_of(stage)`): a classifier's head has num_labels outputs, not the vocabulary."""
+    model = _prepared(load_config(model_config_or_dir), method_name, settings, task)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return {"trainable": trainable, "total": total, "percent": 100.0 * trainable / max(total, 1)}
 
 
-def model_shape(config: Any) -> dict:
-    """Sizes the estimate needs: params, linear weights a quantiser would pack, hidden, layers, vocab."""
+def model_shape(config: Any, task: str = "causal") -> dict:
+    """Sizes the estimate needs: params, linear weights a quantiser would pack, hidden, layers, and the width
+    of the output scores (the vocabulary; a classifier's labels). An encoder-decoder counts both stacks."""
     from torch import nn
 
-    model = _build(config, "meta")
+    model = _build(config, "meta", task)
     head = model.get_output_embeddings()
     linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear) and m is not head)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers = text.num_hidden_layers + (getattr(text, "num_decoder_layers", 0) or 0 if task == "seq2seq" else 0)
+    outputs = config.num_labels if task == "classify" else text.vocab_size
     return {"params": sum(p.numel() for p in model.parameters()), "linear": linear, "hidden": text.hidden_size,
-            "layers": text.num_hidden_layers, "vocab": text.vocab_size}
+            "layers": layers, "vocab": outputs}
 
 
 def estimate_training_memory(config: Any, method: str, settings: Any, batch_size: int, seq_len: int,
                              precision: str = "auto", gradient_checkpointing: bool = False,
-                             device_kind: str | None = None, counts: dict | None = None) -> dict:
+                             device_kind: str | None = None, counts: dict | None = None, task: str = "causal") -> dict:
     """Peak training memory in bytes: {weights, gradients, optimizer, activations, logits, total}."""
     from studio.methods import METHODS
 
     config = load_config(config)
     cls = METHODS.get(method, field="method.name")
     settings = settings if settings is not None else cls.settings_cls()
-    counts = counts or count_parameters(config, method, settings)
-    shape = model_shape(config)
+    counts = counts or count_parameters(config, method, settings, task)
+    shape = model_shape(config, task)
     kind = device_kind or device_memory()["kind"]
     if precision == "auto":
         from studio.models.loading import resolve_precision
@@ -192,5 +207,5 @@ def device_memory() -> dict:
 
 from studio.memory_picker import method_table, recommend  # noqa: E402  (re-exported: one import for callers)
 
-__all__ = ["count_parameters", "estimate_training_memory", "device_memory", "method_table", "recommend",
+__all__ = ["task_of", "count_parameters", "estimate_training_memory", "device_memory", "method_table", "recommend",
            "model_shape", "load_config"]

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from studio.errors import StudioError
-from studio.memory import (FIT_MARGIN, GOALS, GiB, count_parameters, device_memory, estimate_training_memory,
+from studio.memory import (FIT_MARGIN, GOALS, GiB, count_parameters, device_memory, estimate_training_memory, task_of,
                            load_config)
 
 SAVED_BYTES = 4  # results are saved in the dtype they trained in: float32
@@ -81,6 +81,7 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
     from studio.methods import METHODS
 
     config = _model_config(model_spec, ws)
+    task = task_of(recipe_like.stage)
     memory = memory or device_memory()
     budget = memory["free_bytes"] * FIT_MARGIN
     train = recipe_like.train
@@ -92,7 +93,7 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
 
     def counts_for(name: str, cls: Any) -> dict:
         if name not in counted:
-            counted[name] = count_parameters(config, name, settings_for(name, cls))
+            counted[name] = count_parameters(config, name, settings_for(name, cls), task)
         return counted[name]
 
     rows = []
@@ -115,7 +116,7 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
             continue
         plan = {"method": name, "settings": settings, "counts": counts, "batch_size": train.batch_size,
                 "seq_len": recipe_like.data.max_length, "precision": train.precision,
-                "gradient_checkpointing": train.gradient_checkpointing, "device_kind": memory["kind"]}
+                "gradient_checkpointing": train.gradient_checkpointing, "device_kind": memory["kind"], "task": task}
         p = dict(plan)
         estimate = estimate_training_memory(config, p.pop("method"), p.pop("settings"), counts=p.pop("counts"), **p)
         saved = counts["total"] if cls.result_kind == "model" else counts["trainable"]

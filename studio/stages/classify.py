@@ -49,6 +49,30 @@ def _file_records(spec: str, ws) -> list[dict]:
     return [r for _, r, _ in iter_records(iter(rows), "classification", guess.mapping) if r and r["text"].strip()]
 
 
+def is_classification_data(recipe, ws) -> bool:
+    """Whether the recipe's dataset holds text + label records (a classification dataset, sample or file)."""
+    import itertools
+
+    from studio.data.builder import dataset_card
+    from studio.data.examples import is_studio_dataset
+    from studio.data.formats import guess_format
+    from studio.data.loaders import SAMPLES
+    from studio.data.readers import open_table
+
+    spec = recipe.data.dataset
+    try:
+        if is_studio_dataset(ws, spec):
+            return dataset_card(ws, spec)["format"] == "classification"
+        path = SAMPLES.get(spec) or Path(spec).expanduser()
+        if not path.is_file():
+            return False
+        table = open_table(path)
+        rows = [row for _, row in itertools.islice(table.rows, 200)]
+        return guess_format(table.columns, rows).format == "classification"
+    except StudioError:
+        return False  # unreadable data: the stage's own checks say why
+
+
 def load_labelled(recipe, ws) -> LabelledTexts:
     """The recipe's texts and labels, split into train/validation, with the class list; refuses bad labels."""
     from studio.data.examples import is_studio_dataset
@@ -93,15 +117,14 @@ def check_classifier_model(recipe, ws) -> None:
                           "model.", field="model")
 
 
-def load_classifier(recipe, ws, labels: list[str], **load_kwargs):
-    """(model, tokenizer): the recipe's model with a fresh head for `labels`, float32 weights."""
+def load_classifier(spec: str, ws, labels: list[str], trust: bool = False, **load_kwargs):
+    """(model, tokenizer): model `spec` with a fresh head for `labels` (kept if it has one), float32 weights."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from studio.models import catalogue
     from studio.models.loading import _first_line, _load_tokenizer_from
 
-    spec, trust = recipe.model, recipe.trust_remote_code
     source = catalogue.resolve_model(spec, ws)
     tokenizer = _load_tokenizer_from(source, spec, trust)
     config = AutoConfig.from_pretrained(source, trust_remote_code=trust, num_labels=len(labels),
@@ -187,47 +210,61 @@ class SequenceClassification(Stage):
 
     @classmethod
     def run(cls, ctx: TrainContext) -> dict:
-        from transformers import DataCollatorWithPadding, PrinterCallback, Trainer
-        from transformers.utils import logging as hf_logging
+        return train_classifier(ctx)
 
-        from studio.methods import METHODS
-        from studio.stages.sft import (early_stopping_callbacks, finish_training, prepare_for_training,
-                                       quiet_datasets)
-        from studio.workspace import Workspace
 
-        hf_logging.disable_progress_bar()
-        quiet_datasets()
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        recipe = ctx.recipe
-        method = METHODS.get(recipe.method.name, field="method.name")
-        ws = Workspace.open(ctx.home)
-        data = load_labelled(recipe, ws)
-        ctx.emit({"type": "log", "message": f"Loading model {recipe.model} as a classifier of "
-                                            f"{len(data.labels)} labels: {', '.join(data.labels)}"})
-        model, tokenizer = load_classifier(recipe, ws, data.labels, **method.load_kwargs(recipe.method))
-        train_ds = encode(data.train, tokenizer, data.labels, recipe.data.max_length)
-        eval_ds = encode(data.validation, tokenizer, data.labels, recipe.data.max_length) if data.validation else None
-        ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
-                                            "validation examples"})
-        model, callback, optimizer = prepare_for_training(ctx, method, model, len(train_ds))
-        metrics = ClassificationMetrics(data.labels, ctx.run_dir / "confusion.json")
-        trainer = Trainer(model=model, args=classify_args(recipe, ctx.run_dir, eval_ds is not None),
-                          train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
-                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics,
-                          callbacks=[callback, *method.callbacks(model, recipe.method),
-                                     *early_stopping_callbacks(recipe.train, eval_ds is not None)],
-                          optimizers=(optimizer, None))
-        trainer.remove_callback(PrinterCallback)
-        metrics.step = lambda: trainer.state.global_step
-        output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
-        evaluated = [h["step"] for h in trainer.state.log_history if "eval_accuracy" in h]
-        if eval_ds is not None and not callback.stopped and evaluated[-1:] != [trainer.state.global_step]:
-            trainer.evaluate()  # the scores and confusion matrix should describe the model that is saved
-        result = finish_training(trainer, output, callback, method, tokenizer, ctx)
-        if result["stopped"]:
-            return result
-        # An adapter result has no model config to carry id2label: the class names travel beside every result.
-        (Path(result["result_dir"]) / "labels.json").write_text(json.dumps({"labels": data.labels}), encoding="utf-8")
-        evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
-        return {**result, "labels": data.labels, "eval_accuracy": evals[-1]["eval_accuracy"] if evals else None,
-                "eval_f1": evals[-1]["eval_f1"] if evals else None}
+def train_classifier(ctx: TrainContext, trainer_cls=None, extend=None, collator=None) -> dict:
+    """Load the labelled data and a classifier, train with the method's hooks, evaluate, save with labels.json.
+
+    Distillation reuses it: `extend(data, train_ds, eval_ds) -> (train_ds, eval_ds)` adds columns (the
+    teacher's scores), `trainer_cls` computes the loss from them and `collator(base)` wraps the padding."""
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer
+    from transformers.utils import logging as hf_logging
+
+    from studio.methods import METHODS
+    from studio.stages.sft import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
+    from studio.workspace import Workspace
+
+    hf_logging.disable_progress_bar()
+    quiet_datasets()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    recipe = ctx.recipe
+    method = METHODS.get(recipe.method.name, field="method.name")
+    ws = Workspace.open(ctx.home)
+    data = load_labelled(recipe, ws)
+    ctx.emit({"type": "log", "message": f"Loading model {recipe.model} as a classifier of "
+                                        f"{len(data.labels)} labels: {', '.join(data.labels)}"})
+    model, tokenizer = load_classifier(recipe.model, ws, data.labels, recipe.trust_remote_code,
+                                       **method.load_kwargs(recipe.method))
+    train_ds = encode(data.train, tokenizer, data.labels, recipe.data.max_length)
+    eval_ds = encode(data.validation, tokenizer, data.labels, recipe.data.max_length) if data.validation else None
+    if extend is not None:
+        train_ds, eval_ds = extend(data, train_ds, eval_ds)
+    ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
+                                        "validation examples"})
+    model, callback, optimizer = prepare_for_training(ctx, method, model, len(train_ds))
+    metrics = ClassificationMetrics(data.labels, ctx.run_dir / "confusion.json")
+    args = classify_args(recipe, ctx.run_dir, eval_ds is not None)
+    if extend is not None:
+        args.remove_unused_columns = False  # the added columns reach compute_loss
+    padding = DataCollatorWithPadding(tokenizer)
+    trainer = (trainer_cls or Trainer)(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+        data_collator=collator(padding) if collator else padding, compute_metrics=metrics,
+        callbacks=[callback, *method.callbacks(model, recipe.method),
+                   *early_stopping_callbacks(recipe.train, eval_ds is not None)],
+        optimizers=(optimizer, None))
+    trainer.remove_callback(PrinterCallback)
+    metrics.step = lambda: trainer.state.global_step
+    output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+    evaluated = [h["step"] for h in trainer.state.log_history if "eval_accuracy" in h]
+    if eval_ds is not None and not callback.stopped and evaluated[-1:] != [trainer.state.global_step]:
+        trainer.evaluate()  # the scores and confusion matrix should describe the model that is saved
+    result = finish_training(trainer, output, callback, method, tokenizer, ctx)
+    if result["stopped"]:
+        return result
+    # An adapter result has no model config to carry id2label: the class names travel beside every result.
+    (Path(result["result_dir"]) / "labels.json").write_text(json.dumps({"labels": data.labels}), encoding="utf-8")
+    evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]
+    return {**result, "labels": data.labels, "eval_accuracy": evals[-1]["eval_accuracy"] if evals else None,
+            "eval_f1": evals[-1]["eval_f1"] if evals else None}

@@ -1,5 +1,7 @@
 """Knowledge distillation (KD): a student causal LM learns the answers and the teacher's predictions.
 
+(A dataset of texts and labels makes it classifier distillation instead: `distill_classify`.)
+
 The data path is SFT's (chat/instruction examples, only response tokens carry labels). On those
 response tokens the loss is `alpha * CE(hard labels) + (1 - alpha) * T^2 * KL` between the
 teacher's and the student's next-token distributions both softened by temperature T (Hinton et
@@ -32,7 +34,9 @@ class DistillConfig:
     """Where the soft targets come from and how much they count."""
 
     teacher: str = setting(help="The model to learn from: a model alias, hub id or local folder, or "
-                           "'run:<run id>' for a finished run's result. It must use the student's tokenizer.")
+                           "'run:<run id>' for a finished run's result. For chat or text data it must use the "
+                           "student's tokenizer; for texts with labels it is a classifier of the same labels "
+                           "(e.g. a finished classify run), any tokenizer.")
     temperature: float = setting(2.0, help="Softens both models' predictions before comparing them: above 1 "
                                  "shows the student the teacher's second choices too.", gt=0.0, max=100.0)
     alpha: float = setting(0.5, help="Weight of the example answers (hard labels); 1 - alpha goes to matching "
@@ -81,6 +85,18 @@ def check_same_vocabulary(teacher_tok, student_tok) -> None:
                           "same text differently; pick a teacher from the same family.", field="distill.teacher")
 
 
+def soft_target_loss(student, teacher, targets, count, temperature: float, alpha: float):
+    """(loss, ce, kl) of score rows (n, classes): alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || student_T),
+    both terms summed over the rows and divided by `count`."""
+    import torch.nn.functional as F
+
+    ce = F.cross_entropy(student, targets, reduction="sum") / count
+    t_logp = F.log_softmax(teacher / temperature, dim=-1)
+    s_logp = F.log_softmax(student / temperature, dim=-1)
+    kl = (t_logp.exp() * (t_logp - s_logp)).sum() / count
+    return alpha * ce + (1 - alpha) * temperature ** 2 * kl, ce, kl
+
+
 def distillation_loss(student_logits, teacher_logits, labels, temperature: float, alpha: float,
                       num_items: Any = None):
     """(loss, ce, kl) summed over the response tokens (labels != -100) and divided by their count.
@@ -90,7 +106,6 @@ def distillation_loss(student_logits, teacher_logits, labels, temperature: float
     i predicts labels[i + 1].
     """
     import torch
-    import torch.nn.functional as F
 
     vocab = min(student_logits.shape[-1], teacher_logits.shape[-1])  # padded embedding rows are never tokens
     targets = labels[:, 1:]
@@ -99,11 +114,7 @@ def distillation_loss(student_logits, teacher_logits, labels, temperature: float
     s = student_logits[:, :-1][mask][:, :vocab].float()
     t = teacher_logits[:, :-1][mask][:, :vocab].float()
     count = torch.as_tensor(mask.sum() if num_items is None else num_items, device=s.device).clamp(min=1)
-    ce = F.cross_entropy(s, targets[mask], reduction="sum") / count
-    t_logp = F.log_softmax(t / temperature, dim=-1)
-    s_logp = F.log_softmax(s / temperature, dim=-1)
-    kl = (t_logp.exp() * (t_logp - s_logp)).sum() / count
-    return alpha * ce + (1 - alpha) * temperature ** 2 * kl, ce, kl
+    return soft_target_loss(s, t, targets[mask], count, temperature, alpha)
 
 
 def _trainer_class():
@@ -166,12 +177,18 @@ class Distillation(Stage):
         from studio.models.loading import load_tokenizer
         from studio.stages.sft import SupervisedFineTuning
 
+        from studio.stages.classify import is_classification_data
+
         settings = distill_settings(recipe)
-        SupervisedFineTuning.check_data(recipe, ws)
         spec = settings.teacher.strip()
         if not spec:
             raise StudioError("'distill.teacher' is empty; name the model to learn from, or 'run:<run id>'.",
                               field="distill.teacher")
+        if is_classification_data(recipe, ws):
+            from studio.stages.distill_classify import check_classifier_distillation
+
+            return check_classifier_distillation(recipe, ws, spec)
+        SupervisedFineTuning.check_data(recipe, ws)
         base = _teacher_base(spec, ws)
         try:
             check_model(base, ws)
@@ -182,10 +199,15 @@ class Distillation(Stage):
 
     @classmethod
     def run(cls, ctx: TrainContext) -> dict:
+        from studio.stages.classify import is_classification_data
         from studio.stages.sft import build_sft_datasets, train_causal_lm
         from studio.workspace import Workspace
 
         settings = distill_settings(ctx.recipe)
+        if is_classification_data(ctx.recipe, Workspace.open(ctx.home)):
+            from studio.stages.distill_classify import distill_classifier
+
+            return distill_classifier(ctx, settings)
         ctx.emit({"type": "log", "message": f"Loading teacher {settings.teacher} (T={settings.temperature}, "
                                             f"alpha={settings.alpha})"})
         teacher = load_teacher(settings.teacher.strip(), Workspace.open(ctx.home), ctx.recipe)

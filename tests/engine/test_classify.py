@@ -11,7 +11,8 @@ from studio.config import parse_recipe
 from studio.errors import StudioError
 from studio.training import prepare_run
 
-from tests.engine.test_training import run_in_process
+from studio.memory import count_parameters
+from tests.engine.test_training import logged_trainable, run_in_process
 
 CLASSIFY_METHODS = ["full", "lora", "feature_extraction"]
 
@@ -75,6 +76,8 @@ def test_classify_trains_scores_and_the_saved_model_predicts_the_same(method, wo
 
     recipe = classify_recipe(tiny_model_dir, method)
     run_id, events, result = run_in_process(workspace, recipe)
+    # The picker's count (a meta model with a 2-label head) is exactly what trained.
+    assert logged_trainable(events) == count_parameters(tiny_model_dir, method, task="classify")["trainable"]
     assert [e["step"] for e in events if "loss" in e][-1] == 3
     scored = [e for e in events if "eval_accuracy" in e]
     assert scored and all(0 <= e["eval_accuracy"] <= 1 and 0 <= e["eval_f1"] <= 1 for e in scored)

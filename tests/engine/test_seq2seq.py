@@ -12,7 +12,8 @@ from studio.errors import StudioError
 from studio.methods import METHODS
 from studio.training import prepare_run
 
-from tests.engine.test_training import run_in_process
+from studio.memory import count_parameters
+from tests.engine.test_training import logged_trainable, run_in_process
 
 PAIRS = [("The meeting moved from Monday to Friday because the room was booked.", "Meeting moved to Friday."),
          ("La fotosíntesis convierte la luz en energía química en las hojas.", "Fotosíntesis: luz a energía."),
@@ -73,6 +74,7 @@ def test_seq2seq_trains_reports_rouge_and_the_result_reloads_and_generates(metho
     _, events, result = run_in_process(workspace, seq2seq_recipe(tiny_t5_dir, pairs_file, method,
                                                                  system_prompt="summarize: "))
     assert [e["step"] for e in events if "loss" in e][-1] == 3
+    assert logged_trainable(events) == count_parameters(tiny_t5_dir, method, task="seq2seq")["trainable"]
     evals = [e for e in events if "eval_rougeL" in e]
     assert evals and all(0.0 <= evals[-1][k] <= 1.0 for k in ("eval_rouge1", "eval_rouge2", "eval_rougeL",
                                                                "eval_exact_match"))

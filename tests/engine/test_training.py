@@ -34,6 +34,12 @@ def run_in_process(ws, recipe) -> tuple[str, list[dict], dict]:
     return run_id, events, result
 
 
+def logged_trainable(events: list[dict]) -> int:
+    """The trainable count a run logged ("Trainable parameters: N of M")."""
+    line = next(e["message"] for e in events if e.get("message", "").startswith("Trainable parameters:"))
+    return int(line.split(":")[1].split(" of ")[0].replace(",", ""))
+
+
 def prompt_logits(model, tokenizer) -> torch.Tensor:
     ids = tokenizer.apply_chat_template([{"role": "user", "content": "Explain photosynthesis."}],
                                         add_generation_prompt=True, return_tensors="pt", return_dict=True)

@@ -123,3 +123,27 @@ def test_recommend_follows_the_seeds_advice():
 def test_device_memory_reports_this_machine():
     mem = device_memory()
     assert mem["kind"] in ("cuda", "cpu") and 0 < mem["free_bytes"] <= mem["total_bytes"]
+
+
+MEMORY = {"kind": "cpu", "total_bytes": 64 * GiB, "free_bytes": 32 * GiB}
+
+
+def test_the_picker_counts_a_classifier_and_a_seq2seq_model_with_their_own_heads():
+    from transformers import T5Config
+
+    from studio.memory import model_shape
+
+    plan = SimpleNamespace(stage="classify", method=None, data=SimpleNamespace(max_length=64),
+                           train=TrainConfig(batch_size=2, precision="fp32"))
+    rows = {r["name"]: r for r in method_table(tiny_bert(), None, plan, memory=MEMORY)}
+    assert rows["feature_extraction"]["applicable"] and rows["feature_extraction"]["trainable"] == 32 * 2 + 2
+    assert rows["lora"]["applicable"] and rows["lora"]["fits"]
+    assert not rows["prompt_tuning"]["applicable"]  # prompt methods serve sft only, and the table says so
+    assert model_shape(tiny_bert(), "classify")["vocab"] == 2  # a classifier scores its labels, not the vocabulary
+
+    t5 = T5Config(d_model=32, d_ff=64, num_layers=2, num_decoder_layers=3, num_heads=2, d_kv=16, vocab_size=128)
+    plan.stage = "seq2seq"
+    rows = {r["name"]: r for r in method_table(t5, None, plan, memory=MEMORY)}
+    assert rows["full"]["applicable"] and rows["lora"]["applicable"] and rows["lora"]["trainable"] > 0
+    assert rows["full"]["trainable"] == model_shape(t5, "seq2seq")["params"]
+    assert model_shape(t5, "seq2seq")["layers"] == 5  # encoder and decoder both keep activations
