@@ -101,14 +101,16 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
         if only is not None and name != only:
             continue
         settings = settings_for(name, cls)
-        row = {"name": name, "title": cls.title or name, "applicable": True, "reason": "",
+        row = {"name": name, "title": cls.title or name, "applicable": True, "reason": "", "reason_key": None,
+               "reason_params": {},
                "mergeable": bool(cls.mergeable), "trainable": None, "percent": None, "estimated_total": None,
                "adapter_size_on_disk": None, "fits": None, "advice": "", "fixes": []}
         try:
             cls.check(settings, recipe_like.stage, getattr(config, "model_type", None))
             counts = counts_for(name, cls)
         except StudioError as error:
-            rows.append({**row, "applicable": False, "reason": str(error)})
+            rows.append({**row, "applicable": False, "reason": str(error), "reason_key": error.key,
+                         "reason_params": error.params})
             continue
         except Exception as error:  # e.g. peft refusing an architecture it does not know
             rows.append({**row, "applicable": False,
@@ -148,39 +150,43 @@ _BYTES_PER_PARAM = {"full": 16.0, "lora": 6.0, "qlora": 0.7}
 _HEADROOM = 1.3  # activations, runtime, fragmentation
 
 
-def recommend(device_total_bytes: int, dataset_rows: int, goal: str, model_params: int) -> dict:
-    """{method, why}: a method for this device, data and goal, and two sentences saying why."""
+# Why a method was suggested: the reasons `recommend` returns (the UI words each one, locale key picker.why.<reason>).
+REASONS = ("huge", "huge_head", "many_tasks", "much_data", "default", "quantise")
+
+
+def recommend(device_total_bytes: int, dataset_rows: int, goal: str, model_params: int, stage: str = "sft") -> dict:
+    """{method, reason, params}: a method for this device, data, goal and stage; `reason` is one of REASONS and
+    `params` (size, memory, rows, title) fill the sentence a UI words for it."""
+    from studio.methods import METHODS
+
     if goal not in GOALS:
         raise StudioError(f"Unknown goal '{goal}'; choose one of {', '.join(GOALS)}.", field="goal")
+
+    def serves(name: str) -> bool:
+        return name in METHODS and stage in METHODS.get(name).stages
 
     def fits(kind: str) -> bool:
         return model_params * _BYTES_PER_PARAM[kind] * _HEADROOM <= device_total_bytes
 
     size = f"{model_params / 1e9:.1f}B" if model_params >= 1e9 else f"{model_params / 1e6:.0f}M"
+    params = {"size": size, "memory": _gb(device_total_bytes), "rows": f"{dataset_rows:,}", "title": "LoRA"}
+
+    def pick(method: str, reason: str) -> dict:
+        return {"method": method, "reason": reason, "params": params}
+
+    lora = "lora" if fits("lora") or not serves("qlora") else "qlora"
     if goal == "huge_model" or model_params > 10e9 or not fits("qlora"):
-        return {"method": "prompt_tuning",
-                "why": f"At {size} parameters the model is huge for {_gb(device_total_bytes)}, and prompt tuning "
-                       "trains only a soft prompt of a few thousand numbers while the model stays frozen. On models "
-                       "this large it comes close to full fine-tuning, and one base serves many prompts."}
+        if serves("prompt_tuning"):
+            return pick("prompt_tuning", "huge")
+        if serves("feature_extraction"):
+            return pick("feature_extraction", "huge_head")
+        return pick(lora, "quantise" if lora == "qlora" else "default")
     if goal == "many_tasks":
-        method = "lora" if fits("lora") else "qlora"
-        return {"method": method,
-                "why": "For many tasks on one base, train one small adapter per task and keep a single copy of the "
-                       f"model. {'LoRA' if method == 'lora' else 'QLoRA'} adapters are a few MB each and swap in "
-                       "at load time."}
+        params["title"] = "LoRA" if lora == "lora" else "QLoRA"
+        return pick(lora, "many_tasks")
     if dataset_rows > 50_000 and goal == "new_task" and fits("full"):
-        return {"method": "full",
-                "why": f"With {dataset_rows:,} examples there is enough data to move every weight, and "
-                       f"{_gb(device_total_bytes)} holds the ~16 bytes per parameter that weights, gradients and "
-                       "AdamW need. Full fine-tuning then gives the most capacity for a new task."}
-    if fits("lora"):
-        return {"method": "lora",
-                "why": "LoRA is the default: it trains well under 1% of the weights, learns styles, formats and "
-                       "most tasks nearly as well as full fine-tuning, and saves a small, mergeable adapter. "
-                       f"Your {size} model fits in {_gb(device_total_bytes)} with room for activations."}
-    return {"method": "qlora",
-            "why": f"LoRA on a {size} model would not fit in {_gb(device_total_bytes)}, but with the frozen base in "
-                   "4 bits it does. QLoRA trains the same small adapter at nearly LoRA's quality."}
+        return pick("full", "much_data")
+    return pick(lora, "default" if lora == "lora" else "quantise")
 
 
 __all__ = ["method_table", "recommend"]

@@ -32,11 +32,14 @@ class Method:
         from studio.errors import StudioError
 
         if stage not in cls.stages:
-            raise StudioError(f"Method '{cls.name}' cannot train stage '{stage}'; it serves "
-                              f"{', '.join(cls.stages)}.", field="method.name")
+            stages = ", ".join(cls.stages)
+            raise StudioError(f"Method '{cls.name}' cannot train stage '{stage}'; it serves {stages}.",
+                              field="method.name", key="method.stage", method=cls.name, stage=stage, stages=stages)
         if cls.architectures and model_type and model_type not in cls.architectures:
-            raise StudioError(f"Method '{cls.name}' needs a {' or '.join(cls.architectures)} model, not "
-                              f"'{model_type}'; pick another method.", field="method.name")
+            needs = " or ".join(cls.architectures)
+            raise StudioError(f"Method '{cls.name}' needs a {needs} model, not '{model_type}'; pick another method.",
+                              field="method.name", key="method.architecture", method=cls.name, needs=needs,
+                              model_type=model_type)
 
     @classmethod
     def load_kwargs(cls, settings: Any) -> dict:

@@ -39,7 +39,7 @@ class LlamaAdapter(PeftMethod):
         if model_type and model_type not in cls.architectures:
             raise StudioError(f"LLaMA-Adapter rewrites the attention of Llama models only, and this model is a "
                               f"'{model_type}'; pick a Llama-family model or another method such as LoRA.",
-                              field="method.name")
+                              field="method.name", key="llama_adapter.architecture", model_type=model_type)
         super().check(settings, stage, model_type)
 
     @classmethod

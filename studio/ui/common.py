@@ -32,7 +32,7 @@ class UiShared:
 
 def error_text(texts: Texts, lang: str, exc: StudioError) -> str:
     """A StudioError as the one-sentence message shown under a button (markdown)."""
-    return texts.t(lang, "msg.error", message=exc.message)
+    return texts.t(lang, "msg.error", message=texts.error(lang, exc))
 
 
 def log_text(tail: Any) -> str:

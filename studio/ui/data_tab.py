@@ -234,7 +234,7 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
             result = import_dataset(ws, request, progress=lambda done, total: progress(
                 done / total if total else None, desc=texts.t(lang, "data.msg.reading")))
         except StudioError as exc:
-            gr.Warning(exc.message)
+            gr.Warning(texts.error(lang, exc))
             return {view.message: error_text(texts, lang, exc)}
         table, picked = library(result.name)
         note = texts.t(lang, "data.msg.saved", imported=result.imported, skipped=result.skipped,

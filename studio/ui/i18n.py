@@ -1,6 +1,7 @@
 """Words on screen: locale files, field labels and tooltips, and redrawing a page in another language.
 
-`Texts` holds every locale in `studio/locales/*.json` (flat dotted keys) and answers
+`Texts` holds every locale in `studio/locales/*.json` plus `studio/locales/<lang>/*.json` (flat dotted keys;
+`error.*` sentences for `StudioError` keys live in the latter) and answers
 `texts.t(lang, key, **values)`, falling back to English and then to the key itself, so a missing
 translation shows up as English rather than as an error. Recipe fields get their label from
 `field.<section>.<name>.label` and their tooltip from the settings dataclass metadata in English
@@ -35,7 +36,25 @@ class Texts:
     @classmethod
     def load(cls, directory: Path = LOCALES_DIR) -> "Texts":
         locales = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))}
+        for lang, table in locales.items():  # <lang>/*.json: more keys of that language (e.g. error sentences)
+            for part in sorted((directory / lang).glob("*.json")):
+                table.update(json.loads(part.read_text(encoding="utf-8")))
         return cls(locales)
+
+    def error(self, lang: str, exc: Any) -> str:
+        """A StudioError's sentence in `lang`: its `error.<key>` translation filled with its params, else its
+        English message."""
+        return self.sentence(lang, getattr(exc, "key", None), getattr(exc, "params", {}), exc.message)
+
+    def sentence(self, lang: str, key: str | None, params: dict, english: str) -> str:
+        """`error.<key>` in `lang` filled with `params`; the `english` sentence when there is no translation."""
+        template = self.locales.get(lang, {}).get(f"error.{key}") if key and lang != DEFAULT_LANG else None
+        if template is None:
+            return english
+        try:
+            return template.format(**params)
+        except (KeyError, IndexError, ValueError):
+            return english
 
     def get(self, lang: str, key: str) -> str | None:
         for code in (lang, DEFAULT_LANG):
@@ -63,6 +82,9 @@ class Texts:
 
     def method_title(self, lang: str, method: Any) -> str:
         return self.locales.get(lang, {}).get(f"method.{method.name}.title") or method.title or method.name
+
+    def stage_title(self, lang: str, stage: Any) -> str:
+        return self.locales.get(lang, {}).get(f"stage.{stage.name}.title") or stage.title or stage.name
 
     def method_summary(self, lang: str, method: Any) -> str:
         return self.locales.get(lang, {}).get(f"method.{method.name}.summary") or method.summary

@@ -17,7 +17,7 @@ import gradio as gr
 import pandas as pd
 
 from studio.errors import StudioError
-from studio.memory import GOALS, GiB, device_memory, load_config, method_table, model_shape, recommend
+from studio.memory import GOALS, GiB, device_memory, load_config, method_table, model_shape, recommend, task_of
 from studio.methods import METHODS
 from studio.ui.fields import FieldWidget, build_fields
 from studio.ui.i18n import Texts
@@ -75,7 +75,7 @@ def fixes_text(texts: Texts, lang: str, fixes: list) -> str:
 def verdict_text(texts: Texts, lang: str, title: str, row: dict, memory: dict) -> str:
     """One sentence: what the selected method trains, its peak memory against the free memory, and the verdict."""
     if not row["applicable"]:
-        return texts.t(lang, "picker.verdict.not_applicable", title=title, reason=row["reason"])
+        return texts.t(lang, "picker.verdict.not_applicable", title=title, reason=reason_text(texts, lang, row))
     values = dict(title=title, trainable=human_count(row["trainable"]), percent=f"{row['percent']:.2f}%",
                   peak=gigabytes(row["estimated_total"]), free=gigabytes(memory["free_bytes"]))
     if row["fits"]:
@@ -85,12 +85,17 @@ def verdict_text(texts: Texts, lang: str, title: str, row: dict, memory: dict) -
     return texts.t(lang, "picker.verdict.no_fix", **values)
 
 
+def reason_text(texts: Texts, lang: str, row: dict) -> str:
+    """Why a method does not apply, in `lang`."""
+    return texts.sentence(lang, row.get("reason_key"), row.get("reason_params") or {}, row["reason"])
+
+
 def table_row(texts: Texts, lang: str, row: dict) -> list:
     """One table line: method, applicable (or why not), trainable, %, peak GB, disk MB, mergeable, fits."""
     yes_no = lambda flag: texts.t(lang, "picker.yes" if flag else "picker.no")  # noqa: E731
     title = texts.method_title(lang, METHODS.get(row["name"])) if row["name"] in METHODS else row["title"]
     if not row["applicable"]:
-        return [title, row["reason"], "", "", "", "", yes_no(row["mergeable"]), ""]
+        return [title, reason_text(texts, lang, row), "", "", "", "", yes_no(row["mergeable"]), ""]
     return [title, yes_no(True), f"{row['trainable']:,}", f"{row['percent']:.3f}",
             f"{row['estimated_total'] / GiB:.2f}", f"{row['adapter_size_on_disk'] / 2 ** 20:.1f}",
             yes_no(row["mergeable"]), yes_no(row["fits"])]
@@ -99,6 +104,11 @@ def table_row(texts: Texts, lang: str, row: dict) -> list:
 def table_frame(texts: Texts, lang: str, rows: list[dict]) -> pd.DataFrame:
     headers = [texts.t(lang, f"picker.col.{c}") for c in COLUMNS]
     return pd.DataFrame([table_row(texts, lang, r) for r in rows], columns=headers)
+
+
+def why_text(texts: Texts, lang: str, pick: dict) -> str:
+    """The two sentences saying why `recommend` picked its method, in `lang`."""
+    return texts.t(lang, f"picker.why.{pick['reason']}", **pick["params"])
 
 
 def goal_choices(texts: Texts, lang: str) -> list[tuple[str, str]]:
@@ -196,7 +206,7 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
                 row = method_table(recipe.model, engine.ws, recipe, memory=memory, only=name)[0]
         except StudioError as exc:
             shown["verdict"] = None
-            return {view.verdict: texts.t(lang, "picker.verdict.error", message=exc.message), view.shown: shown}
+            return {view.verdict: texts.t(lang, "picker.verdict.error", message=texts.error(lang, exc)), view.shown: shown}
         shown["verdict"] = {"row": row, "memory": memory}
         return {view.verdict: verdict_text(texts, lang, title_of(lang, name), row, memory), view.shown: shown}
 
@@ -215,8 +225,8 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
                 cache[key] = {"rows": method_table(recipe.model, engine.ws, recipe, memory=memory),
                               "memory": memory}
         except StudioError as exc:
-            gr.Warning(exc.message)
-            return {view.verdict: texts.t(lang, "picker.verdict.error", message=exc.message)}
+            gr.Warning(texts.error(lang, exc))
+            return {view.verdict: texts.t(lang, "picker.verdict.error", message=texts.error(lang, exc))}
         shown["table"] = cache[key]["rows"]
         return {view.table: table_frame(texts, lang, shown["table"]), view.cache: cache, view.shown: shown}
 
@@ -229,15 +239,16 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
             recipe = recipe_of(values)
             from studio.models.catalogue import resolve_model
 
-            params = model_shape(load_config(resolve_model(recipe.model, engine.ws)))["params"]
+            config = load_config(resolve_model(recipe.model, engine.ws))
+            params = model_shape(config, task_of(recipe.stage))["params"]
             pick = recommend(device_memory()["total_bytes"], dataset_rows(recipe.data.dataset, engine.ws),
-                             values[view.goal] or DEFAULT_GOAL, params)
+                             values[view.goal] or DEFAULT_GOAL, params, recipe.stage)
         except StudioError as exc:
-            return {view.suggestion: texts.t(lang, "picker.verdict.error", message=exc.message),
+            return {view.suggestion: texts.t(lang, "picker.verdict.error", message=texts.error(lang, exc)),
                     view.use: gr.update(visible=False)}
         shown["suggestion"] = pick
         return {view.suggestion: texts.t(lang, "picker.suggest.result", title=title_of(lang, pick["method"]),
-                                         why=pick["why"]),
+                                         why=why_text(texts, lang, pick)),
                 view.use: gr.update(visible=True), view.shown: shown}
 
     view.suggest.click(on_suggest, verdict_inputs | {view.goal}, [view.suggestion, view.use, view.shown],
@@ -257,7 +268,7 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
                 verdict_text(texts, lang, title_of(lang, verdict["row"]["name"]), verdict["row"], verdict["memory"])
                 if verdict else gr.skip(),
                 table_frame(texts, lang, table),
-                texts.t(lang, "picker.suggest.result", title=title_of(lang, pick["method"]), why=pick["why"])
+                texts.t(lang, "picker.suggest.result", title=title_of(lang, pick["method"]), why=why_text(texts, lang, pick))
                 if pick else gr.skip())
 
     ui.on_language(redraw, [view.method, view.shown], [view.summary, view.verdict, view.table, view.suggestion])

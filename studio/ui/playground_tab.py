@@ -110,7 +110,7 @@ def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any, pool: Model
         try:
             settings = parse_settings(GenerationSettings, collect_sections(view.settings, values).get("gen", {}))
         except StudioError as exc:
-            gr.Warning(exc.message)
+            gr.Warning(texts.error(lang, exc))
             yield {view.notice: error_text(texts, lang, exc)}
             return
         targets = [(view.chat, run_id)] + ([(view.base_chat, None)] if run_id and values[view.compare] else [])
@@ -123,7 +123,7 @@ def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any, pool: Model
                 for answer in stream_chat(engine.ws, values[view.base], target_run, history, settings, pool):
                     yield {box: history + [{"role": "assistant", "content": answer}]}
             except StudioError as exc:
-                gr.Warning(exc.message)
+                gr.Warning(texts.error(lang, exc))
                 yield {box: history, view.notice: error_text(texts, lang, exc)}
                 return
 

@@ -89,7 +89,8 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView)
         try:
             text = engine.run_recipe_yaml(run_id)
         except (StudioError, OSError) as exc:
-            return "", gr.update(interactive=False), gr.update(interactive=False), str(exc), *hidden
+            message = texts.error(lang, exc) if isinstance(exc, StudioError) else str(exc)
+            return "", gr.update(interactive=False), gr.update(interactive=False), message, *hidden
         return text, gr.update(interactive=True), gr.update(interactive=True), gr.skip(), *hidden
 
     view.picker.change(on_pick, [view.picker, ui.lang],
@@ -106,7 +107,7 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView)
         try:
             engine.resume(run_id)
         except StudioError as exc:
-            gr.Warning(exc.message)
+            gr.Warning(texts.error(lang, exc))
             return error_text(texts, lang, exc), gr.skip(), gr.skip(), gr.skip()
         return texts.t(lang, "msg.resumed"), run_id, gr.Timer(active=True), -1
 
@@ -127,7 +128,7 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView)
         try:
             engine.delete_run(run_id)
         except StudioError as exc:
-            gr.Warning(exc.message)
+            gr.Warning(texts.error(lang, exc))
             return error_text(texts, lang, exc), *hidden, gr.skip()
         return texts.t(lang, "msg.deleted"), *hidden, None
 

@@ -86,10 +86,11 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
                                       label=t("train.model.label"), info=t("train.model.info"), scale=3,
                                       elem_id="studio-model"),
                           "train.model.label", "train.model.info")
-        stage = loc.label(gr.Dropdown(choices=[(cls.title, name) for name, cls in STAGES.items()], value="sft",
-                                      label=t("train.stage.label"), info=t("train.stage.info"), scale=2,
-                                      elem_id="studio-stage"),
-                          "train.stage.label", "train.stage.info")
+        stages = lambda lg: [(texts.stage_title(lg, cls), name) for name, cls in STAGES.items()]  # noqa: E731
+        stage = gr.Dropdown(choices=stages(lang), value="sft", label=t("train.stage.label"),
+                            info=t("train.stage.info"), scale=2, elem_id="studio-stage")
+        loc.add(stage, lambda lg: gr.update(label=texts.t(lg, "train.stage.label"),
+                                            info=texts.t(lg, "train.stage.info"), choices=stages(lg)))
         dataset = loc.label(gr.Dropdown(choices=[], value=None, allow_custom_value=True,
                                         label=t("train.dataset.label"), info=t("train.dataset.info"), scale=3,
                                         elem_id="studio-dataset"),
@@ -137,7 +138,7 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
         try:
             spec = engine.import_dataset_file(str(path))
         except StudioError as exc:
-            gr.Warning(exc.message)
+            gr.Warning(texts.error(lang, exc))
             return gr.skip(), error_text(texts, lang, exc)
         return (gr.update(choices=engine.dataset_choices(), value=spec),
                 texts.t(lang, "msg.dataset_imported", name=spec))
@@ -179,7 +180,7 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
             run_id = engine.start_training(parse_recipe(recipe_dict(view, values)))
             status = engine.run_status(run_id)
         except StudioError as exc:
-            gr.Warning(exc.message)
+            gr.Warning(texts.error(lang, exc))
             return {view.message: error_text(texts, lang, exc)}
         ahead = status.get("queue_position") or 0
         note = queue_message(texts, lang, ahead) if ahead else texts.t(lang, "msg.started", name=status["name"])
@@ -196,7 +197,7 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
         try:
             engine.cancel(run_id)
         except StudioError as exc:
-            gr.Warning(exc.message)
+            gr.Warning(texts.error(lang, exc))
             return error_text(texts, lang, exc)
         return texts.t(lang, "msg.cancel_requested")
 

@@ -57,3 +57,27 @@ def test_the_verdict_follows_the_method_and_the_table_lists_every_method(page, s
     wait_verdict(page, "LoRA:")
     page.locator(VERDICT).scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "11-method-picker.png"), full_page=True)
+
+
+def test_in_spanish_a_classifier_gets_its_own_table_and_a_stage_aware_suggestion(page, studio_server):
+    """MiniLM (a BERT) for classification: feature extraction trains only the 2-label head (384 x 2 + 2 weights),
+    prompt tuning is greyed out with its reason, and everything reads in Spanish."""
+    url, _ = studio_server
+    open_page(page, url)
+    page.locator("#studio-lang").get_by_text("Español").click()
+    choose(page, "studio-stage", "Clasificación de textos")
+    fill(page, "studio-model", "all-minilm-l6-v2", commit="Enter")
+    choose(page, "studio-method", "Extracción de características")
+    line = wait_verdict(page, "Extracción de características:")
+    assert "770 entrenables" in line and "libres" in line, line
+
+    page.locator("#studio-compare").get_by_text("Comparar métodos").click()
+    page.locator("#studio-estimate").click()
+    page.wait_for_function(
+        """() => { const t = (document.querySelector('#studio-method-table') || {}).textContent || '';
+                   return t.includes('Prompt tuning (ajuste de prompt)') && t.includes('770'); }""", timeout=120_000)
+    page.locator("#studio-suggest-box").get_by_text("Sugerir un método").click()
+    page.locator("#studio-suggest").click()
+    page.locator("#studio-suggestion").get_by_text("LoRA es la opción por defecto").wait_for(timeout=60_000)
+    page.locator(VERDICT).scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "12-method-picker-classify-es.png"), full_page=True)

@@ -117,7 +117,17 @@ def test_recommend_follows_the_seeds_advice():
     assert recommend(80 * GiB, 200_000, "new_task", 1_000_000_000)["method"] == "full"
     assert recommend(24 * GiB, 2_000, "many_tasks", 1_000_000_000)["method"] in ("lora", "adapters")
     assert recommend(8 * GiB, 2_000, "style", 7_000_000_000)["method"] == "qlora"
-    assert recommend(24 * GiB, 2_000, "style", 135_000_000)["why"].count(". ") >= 1
+    assert recommend(24 * GiB, 2_000, "style", 135_000_000)["reason"] == "default"
+
+
+def test_recommendations_only_name_methods_that_serve_the_stage():
+    assert recommend(24 * GiB, 2_000, "huge_model", 70_000_000_000, "classify")["method"] == "feature_extraction"
+    assert recommend(24 * GiB, 2_000, "huge_model", 7_000_000_000, "cpt")["method"] == "qlora"  # no prompt tuning
+    assert recommend(8 * GiB, 2_000, "style", 7_000_000_000, "seq2seq")["method"] == "lora"  # no QLoRA for seq2seq
+    for stage in ("sft", "cpt", "classify", "seq2seq", "distill"):
+        for goal in ("style", "new_task", "many_tasks", "huge_model"):
+            pick = recommend(16 * GiB, 100_000, goal, 3_000_000_000, stage)
+            assert stage in METHODS.get(pick["method"]).stages
 
 
 def test_device_memory_reports_this_machine():

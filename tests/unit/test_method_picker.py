@@ -84,3 +84,18 @@ def test_rows_that_do_not_fit_carry_structured_fixes(tiny_llama_dir):
     row = method_table(recipe.model, None, recipe, memory=tight, only="full")[0]
     assert row["fits"] is False and row["advice"]
     assert all(kind in ("batch_size", "gradient_checkpointing", "qlora", "max_length") for kind, _ in row["fixes"])
+
+
+def test_the_suggestion_says_why_in_both_languages(texts):
+    from studio.memory import recommend
+    from studio.memory_picker import REASONS
+    from studio.ui.method_picker import why_text
+
+    pick = recommend(24 * GiB, 2_000, "style", 135_000_000)
+    assert why_text(texts, "en", pick).startswith("LoRA is the default") and "135M" in why_text(texts, "en", pick)
+    assert why_text(texts, "es", pick).startswith("LoRA es la opción por defecto") and "24.0 GB" in why_text(texts, "es", pick)
+    params = {"size": "7.0B", "memory": "8.0 GB", "rows": "2,000", "title": "QLoRA"}
+    for reason in REASONS:  # every reason is worded in both languages, with every placeholder filled
+        for lang in ("en", "es"):
+            line = why_text(texts, lang, {"reason": reason, "params": params})
+            assert line != f"picker.why.{reason}" and "{" not in line

@@ -123,13 +123,16 @@ def test_every_settings_field_has_a_label_and_spanish_help():
     assert missing == []
 
 
-def test_every_method_has_a_spanish_title_and_summary():
+def test_every_method_and_stage_has_a_spanish_title():
     from studio.methods import METHODS
     from studio.ui.i18n import LOCALES_DIR
 
     es = json.loads((LOCALES_DIR / "es.json").read_text(encoding="utf-8"))
+    from studio.stages import STAGES
+
     missing = [f"method.{name}.{part}" for name in METHODS.names() for part in ("title", "summary")
                if f"method.{name}.{part}" not in es]
+    missing += [f"stage.{name}.title" for name in STAGES.names() if f"stage.{name}.title" not in es]
     assert missing == []
 
 
@@ -157,3 +160,54 @@ def test_a_served_app_with_auth_refuses_anonymous_clients():
         assert Client(url, auth=("ana", "pw"), verbose=False).predict(RECIPE, api_name="/train_start") == "run-1"
     finally:
         demo.close()
+
+
+def _keyed_errors() -> list[tuple[str, str, set[str]]]:
+    """(file:line, key, keyword names) of every `StudioError(..., key="...", name=value...)` in the package."""
+    import ast
+    from pathlib import Path
+
+    import studio
+
+    found = []
+    for path in Path(studio.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "StudioError":
+                kw = {k.arg: k.value for k in node.keywords if k.arg}
+                if isinstance(kw.get("key"), ast.Constant):
+                    found.append((f"{path.name}:{node.lineno}", kw["key"].value, set(kw) - {"key", "field"}))
+    return found
+
+
+def test_every_keyed_error_has_a_spanish_sentence_that_its_values_fill():
+    import string
+
+    from studio.ui.i18n import Texts
+
+    es = Texts.load().locales["es"]
+    keyed = _keyed_errors()
+    assert len(keyed) >= 3
+    problems = []
+    for where, key, names in keyed:
+        template = es.get(f"error.{key}")
+        if template is None:
+            problems.append(f"{where}: no es entry error.{key}")
+            continue
+        wanted = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+        if not wanted <= names:
+            problems.append(f"{where}: error.{key} uses {sorted(wanted - names)} that the raise does not pass")
+    assert problems == []
+
+
+def test_a_keyed_error_reads_in_spanish_and_an_unkeyed_one_stays_english():
+    from studio.errors import StudioError
+    from studio.methods import METHODS
+    from studio.ui.i18n import Texts
+
+    texts = Texts.load()
+    with pytest.raises(StudioError) as info:
+        METHODS.get("prompt_tuning").check(METHODS.get("prompt_tuning").settings_cls(), "classify", "bert")
+    assert texts.error("es", info.value) == "El método 'prompt_tuning' no sirve para la etapa 'classify'; sirve para sft."
+    assert texts.error("en", info.value) == info.value.message
+    plain = StudioError("Something English.", field="x")
+    assert texts.error("es", plain) == "Something English."
