@@ -15,7 +15,8 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     out = {}
     for item in items:
         if "=" not in item:
-            raise StudioError(f"'{flag} {item}' must look like field=column, e.g. {flag} output=answer.", field=flag)
+            raise StudioError(f"'{flag} {item}' must look like field=column, e.g. {flag} output=answer.", field=flag,
+                              key="data.cli.pair", flag=flag, item=item)
         key, value = item.split("=", 1)
         out[key.strip()] = value.strip()
     return out
@@ -29,10 +30,11 @@ def _split(text: str | None):
     try:
         parts = [float(p) for p in text.split(",")]
     except ValueError:
-        raise StudioError(f"--split '{text}' must be shares like 0.9,0.1 or 0.8,0.1,0.1.", field="--split") from None
+        raise StudioError(f"--split '{text}' must be shares like 0.9,0.1 or 0.8,0.1,0.1.", field="--split",
+                          key="data.cli.split_number", value=text) from None
     if len(parts) not in (2, 3) or abs(sum(parts) - 1) > 1e-6:
         raise StudioError(f"--split '{text}' must be 2 or 3 shares adding up to 1 (train,validation[,test]).",
-                          field="--split")
+                          field="--split", key="data.cli.split_sum", value=text)
     return SplitConfig(validation=parts[1], test=parts[2] if len(parts) == 3 else 0.0)
 
 
@@ -76,7 +78,8 @@ def cmd_mix(args) -> int:
         try:
             value = float(amount)
         except ValueError:
-            raise StudioError(f"'{name}={amount}' needs a share (0.3) or a count (200).", field="mix") from None
+            raise StudioError(f"'{name}={amount}' needs a share (0.3) or a count (200).", field="mix",
+                              key="data.cli.mix_amount", name=name, amount=amount) from None
         sources.append((name, int(value) if value >= 1 and value.is_integer() else value))
     result = mix_datasets(Workspace.open(), args.name, sources, _split(args.split), args.seed, args.template)
     print(json.dumps({"name": result.name, "version": result.version, "rows": result.splits}) if args.json

@@ -49,12 +49,16 @@ class TrainConfig:
     grad_accum: int = setting(1, help="Steps whose gradients are added before one update (bigger effective batch).",
                               min=1, max=1024)
     eval_every: int = setting(50, help="Measure the validation loss every this many steps.", min=1)
+    eval_samples: int = setting(16, help="Validation examples the model answers at each evaluation, scored with "
+                                "ROUGE, BLEU and exact match against their references (0: loss and perplexity "
+                                "only).", min=0, max=1000, advanced=True)
     save_every: int = setting(50, help="Save a checkpoint every this many steps (cancel and resume use it).",
                               min=1)
     keep_best: bool = setting(False, help="At the end, keep the checkpoint with the best validation metric instead "
                               "of the last one (needs save_every to be a multiple of eval_every).", advanced=True)
     metric_for_best: str = setting("eval_loss", help="Which validation metric decides 'best' (e.g. eval_loss, "
-                                   "eval_accuracy); lower is better for losses, higher for the rest.", advanced=True)
+                                   "eval_rougeL, eval_accuracy); lower is better for losses and perplexity, higher "
+                                   "for the rest.", advanced=True)
     early_stopping_patience: int = setting(0, help="Stop when the best metric has not improved for this many "
                                            "evaluations in a row (0: never stop early).", min=0, advanced=True)
     warmup_ratio: float = setting(0.0, help="Share of steps spent raising the learning rate from 0.", min=0.0,
@@ -77,7 +81,8 @@ class TrainConfig:
         if (self.keep_best or self.early_stopping_patience) and self.save_every % self.eval_every:
             raise StudioError(f"'train.save_every' ({self.save_every}) must be a multiple of 'train.eval_every' "
                               f"({self.eval_every}) to keep the best checkpoint or stop early; make them equal.",
-                              field="train.save_every")
+                              field="train.save_every", key="recipe.save_every_multiple",
+                              save_every=self.save_every, eval_every=self.eval_every)
 
 
 @dataclass(kw_only=True)
@@ -102,7 +107,8 @@ def _parse_method(raw: Any) -> Any:
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, dict) or "name" not in raw:
-        raise StudioError("'method' must be a mapping with a 'name', e.g. {name: lora, r: 16}.", field="method")
+        raise StudioError("'method' must be a mapping with a 'name', e.g. {name: lora, r: 16}.", field="method",
+                          key="recipe.method_mapping")
     raw = dict(raw)
     name = raw.pop("name")
     method = METHODS.get(name, field="method.name")
@@ -115,12 +121,13 @@ def parse_recipe(data: Any) -> Recipe:
     from studio.stages import STAGES
 
     if not isinstance(data, dict):
-        raise StudioError("The recipe must be a YAML mapping with keys such as name, model, stage, method, data.")
+        raise StudioError("The recipe must be a YAML mapping with keys such as name, model, stage, method, data.",
+                          key="recipe.not_mapping")
     data = dict(data)
     method_raw = data.pop("method", {"name": "lora"})
     recipe = parse_settings(Recipe, data)
     if not recipe.name.strip():
-        raise StudioError("'name' is empty; give the run a short name.", field="name")
+        raise StudioError("'name' is empty; give the run a short name.", field="name", key="recipe.empty_name")
     STAGES.get(recipe.stage, field="stage")
     recipe.method = _parse_method(method_raw)
     return recipe
@@ -142,20 +149,31 @@ def parse_recipe_yaml(text: str) -> Recipe:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise StudioError(f"The recipe is not valid YAML{where}: {getattr(exc, 'problem', exc)}; fix the syntax.") from None
+        problem = getattr(exc, 'problem', exc)
+        message = f"The recipe is not valid YAML{where}: {problem}; fix the syntax."
+        if mark:
+            raise StudioError(message, key="recipe.bad_yaml_at", line=mark.line + 1, column=mark.column + 1,
+                              problem=str(problem)) from None
+        raise StudioError(message, key="recipe.bad_yaml", problem=str(problem)) from None
     return parse_recipe(data)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
     if not path.is_file():
-        raise StudioError(f"Recipe file '{path}' does not exist; check the path.", field="recipe")
+        raise StudioError(f"Recipe file '{path}' does not exist; check the path.", field="recipe",
+                          key="recipe.file_missing", path=str(path))
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise StudioError(f"'{path}' is not valid YAML{where}: {getattr(exc, 'problem', exc)}; fix the syntax.") from None
+        problem = getattr(exc, 'problem', exc)
+        message = f"'{path}' is not valid YAML{where}: {problem}; fix the syntax."
+        if mark:
+            raise StudioError(message, key="recipe.file_bad_yaml_at", path=str(path), line=mark.line + 1,
+                              column=mark.column + 1, problem=str(problem)) from None
+        raise StudioError(message, key="recipe.file_bad_yaml", path=str(path), problem=str(problem)) from None
     return parse_recipe(apply_overrides(data, overrides or []))
 
 
@@ -166,7 +184,8 @@ def apply_overrides(data: Any, overrides: list[str]) -> dict:
         return data
     for item in overrides:
         if "=" not in item:
-            raise StudioError(f"Override '{item}' must look like key.path=value, e.g. train.max_steps=20.", field="--set")
+            raise StudioError(f"Override '{item}' must look like key.path=value, e.g. train.max_steps=20.", field="--set",
+                              key="recipe.override_syntax", item=item)
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
         node = data
@@ -177,7 +196,8 @@ def apply_overrides(data: Any, overrides: list[str]) -> dict:
             if child is None:
                 child = {}
             if not isinstance(child, dict):
-                raise StudioError(f"Override '{key}' goes inside '{part}', which is not a section.", field=key)
+                raise StudioError(f"Override '{key}' goes inside '{part}', which is not a section.", field=key,
+                                  key="recipe.override_not_section", name=key, section=part)
             node[part] = dict(child)
             node = node[part]
         node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""

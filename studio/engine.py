@@ -39,7 +39,8 @@ class Engine:
     def _run(self, run_id: str) -> dict:
         run = self.ws.get_run(run_id)
         if run is None:
-            raise StudioError(f"There is no run '{run_id}'; pick one from the Runs list.", field="run_id")
+            raise StudioError(f"There is no run '{run_id}'; pick one from the Runs list.", field="run_id",
+                              key="job.no_run", run_id=run_id)
         return run
 
     def run_status(self, run_id: str) -> dict:
@@ -59,7 +60,8 @@ class Engine:
     def delete_run(self, run_id: str) -> None:
         run = self._run(run_id)
         if run["status"] in ACTIVE_STATES:
-            raise StudioError(f"Run '{run['name']}' is {run['status']}; cancel it before deleting it.", field="run_id")
+            raise StudioError(f"Run '{run['name']}' is {run['status']}; cancel it before deleting it.", field="run_id",
+                              key="job.delete_active", name=run["name"], status=run["status"])
         self.ws.delete_run_row(run_id)
         shutil.rmtree(run["run_dir"], ignore_errors=True)
 

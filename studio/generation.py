@@ -58,10 +58,11 @@ def _run_target(ws: Any, run_id: str) -> tuple[str, str, Path]:
     """(base model spec, method name, result dir) of a finished run, or a StudioError."""
     run = ws.get_run(run_id)
     if run is None:
-        raise StudioError(f"Run '{run_id}' does not exist; pick a run from the list.", field="run")
+        raise StudioError(f"Run '{run_id}' does not exist; pick a run from the list.", field="run",
+                          key="generation.no_run", run_id=run_id)
     if not run.get("result_dir") or not Path(run["result_dir"]).exists():
         raise StudioError(f"Run '{run.get('name', run_id)}' has no saved result yet; pick a completed run.",
-                          field="run")
+                          field="run", key="generation.no_result", name=run.get("name", run_id))
     return run["model"], run["method"], Path(run["result_dir"])
 
 
@@ -117,7 +118,8 @@ def build_prompt(tokenizer: Any, messages: list[dict]) -> str:
     clean = [{"role": m["role"], "content": _text(m.get("content"))} for m in messages
              if m.get("role") in ("system", "user", "assistant")]
     if not clean or clean[-1]["role"] != "user":
-        raise StudioError("The conversation must end with a user message; type a message first.", field="message")
+        raise StudioError("The conversation must end with a user message; type a message first.", field="message",
+                          key="generation.last_not_user")
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(clean, tokenize=False, add_generation_prompt=True)
     lines = [f"{m['role'].capitalize()}: {m['content']}" for m in clean]

@@ -63,7 +63,8 @@ def load_config(model_config_or_dir: Any) -> Any:
         return AutoConfig.from_pretrained(str(model_config_or_dir))
     except (OSError, ValueError) as error:
         raise StudioError(f"Cannot read the model's config.json at '{model_config_or_dir}' ({error}); point to a "
-                          "model folder.", field="model") from None
+                          "model folder.", field="model", key="memory.config_unreadable",
+                          path=str(model_config_or_dir), reason=str(error)) from None
 
 
 # Which head a stage trains: classify -> a sequence classifier, seq2seq -> an encoder-decoder LM, others a causal LM.

@@ -160,7 +160,9 @@ def recommend(device_total_bytes: int, dataset_rows: int, goal: str, model_param
     from studio.methods import METHODS
 
     if goal not in GOALS:
-        raise StudioError(f"Unknown goal '{goal}'; choose one of {', '.join(GOALS)}.", field="goal")
+        choices = ', '.join(GOALS)
+        raise StudioError(f"Unknown goal '{goal}'; choose one of {choices}.", field="goal",
+                          key="memory.unknown_goal", goal=goal, choices=choices)
 
     def serves(name: str) -> bool:
         return name in METHODS and stage in METHODS.get(name).stages

@@ -32,9 +32,11 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
+            where = field or self.kind
+            choices = ', '.join(self.names())
             raise StudioError(
-                f"Unknown {self.kind} {name!r} in '{field or self.kind}': choose one of {', '.join(self.names())}.",
-                field=field,
+                f"Unknown {self.kind} {name!r} in '{where}': choose one of {choices}.",
+                field=field, key="registry.unknown", kind=self.kind, name=name, where=where, choices=choices,
             ) from None
 
     def names(self) -> list[str]:

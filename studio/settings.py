@@ -51,40 +51,49 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise StudioError(f"'{path}' must be a list, got {value!r}.", field=path)
+            raise StudioError(f"'{path}' must be a list, got {value!r}.", field=path,
+                              key="setting.not_list", name=path, value=value)
         return [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
     if tp is Any:
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise StudioError(f"'{path}' must be a mapping of settings, got {value!r}.", field=path)
+            raise StudioError(f"'{path}' must be a mapping of settings, got {value!r}.", field=path,
+                              key="setting.not_mapping", name=path, value=value)
         return parse_settings(tp, value, path)
     if tp is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
             return value.lower() in ("true", "yes")
-        raise StudioError(f"'{path}' must be true or false, got {value!r}.", field=path)
+        raise StudioError(f"'{path}' must be true or false, got {value!r}.", field=path,
+                          key="setting.not_bool", name=path, value=value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise StudioError(f"'{path}' must be a whole number, got {value!r}.", field=path)
+            raise StudioError(f"'{path}' must be a whole number, got {value!r}.", field=path,
+                              key="setting.not_int", name=path, value=value)
         try:
             as_float = float(value)
         except ValueError:
-            raise StudioError(f"'{path}' must be a whole number, got {value!r}.", field=path) from None
+            raise StudioError(f"'{path}' must be a whole number, got {value!r}.", field=path,
+                              key="setting.not_int", name=path, value=value) from None
         if not as_float.is_integer():
-            raise StudioError(f"'{path}' must be a whole number, got {value!r}.", field=path)
+            raise StudioError(f"'{path}' must be a whole number, got {value!r}.", field=path,
+                              key="setting.not_int", name=path, value=value)
         return int(as_float)
     if tp is float:
         if isinstance(value, bool):
-            raise StudioError(f"'{path}' must be a number, got {value!r}.", field=path)
+            raise StudioError(f"'{path}' must be a number, got {value!r}.", field=path,
+                              key="setting.not_number", name=path, value=value)
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise StudioError(f"'{path}' must be a number, got {value!r}.", field=path) from None
+            raise StudioError(f"'{path}' must be a number, got {value!r}.", field=path,
+                              key="setting.not_number", name=path, value=value) from None
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
-            raise StudioError(f"'{path}' must be text, got {value!r}.", field=path)
+            raise StudioError(f"'{path}' must be text, got {value!r}.", field=path,
+                              key="setting.not_text", name=path, value=value)
         return str(value)
     raise TypeError(f"unsupported settings type {_type_name(tp)} at {path}")
 
@@ -96,14 +105,19 @@ def check_field(f: dataclasses.Field, value: Any, path: str) -> None:
         return
     choices = meta.get("choices")
     if choices and value not in choices:
-        raise StudioError(f"'{path}' is {value!r}; choose one of {', '.join(map(str, choices))}.", field=path)
+        options = ', '.join(map(str, choices))
+        raise StudioError(f"'{path}' is {value!r}; choose one of {options}.", field=path,
+                          key="setting.not_a_choice", name=path, value=value, choices=options)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if meta.get("gt") is not None and not value > meta["gt"]:
-            raise StudioError(f"'{path}' must be greater than {meta['gt']}, got {value}.", field=path)
+            raise StudioError(f"'{path}' must be greater than {meta['gt']}, got {value}.", field=path,
+                              key="setting.not_greater", name=path, low=meta["gt"], value=value)
         if meta.get("min") is not None and value < meta["min"]:
-            raise StudioError(f"'{path}' must be at least {meta['min']}, got {value}.", field=path)
+            raise StudioError(f"'{path}' must be at least {meta['min']}, got {value}.", field=path,
+                              key="setting.too_small", name=path, low=meta["min"], value=value)
         if meta.get("max") is not None and value > meta["max"]:
-            raise StudioError(f"'{path}' must be at most {meta['max']}, got {value}.", field=path)
+            raise StudioError(f"'{path}' must be at most {meta['max']}, got {value}.", field=path,
+                              key="setting.too_large", name=path, high=meta["max"], value=value)
 
 
 def parse_settings(cls: type, data: dict | None, path: str = "") -> Any:
@@ -114,8 +128,10 @@ def parse_settings(cls: type, data: dict | None, path: str = "") -> Any:
     for key in data:
         if key not in fields:
             where = f"{path}.{key}" if path else key
+            known = ', '.join(fields)
             raise StudioError(
-                f"Unknown key '{where}' in the recipe; known keys here: {', '.join(fields)}.", field=where
+                f"Unknown key '{where}' in the recipe; known keys here: {known}.", field=where,
+                key="setting.unknown_key", name=where, known=known,
             )
     kwargs = {}
     for name, f in fields.items():
@@ -129,7 +145,8 @@ def parse_settings(cls: type, data: dict | None, path: str = "") -> Any:
                and f.default_factory is dataclasses.MISSING]
     if missing:
         where = f"{path}.{missing[0]}" if path else missing[0]
-        raise StudioError(f"'{where}' is required in the recipe.", field=where)
+        raise StudioError(f"'{where}' is required in the recipe.", field=where,
+                          key="setting.required", name=where)
     return cls(**kwargs)
 
 

@@ -76,7 +76,7 @@ def valid_name(name: str) -> str:
     name = (name or "").strip()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
         raise StudioError(f"Dataset name '{name}' is not valid; use letters, digits, '-', '_' or '.' "
-                          "(up to 64 characters).", field="name")
+                          "(up to 64 characters).", field="name", key="data.builder.bad_name", name=name)
     return name
 
 
@@ -96,7 +96,8 @@ def _table(source: str, text_mode: str, progress: Callable | None = None, hub_sp
     if not path.exists() and looks_like_hub_id(source):
         return open_hub_table(source, hub_split)
     if not path.exists():
-        raise StudioError(f"'{source}' does not exist; check the path of the file to import.", field="data.file")
+        raise StudioError(f"'{source}' does not exist; check the path of the file to import.", field="data.file",
+                          key="data.builder.missing_source", source=source)
     return open_table(path, progress=progress, text_mode=text_mode)
 
 
@@ -161,7 +162,8 @@ def import_dataset(ws, req: ImportRequest, progress: Callable[[int, int], None] 
         if len(head) >= 50:
             break
     if not head:
-        raise StudioError(f"'{Path(req.source).name}' has no data rows; add rows below the header.", field="data.file")
+        raise StudioError(f"'{Path(req.source).name}' has no data rows; add rows below the header.", field="data.file",
+                          key="data.builder.no_rows", file=Path(req.source).name)
     guess = guess_format(table.columns, [r for _, r in head])
     fmt = _chosen_format(req, guess)
     mapping = dict(guess.mapping if fmt == guess.format else {})
@@ -197,9 +199,10 @@ def import_dataset(ws, req: ImportRequest, progress: Callable[[int, int], None] 
             if not any(report[k] for k in report if k.startswith("dropped")):
                 first = f" (row {problems[0][0]}: {problems[0][1]})" if problems else ""
                 raise StudioError(f"No row of '{source}' could be used as {fmt} data{first}; check the format and "
-                                  "the column mapping.", field="data.file")
+                                  "the column mapping.", field="data.file", key="data.builder.no_usable_row",
+                                  file=source, format_name=fmt)
             raise StudioError(f"Cleaning removed every row of '{source}' ({report}); loosen the filters.",
-                              field="cleaning")
+                              field="cleaning", key="data.builder.all_cleaned", file=source, report=report)
         parts = _split_spool(spool, n, fmt, req)
         skipped = n_problems[0] + len(table.problems)
         return _save(ws, name, req, fmt, mapping, parts, problems, skipped, report, table.info)
@@ -284,13 +287,14 @@ def _assign_splits(n: int, labels: list | None, fmt: str, cfg: SplitConfig):
     sizes = [_size(cfg.validation, n), _size(cfg.test, n)]
     if sizes[0] + sizes[1] >= n:
         raise StudioError(f"The validation and test splits ({sizes[0]} + {sizes[1]} rows) take all {n} rows and "
-                          "leave train empty; use smaller shares or counts.", field="validation")
+                          "leave train empty; use smaller shares or counts.", field="validation",
+                          key="data.builder.no_train_rows", validation=sizes[0], test=sizes[1], n=n)
     rng = np.random.default_rng(cfg.seed)
     codes = np.zeros(n, dtype=np.int8)
     stratify = cfg.stratify if cfg.stratify is not None else fmt == "classification"
     if labels is not None and len(set(labels)) < 2:
         raise StudioError(f"'label' has only one class ({labels[0]!r}); a classifier needs at least two.",
-                          field="label")
+                          field="label", key="data.builder.one_class", value=labels[0])
     groups = [np.arange(n)]
     if stratify and labels is not None:
         array = np.asarray(labels, dtype=object)
@@ -383,7 +387,8 @@ def dataset_dir(ws, name: str, version: int | None = None) -> Path:
             row = conn.execute("SELECT path FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone()
     if row is None:
         raise StudioError(f"There is no studio dataset '{name}'" + (f" version {version}" if version else "")
-                          + "; see `studio data list`.", field="data.dataset")
+                          + "; see `studio data list`.", field="data.dataset", key="data.builder.unknown_dataset",
+                          name=name, version=version)
     return Path(row["path"])
 
 
@@ -422,7 +427,8 @@ def export_dataset(ws, name: str, out_path: Path, fmt: str | None = None, split_
     out_path = Path(out_path)
     fmt = (fmt or out_path.suffix.lstrip(".")).lower()
     if fmt not in ("jsonl", "csv", "parquet"):
-        raise StudioError(f"Export format '{fmt}' is not supported; use jsonl, csv or parquet.", field="format")
+        raise StudioError(f"Export format '{fmt}' is not supported; use jsonl, csv or parquet.", field="format",
+                          key="data.builder.export_format", value=fmt)
     records = load_split(ws, name, split_name, version)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":

@@ -35,7 +35,8 @@ def with_system_prompt(messages: list[dict], system_prompt: str = "") -> list[di
 def _render(tokenizer: Any, messages: list[dict], add_generation_prompt: bool = False) -> str:
     if not getattr(tokenizer, "chat_template", None):
         raise StudioError("This model's tokenizer has no chat template, so 'data.template: chat' cannot render "
-                          "examples; pick an instruct/chat model.", field="data.template")
+                          "examples; pick an instruct/chat model.", field="data.template",
+                          key="data.chat.no_template")
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
@@ -81,7 +82,7 @@ def chat_segments(tokenizer: Any, messages: list[dict], train_on_prompt: bool = 
         if not (upto.startswith(head) and full.startswith(upto) and len(head) >= pos):
             raise StudioError("This model's chat template renders a conversation differently from its parts, so "
                               "the answers cannot be located for the loss; set 'data.train_on_prompt: true' or "
-                              "use another model.", field="data.template")
+                              "use another model.", field="data.template", key="data.chat.unmaskable")
         answer = upto[len(head):]
         start, end = _end_of_answer(tokenizer, answer, message["content"])
         segments.append((full[pos:len(head) + start], False))

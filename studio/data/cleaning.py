@@ -46,16 +46,19 @@ class CleaningConfig:
     def __post_init__(self):
         if self.drop_duplicates not in ("exact", "normalized", "none"):
             raise StudioError(f"'drop_duplicates' is {self.drop_duplicates!r}; choose exact, normalized or none.",
-                              field="drop_duplicates")
+                              field="drop_duplicates", key="data.cleaning.drop_duplicates",
+                              value=self.drop_duplicates)
         if self.min_chars < 0 or self.max_chars < 0:
-            raise StudioError("'min_chars' and 'max_chars' must be 0 or more.", field="min_chars")
+            raise StudioError("'min_chars' and 'max_chars' must be 0 or more.", field="min_chars",
+                              key="data.cleaning.negative_chars")
         codes = [c.strip().lower() for c in self.languages.split(",") if c.strip()]
         if any(not re.fullmatch(r"[a-z]{2,3}(-[a-z]{2})?", c) for c in codes):
             raise StudioError(f"'languages' is {self.languages!r}; give ISO codes separated by commas, e.g. en,es.",
-                              field="languages")
+                              field="languages", key="data.cleaning.languages", value=self.languages)
         if self.max_chars and self.min_chars > self.max_chars:
             raise StudioError(f"'min_chars' ({self.min_chars}) is above 'max_chars' ({self.max_chars}); lower it "
-                              f"or raise 'max_chars'.", field="min_chars")
+                              f"or raise 'max_chars'.", field="min_chars", key="data.cleaning.min_above_max",
+                              min_chars=self.min_chars, max_chars=self.max_chars)
 
 
 def _strip(value: Any) -> Any:
@@ -184,7 +187,8 @@ class SplitConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or value < 0 or (value >= 1 and not float(value).is_integer()):
                 raise StudioError(f"'{name}' is {value!r}; give a share below 1 (such as 0.1) or a whole number "
-                                  f"of rows.", field=name)
+                                  f"of rows.", field=name, key="data.cleaning.split_share",
+                                  name=name, value=value)
 
 
 def _size(value: float, n: int) -> int:
@@ -201,17 +205,19 @@ def split(records: list[dict], format: str, config: SplitConfig | None = None) -
         if asked > 0 and size == 0:
             at_least = math.ceil(1000 / max(n, 1)) / 1000
             raise StudioError(f"The {name} share {asked:g} of {n} rows leaves {name} empty; use at least "
-                              f"{at_least:g} or a count.", field=name)
+                              f"{at_least:g} or a count.", field=name, key="data.cleaning.split_empty",
+                              name=name, asked=asked, n=n, at_least=at_least)
     if sizes["validation"] + sizes["test"] >= n:
         raise StudioError(f"The validation and test splits ({sizes['validation']} + {sizes['test']} rows) take all "
-                          f"{n} rows and leave train empty; use smaller shares or counts.", field="validation")
+                          f"{n} rows and leave train empty; use smaller shares or counts.", field="validation",
+                          key="data.cleaning.no_train_rows", validation=sizes["validation"], test=sizes["test"], n=n)
     rng = random.Random(config.seed)
     stratify = config.stratify if config.stratify is not None else format == "classification"
     if format == "classification":
         classes = sorted({r["label"] for r in records})
         if len(classes) < 2:
             raise StudioError(f"'label' has only one class ({classes[0]!r}); a classifier needs at least two.",
-                              field="label")
+                              field="label", key="data.cleaning.one_class", value=classes[0])
     if stratify and records and all("label" in r for r in records):
         # Spread each label evenly over [0, 1) and sort: any prefix then holds every label in its share.
         groups: dict[Any, list[int]] = {}
@@ -241,21 +247,25 @@ def mix(sources: list[tuple[str, list[dict], float | int]], seed: int = 42) -> t
     A count above what a source has repeats its records (all of them first, then a random pick).
     """
     if not sources:
-        raise StudioError("The mix has no sources; add at least one dataset.", field="mix")
+        raise StudioError("The mix has no sources; add at least one dataset.", field="mix",
+                          key="data.cleaning.mix_empty")
     for name, records, amount in sources:
         if isinstance(amount, bool) or amount < 0 or (isinstance(amount, float) and amount > 1):
             raise StudioError(f"The mix amount for '{name}' is {amount!r}; give a share between 0 and 1 or a "
-                              f"whole number of records.", field="mix")
+                              f"whole number of records.", field="mix", key="data.cleaning.mix_amount",
+                              name=name, amount=amount)
         if amount and not records:
             raise StudioError(f"The mix source '{name}' has no records; remove it or import data into it.",
-                              field="mix")
+                              field="mix", key="data.cleaning.mix_source_empty", name=name)
     counted = sum(a for _, _, a in sources if isinstance(a, int))
     share = sum(a for _, _, a in sources if isinstance(a, float))
     if counted and share >= 1:
         raise StudioError(f"The mix shares add up to {share:g}, leaving no room for the sources given as counts; "
-                          f"make the shares add up to less than 1.", field="mix")
+                          f"make the shares add up to less than 1.", field="mix", key="data.cleaning.mix_shares_full",
+                          share=share)
     if not counted and abs(share - 1) > 1e-6:
-        raise StudioError(f"The mix shares add up to {share:g}; make them add up to 1, or give counts.", field="mix")
+        raise StudioError(f"The mix shares add up to {share:g}; make them add up to 1, or give counts.", field="mix",
+                          key="data.cleaning.mix_shares_sum", share=share)
     if counted:
         total = counted / (1 - share)
     else:

@@ -63,5 +63,6 @@ def encode_records(records: list[dict], tokenizer: Any, template_name: str, data
             out.append({"input_ids": encoded["input_ids"], "labels": encoded["labels"]})
     if records and not out:
         raise StudioError(f"No example of '{data_cfg.dataset}' keeps an answer within data.max_length="
-                          f"{data_cfg.max_length} tokens; raise data.max_length.", field="data.max_length")
+                          f"{data_cfg.max_length} tokens; raise data.max_length.", field="data.max_length",
+                          key="data.examples.too_long", dataset=data_cfg.dataset, max_length=data_cfg.max_length)
     return out

@@ -129,7 +129,7 @@ def guess_format(columns: list[str], sample_rows: list[dict]) -> Guess:
     columns = [str(c) for c in columns]
     if not columns:
         raise StudioError("The file has no columns, so no task format fits; check that it holds a header or "
-                          "JSON objects.", field="format")
+                          "JSON objects.", field="format", key="data.formats.no_columns")
     values = {c: [r.get(c) for r in sample_rows] for c in columns}
     for column in columns:  # a column of conversations decides it, whatever it is called
         if _looks_like_chat(values[column]):
@@ -175,16 +175,20 @@ def check_mapping(format: str | FormatSpec, mapping: dict[str, str], columns: li
     for name in mapping:
         if name not in spec.fields:
             raise StudioError(f"'{name}' is not a field of the {spec.name} format; its fields are "
-                              f"{', '.join(spec.fields)}.", field=f"map.{name}")
+                              f"{', '.join(spec.fields)}.", field=f"map.{name}",
+                              key="data.formats.unknown_field", name=name, format_name=spec.name,
+                              choices=", ".join(spec.fields))
     for name in spec.fields:
         column = mapping.get(name)
         if not column:
             if name in spec.required:
                 raise StudioError(f"'{name}' is not mapped: the file has columns {have}; map one of them with "
-                                  f"--map {name}=COLUMN.", field=f"map.{name}")
+                                  f"--map {name}=COLUMN.", field=f"map.{name}",
+                                  key="data.formats.unmapped", name=name, columns=have)
         elif column not in columns:
             raise StudioError(f"'{name}' is mapped to '{column}', which the file does not have: its columns are "
-                              f"{have}; use --map {name}=COLUMN.", field=f"map.{name}")
+                              f"{have}; use --map {name}=COLUMN.", field=f"map.{name}",
+                              key="data.formats.missing_column", name=name, column=column, columns=have)
 
 
 class _BadRow(ValueError):
@@ -295,6 +299,7 @@ def record_to_messages(record: dict, format: str | FormatSpec) -> list[dict]:
     pairs = {"seq2seq": ("source", "target"), "classification": ("text", "label")}
     if spec.name not in pairs:
         raise StudioError(f"The {spec.name} format has no single prompt and answer to train on as chat; use it "
-                          f"with a stage made for it.", field="format")
+                          f"with a stage made for it.", field="format", key="data.formats.not_chat",
+                          format_name=spec.name)
     user, assistant = pairs[spec.name]
     return [{"role": "user", "content": record[user]}, {"role": "assistant", "content": record[assistant]}]

@@ -26,17 +26,20 @@ def open_hub_table(source: str, split: str = "train") -> Table:
     repo, _, config = source.strip().partition(":")
     if is_offline():
         raise StudioError(f"This machine is offline, so hub dataset '{repo}' cannot be downloaded; export it to a "
-                          "file on a connected machine and import that file.", field="data.file")
+                          "file on a connected machine and import that file.", field="data.file",
+                          key="data.hub.offline", repo=repo)
     from datasets import load_dataset
 
     try:
         stream = load_dataset(repo, config or None, split=split, streaming=True)
         first = next(iter(stream))
     except StopIteration:
-        raise StudioError(f"Hub dataset '{source}' split '{split}' has no rows.", field="data.file") from None
+        raise StudioError(f"Hub dataset '{source}' split '{split}' has no rows.", field="data.file",
+                          key="data.hub.empty_split", source=source, split=split) from None
     except Exception as exc:  # the hub's own errors: unknown repo, gated, unknown config/split
         raise StudioError(f"Hub dataset '{source}' could not be opened ({type(exc).__name__}: {exc}); check the "
-                          "id, config and split.", field="data.file") from None
+                          "id, config and split.", field="data.file", key="data.hub.open_failed",
+                          source=source, kind=type(exc).__name__, error=str(exc)) from None
     rows = ((i + 1, dict(row)) for i, row in enumerate(chain([first], stream)))
     return Table(columns=list(first), rows=rows, info={"kind": "hub", "name": repo, "config": config,
                                                         "split": split})

@@ -47,16 +47,17 @@ def resolve_dataset(spec: str, ws: Any = None) -> Path:
     spec = (spec or "").strip()
     if not spec:
         raise StudioError(f"'{FIELD}' is empty; give a file path or a built-in sample such as '{SAMPLE_NAME}'.",
-                          field=FIELD)
+                          field=FIELD, key="data.loaders.empty", sample=SAMPLE_NAME)
     if spec in SAMPLES:
         return SAMPLES[spec]
     path = Path(spec).expanduser()
     if path.is_dir():
         raise StudioError(f"'{FIELD}' points to the folder '{path}'; give a .jsonl or .json file inside it.",
-                          field=FIELD)
+                          field=FIELD, key="data.loaders.folder", path=str(path))
     if not path.is_file():
         raise StudioError(f"'{FIELD}' is '{spec}', which is neither an existing file nor a built-in sample "
-                          f"({', '.join(SAMPLES)}); check the path.", field=FIELD)
+                          f"({', '.join(SAMPLES)}); check the path.", field=FIELD, key="data.loaders.not_found",
+                          value=spec, samples=", ".join(SAMPLES))
     return path
 
 
@@ -103,15 +104,17 @@ def _read_rows(path: Path) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise StudioError(f"'{FIELD}' file '{path.name}' is not UTF-8 text; save it as UTF-8 JSON lines.",
-                          field=FIELD) from None
+                          field=FIELD, key="data.loaders.not_utf8", file=path.name) from None
     if not text.strip():
-        raise StudioError(f"'{FIELD}' file '{path.name}' is empty; add one JSON object per line.", field=FIELD)
+        raise StudioError(f"'{FIELD}' file '{path.name}' is empty; add one JSON object per line.", field=FIELD,
+                          key="data.loaders.empty_file", file=path.name)
     if text.lstrip().startswith("["):  # a JSON array (a .json file)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise StudioError(f"'{FIELD}' file '{path.name}' is not valid JSON at line {exc.lineno} ({exc.msg}); "
-                              f"fix it or save one object per line.", field=FIELD) from None
+                              f"fix it or save one object per line.", field=FIELD, key="data.loaders.bad_json",
+                              file=path.name, line=exc.lineno, error=exc.msg) from None
         return list(enumerate(data, start=1)), []
     rows, bad = [], []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -142,10 +145,12 @@ def load_examples(spec: str, ws: Any = None) -> Examples:
         if lacking:
             have = ", ".join(f"'{c}'" for c in sorted(columns_seen)[:12]) or "no columns"
             raise StudioError(f"'{FIELD}' file '{path.name}' has {have} but needs 'instruction' and 'output' "
-                              f"(plus optional 'input', 'system') or 'messages'; rename its columns.", field=FIELD)
+                              f"(plus optional 'input', 'system') or 'messages'; rename its columns.", field=FIELD,
+                              key="data.loaders.wrong_columns", file=path.name, columns=have)
         line, reason = skipped[0]
         raise StudioError(f"'{FIELD}' file '{path.name}' has no usable row: line {line} {reason}; fix the file "
-                          f"so each line is one JSON object.", field=FIELD)
+                          f"so each line is one JSON object.", field=FIELD, key="data.loaders.no_usable_row",
+                          file=path.name, line=line)
     return Examples(examples, source=path, skipped=skipped)
 
 

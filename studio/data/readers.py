@@ -54,7 +54,8 @@ def open_table(path: Path, *, progress: Progress | None = None, text_mode: str =
     path = Path(path)
     if not path.is_file():
         what = "a folder" if path.is_dir() else "missing"
-        raise StudioError(f"'{FIELD}' is '{path}', which is {what}; choose an existing data file.", field=FIELD)
+        raise StudioError(f"'{FIELD}' is '{path}', which is {what}; choose an existing data file.", field=FIELD,
+                          key="data.readers.not_a_file", path=str(path))
     size = path.stat().st_size
     info = {"name": path.name, "size_bytes": size}
     if size == 0:
@@ -65,7 +66,7 @@ def open_table(path: Path, *, progress: Progress | None = None, text_mode: str =
     suffix = path.suffix.lower()
     if suffix == ".xls":
         raise StudioError(f"'{path.name}' is in the old Excel format (.xls); save it as .xlsx or CSV in Excel "
-                          f"and import that.", field=FIELD)
+                          f"and import that.", field=FIELD, key="data.readers.old_excel", file=path.name)
     kind = KINDS.get(suffix) or _guess_kind(head)
     _check_magic(path, kind, head)
     info["kind"] = kind
@@ -92,7 +93,7 @@ def open_table(path: Path, *, progress: Progress | None = None, text_mode: str =
         return _json(path, info, problems, progress)
     if text_mode not in ("document", "paragraphs"):
         raise StudioError(f"'data.text_mode' is '{text_mode}'; use 'document' or 'paragraphs'.",
-                          field="data.text_mode")
+                          field="data.text_mode", key="data.readers.text_mode", value=text_mode)
     info["text_mode"] = text_mode
     return Table(["text"], _text_rows(path, info, progress, text_mode), info, problems)
 
@@ -151,7 +152,8 @@ def _decode_error(path: Path, info: dict) -> StudioError:
                 break
             line += chunk.count(b"\n")
     return StudioError(f"'{path.name}' is not valid {info['encoding']} text at line {line}, although its start "
-                       f"was; save the whole file as UTF-8 and import it again.", field=FIELD)
+                       f"was; save the whole file as UTF-8 and import it again.", field=FIELD,
+                       key="data.readers.bad_encoding_later", file=path.name, encoding=info["encoding"], line=line)
 
 
 def _complete_lines(text: str, whole: bool) -> list[str]:
@@ -208,7 +210,8 @@ def _csv(path, info, problems, progress, text, whole) -> Table:
                 raise _decode_error(path, info) from None
             except csv.Error as exc:
                 raise StudioError(f"'{path.name}' could not be read as CSV at line {first_line} ({exc}); fix that "
-                                  f"line or export the file again.", field=FIELD) from None
+                                  f"line or export the file again.", field=FIELD, key="data.readers.bad_csv",
+                                  file=path.name, line=first_line, error=str(exc)) from None
         meter.done()
     return Table(columns, rows(), info, problems)
 
@@ -264,7 +267,9 @@ def _json(path, info, problems, progress) -> Table:
                 text = codecs.getincrementaldecoder(info["encoding"])().decode(head)
                 return _jsonl(path, info, problems, progress, text, len(head) == info["size_bytes"])
             raise StudioError(f"'{path.name}' is not valid JSON ({exc.msg} at line {exc.lineno}, column "
-                              f"{exc.colno}); fix it there or export the data again.", field=FIELD) from None
+                              f"{exc.colno}); fix it there or export the data again.", field=FIELD,
+                              key="data.readers.bad_json", file=path.name, error=exc.msg, line=exc.lineno,
+                              column=exc.colno) from None
     if isinstance(data, dict):
         lists = {k: v for k, v in data.items() if isinstance(v, list)}
         if len(lists) == 1 and all(isinstance(x, dict) for x in next(iter(lists.values()))):
@@ -275,12 +280,14 @@ def _json(path, info, problems, progress) -> Table:
             if len(set(lengths.values())) > 1:
                 sizes = ", ".join(f"{k}: {n}" for k, n in lengths.items())
                 raise StudioError(f"'{path.name}' holds columns of different lengths ({sizes}); give every "
-                                  f"column the same number of values.", field=FIELD)
+                                  f"column the same number of values.", field=FIELD,
+                                  key="data.readers.uneven_columns", file=path.name, sizes=sizes)
             info["json_layout"] = "columns"
             data = [dict(zip(lists, values)) for values in zip(*lists.values())]
     if not isinstance(data, list):
         raise StudioError(f"'{path.name}' holds a JSON {type(data).__name__}, not a list of rows; use an array "
-                          f"of objects, an object of equal-length arrays, or JSON Lines.", field=FIELD)
+                          f"of objects, an object of equal-length arrays, or JSON Lines.", field=FIELD,
+                          key="data.readers.json_not_rows", file=path.name, kind=type(data).__name__)
     if not data:
         raise _empty(path, "a JSON file with no rows")
     info["num_rows"] = len(data)
@@ -304,7 +311,7 @@ def _parquet(path, info, problems, progress) -> Table:
             columns, info["num_rows"] = list(pf.schema_arrow.names), pf.metadata.num_rows
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for damaged files
         raise StudioError(f"'{path.name}' could not be read as Parquet ({exc}); export it again.",
-                          field=FIELD) from None
+                          field=FIELD, key="data.readers.bad_parquet", file=path.name, error=str(exc)) from None
     if not info["num_rows"]:
         raise _empty(path, f"columns {', '.join(columns)} but no rows")
 
@@ -336,7 +343,9 @@ def _xlsx(path, info, problems, progress, sheet) -> Table:
         if sheet is not None and sheet not in book.sheetnames:
             book.close()
             raise StudioError(f"'data.sheet' is '{sheet}', which is not a sheet of '{path.name}'; choose one of "
-                              f"{', '.join(book.sheetnames)}.", field="data.sheet")
+                              f"{', '.join(book.sheetnames)}.", field="data.sheet",
+                              key="data.readers.unknown_sheet", sheet=sheet, file=path.name,
+                              sheets=", ".join(book.sheetnames))
         info["sheets"] = list(book.sheetnames)
         return book, book[sheet] if sheet is not None else book.worksheets[0]
 
@@ -351,7 +360,8 @@ def _xlsx(path, info, problems, progress, sheet) -> Table:
         raise
     except Exception as exc:  # openpyxl: InvalidFileException, BadZipFile, KeyError on a damaged workbook
         raise StudioError(f"'{path.name}' could not be read as an Excel workbook ({exc}); save it again as "
-                          f".xlsx.", field=FIELD) from None
+                          f".xlsx.", field=FIELD, key="data.readers.bad_excel", file=path.name,
+                          error=str(exc)) from None
     info["sheet"] = ws.title
     try:
         found = list(islice(data_rows(ws), 2))

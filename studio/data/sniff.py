@@ -23,7 +23,8 @@ DELIMITERS = ",;\t|"
 
 
 def _empty(path: Path, why: str) -> StudioError:
-    return StudioError(f"'{path.name}' is empty ({why}); choose the file that holds your data.", field=FIELD)
+    return StudioError(f"'{path.name}' is empty ({why}); choose the file that holds your data.", field=FIELD,
+                       key="data.sniff.empty_file", file=path.name)
 
 
 def _guess_kind(head: bytes) -> str:
@@ -42,7 +43,8 @@ def _check_magic(path: Path, kind: str, head: bytes) -> None:
         magic = b"PK\x03\x04" if kind == "xlsx" else b"PAR1"
         if not head.startswith(magic):
             raise StudioError(f"'{path.name}' does not look like a {label} file (its first bytes are wrong); "
-                              f"open it in the program that made it and save it again as {label}.", field=FIELD)
+                              f"open it in the program that made it and save it again as {label}.", field=FIELD,
+                              key="data.sniff.bad_magic", file=path.name, label=label)
         return
     reason = None
     if head.startswith(b"PK\x03\x04"):
@@ -54,7 +56,8 @@ def _check_magic(path: Path, kind: str, head: bytes) -> None:
         if b"\x00" in head or controls > len(head) // 20:
             reason = f"it contains binary data; check that you picked the right file or export it as {label}"
     if reason:
-        raise StudioError(f"'{path.name}' does not look like a {label} file ({reason}).", field=FIELD)
+        raise StudioError(f"'{path.name}' does not look like a {label} file ({reason}).", field=FIELD,
+                          key="data.sniff.wrong_kind", file=path.name, label=label)
 
 
 def _utf16_without_bom(head: bytes) -> str | None:
@@ -91,7 +94,8 @@ def _detect_encoding(path: Path, head: bytes, whole: bool) -> str:
     if guesses:
         return guesses[0]
     raise StudioError(f"'{path.name}' uses a text encoding that could not be recognised; save it as UTF-8 "
-                      f"(in Excel: 'CSV UTF-8') and import it again.", field=FIELD)
+                      f"(in Excel: 'CSV UTF-8') and import it again.", field=FIELD,
+                      key="data.sniff.unknown_encoding", file=path.name)
 
 
 def _decodes(data: bytes, encoding: str) -> bool:

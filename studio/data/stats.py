@@ -186,7 +186,8 @@ def length_report(lengths: list[int], loss_tokens: list[int], max_length: int) -
     `max_length` (what an epoch costs). Histogram bin i covers [edges[i], edges[i+1]).
     """
     if max_length < 1:
-        raise StudioError(f"max_length is {max_length}; use at least 1 token.", field="data.max_length")
+        raise StudioError(f"max_length is {max_length}; use at least 1 token.", field="data.max_length",
+                          key="data.stats.max_length", max_length=max_length)
     ordered = sorted(lengths)
     count = len(ordered)
     truncated = sum(n > max_length for n in ordered)
@@ -208,7 +209,7 @@ def estimate_epoch_seconds(total_tokens: int, tokens_per_s: float) -> float:
     """Seconds to go once over `total_tokens` at a measured throughput."""
     if not tokens_per_s or tokens_per_s <= 0:
         raise StudioError("The training throughput must be above 0 tokens/s to estimate an epoch.",
-                          field="tokens_per_s")
+                          field="tokens_per_s", key="data.stats.throughput")
     return total_tokens / tokens_per_s
 
 

@@ -26,10 +26,11 @@ def _dir(ws: Any) -> Path:
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise StudioError(f"Template name '{name}' is not allowed; use 1-64 lowercase letters, digits, '-' or '_', "
-                          "starting with a letter or digit.", field="data.template_name")
+                          "starting with a letter or digit.", field="data.template_name",
+                          key="data.template_store.bad_name", name=name)
     if name in BUILTIN_TEMPLATES:
         raise StudioError(f"'{name}' is a built-in template; save yours under another name.",
-                          field="data.template_name")
+                          field="data.template_name", key="data.template_store.builtin_name", name=name)
     return name
 
 
@@ -52,7 +53,8 @@ def load_template(ws: Any, name: str) -> PromptTemplate:
     path = _dir(ws) / f"{_check_name(name)}.json"
     if not path.is_file():
         names = ", ".join(t.name for t in list_templates(ws)) or "none saved yet"
-        raise StudioError(f"No saved template '{name}' (saved: {names}).", field="data.template")
+        raise StudioError(f"No saved template '{name}' (saved: {names}).", field="data.template",
+                          key="data.template_store.unknown", name=name)
     data = json.loads(path.read_text(encoding="utf-8"))
     return PromptTemplate(data["name"], data.get("description", ""), prompt=data["prompt"],
                           response=data.get("response") or "{{ output }}")

@@ -104,10 +104,12 @@ def compile_part(source: str, part: str = "prompt"):
     except TemplateSyntaxError as exc:
         reason = (exc.message or "syntax error").rstrip(".")
         raise StudioError(f"{_part(part)} line {exc.lineno}: {reason}; fix the Jinja syntax.",
-                          field="data.template") from None
+                          field="data.template", key="data.templates.syntax", part=part, line=exc.lineno,
+                          error=reason) from None
     for node in tree.find_all(_FORBIDDEN):
         raise StudioError(f"{_part(part)} line {node.lineno}: templates cannot include, import or extend other "
-                          "templates; write the text inline.", field="data.template")
+                          "templates; write the text inline.", field="data.template",
+                          key="data.templates.include", part=part, line=node.lineno)
     return _ENV.from_string(source)
 
 
@@ -119,9 +121,11 @@ def _render_part(source: str, context: dict, part: str) -> str:
         where = f"{_part(part)} line {lines[-1]}" if lines else _part(part)
         if isinstance(exc, SecurityError):
             raise StudioError(f"{where}: {str(exc).rstrip('.')}; templates may only use the record's fields.",
-                              field="data.template") from None
+                              field="data.template", key="data.templates.unsafe", part=part,
+                              error=str(exc).rstrip(".")) from None
         fields = ", ".join(k for k in context if k != "system" or context[k])
-        raise StudioError(f"{where}: {str(exc).rstrip('.')}; the fields are {fields}.", field="data.template") from None
+        raise StudioError(f"{where}: {str(exc).rstrip('.')}; the fields are {fields}.", field="data.template",
+                          key="data.templates.render", part=part, error=str(exc).rstrip("."), fields=fields) from None
 
 
 # --- rendering -------------------------------------------------------------------------------------------
@@ -163,7 +167,8 @@ def render_example(template: PromptTemplate, record: dict, *, system_prompt: str
         return {"messages": _chat_messages(record, system_prompt)}
     if "messages" in record:
         raise StudioError(f"Template '{template.name}' renders instruction records, not conversations; use the "
-                          "'chat' template for chat datasets.", field="data.template")
+                          "'chat' template for chat datasets.", field="data.template",
+                          key="data.templates.not_chat", name=template.name)
     context = template_context(record, system_prompt)
     prompt = _render_part(_choose_prompt(template, record, context, seed, index), context, "prompt")
     return {"prompt": prompt, "response": _render_part(template.response, context, "response")}
@@ -188,7 +193,8 @@ def get_template(name: str, ws: Any = None) -> PromptTemplate:
         if template.name == name:
             return template
     names = ", ".join([*BUILTIN_TEMPLATES, *(t.name for t in saved)])
-    raise StudioError(f"Unknown template '{name}'; choose one of {names}.", field="data.template")
+    raise StudioError(f"Unknown template '{name}'; choose one of {names}.", field="data.template",
+                      key="data.templates.unknown", name=name, choices=names)
 
 
 # --- tokenization with loss masks ------------------------------------------------------------------------
@@ -243,7 +249,8 @@ def tokenize_rendered(tokenizer: Any, rendered: dict, max_length: int, train_on_
     if multi_turn == "all":
         return chat.tokenize_chat(tokenizer, rendered["messages"], max_length, train_on_prompt)
     if multi_turn != "last":
-        raise StudioError(f"'data.multi_turn' is '{multi_turn}'; use 'all' or 'last'.", field="data.multi_turn")
+        raise StudioError(f"'data.multi_turn' is '{multi_turn}'; use 'all' or 'last'.", field="data.multi_turn",
+                          key="data.templates.multi_turn", value=multi_turn)
     input_ids: list[int] = []
     labels: list[int] = []
     for text, counts in _last_turn_segments(tokenizer, rendered["messages"], train_on_prompt):

@@ -131,7 +131,7 @@ class JobManager:
         run = self._get_run(run_id)
         if run["status"] in RUNNING or self._latest_job(run_id, ("queued",)):
             raise StudioError(f"Run '{run_id}' is already {run['status']}; wait for it or cancel it first.",
-                              field="run_id")
+                              field="run_id", key="job.already_active", run_id=run_id, status=run["status"])
         # Row first, job second: a manager that claims the job at once then moves the row to 'running'.
         self.ws.update_run(run_id, status="queued", error=None, finished_at=None, pid=None)
         job_id = self.ws.insert_job(run_id, "train", str(resume_from) if resume_from else None)
@@ -142,14 +142,16 @@ class JobManager:
         run = self._get_run(run_id)
         if run["status"] in ACTIVE_STATES:
             raise StudioError(f"Run '{run_id}' is {run['status']}; wait for it or cancel it before resuming.",
-                              field="run_id")
+                              field="run_id", key="job.resume_active", run_id=run_id, status=run["status"])
         if run["status"] == "completed":
             raise StudioError(f"Run '{run_id}' already completed; there is nothing to resume. "
-                              "Start a new run to train further.", field="run_id")
+                              "Start a new run to train further.", field="run_id",
+                              key="job.resume_completed", run_id=run_id)
         ckpt = latest_checkpoint(Path(run["run_dir"]))
         if ckpt is None:
             raise StudioError(f"Run '{run_id}' has no checkpoint to resume from (it stopped before saving one); "
-                              "start it again as a new run.", field="run_id")
+                              "start it again as a new run.", field="run_id",
+                              key="job.resume_no_checkpoint", run_id=run_id)
         return self.submit(run_id, resume_from=ckpt)
 
     def cancel(self, run_id: str) -> str:
@@ -160,7 +162,8 @@ class JobManager:
             try:
                 row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
                 if row is None:
-                    raise StudioError(f"There is no run '{run_id}'; pick one from the Runs list.", field="run_id")
+                    raise StudioError(f"There is no run '{run_id}'; pick one from the Runs list.", field="run_id",
+                                      key="job.no_run", run_id=run_id)
                 status = row["status"]
                 if status == "queued":
                     new = "cancelled"
@@ -174,7 +177,7 @@ class JobManager:
                     conn.execute("UPDATE runs SET status = 'cancelling' WHERE id = ?", (run_id,))
                 else:
                     raise StudioError(f"Run {run_id} already finished ({status}); there is nothing to cancel.",
-                                      field="run_id")
+                                      field="run_id", key="job.cancel_finished", run_id=run_id, status=status)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -419,7 +422,8 @@ class JobManager:
     def _get_run(self, run_id: str) -> dict:
         run = self.ws.get_run(run_id)
         if run is None:
-            raise StudioError(f"There is no run '{run_id}'; pick one from the Runs list.", field="run_id")
+            raise StudioError(f"There is no run '{run_id}'; pick one from the Runs list.", field="run_id",
+                              key="job.no_run", run_id=run_id)
         return run
 
     def _latest_job(self, run_id: str, status: tuple[str, ...] | None = None) -> dict | None:

@@ -29,7 +29,8 @@ def find_blocks(model: Any) -> tuple[str, Any]:
             best, best_size = (name, module), size
     if best is None:
         raise StudioError(f"Could not find the stack of transformer blocks in this "
-                          f"{type(model).__name__}; pick LoRA or full fine-tuning.", field="method.name")
+                          f"{type(model).__name__}; pick LoRA or full fine-tuning.", field="method.name",
+                          key="method.blocks.not_found", model_class=type(model).__name__)
     return best
 
 

@@ -39,10 +39,12 @@ class AdaLoraSettings:
     def __post_init__(self) -> None:
         if self.target_r > self.init_r:
             raise StudioError(f"'method.target_r' ({self.target_r}) must not exceed 'method.init_r' "
-                              f"({self.init_r}): AdaLoRA only removes rank.", field="method.target_r")
+                              f"({self.init_r}): AdaLoRA only removes rank.", field="method.target_r",
+                              key="method.adalora.target_above_init", target_r=self.target_r, init_r=self.init_r)
         if self.tinit + self.tfinal >= 0.9:
             raise StudioError(f"'method.tfinal' plus 'method.tinit' is {self.tinit + self.tfinal:.2f}; keep it "
-                              "under 0.9 so some steps are left for pruning.", field="method.tfinal")
+                              "under 0.9 so some steps are left for pruning.", field="method.tfinal",
+                              key="method.adalora.schedule_too_long", total=self.tinit + self.tfinal)
 
 
 def schedule(settings: AdaLoraSettings, total_steps: int) -> tuple[int, int]:

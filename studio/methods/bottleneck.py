@@ -80,7 +80,8 @@ def decoder_layers(model: Any) -> list:
     layers = getattr(getattr(model, "model", None), "layers", None)
     if layers is None or not all(hasattr(l, "self_attn") and hasattr(l, "mlp") for l in layers):
         raise StudioError(f"Bottleneck adapters need a Llama-like model whose blocks have 'self_attn' and 'mlp'; "
-                          f"{type(model).__name__} does not; pick another method.", field="method.name")
+                          f"{type(model).__name__} does not; pick another method.", field="method.name",
+                          key="method.bottleneck.not_llama_like", model_class=type(model).__name__)
     return list(layers)
 
 
@@ -88,7 +89,8 @@ def bottleneck_size(hidden: int, reduction_factor: int) -> int:
     size = hidden // reduction_factor
     if size < 1:
         raise StudioError(f"'method.reduction_factor' is {reduction_factor}, which leaves no bottleneck on a model "
-                          f"with hidden size {hidden}; use at most {hidden}.", field="method.reduction_factor")
+                          f"with hidden size {hidden}; use at most {hidden}.", field="method.reduction_factor",
+                          key="method.bottleneck.no_bottleneck", reduction_factor=reduction_factor, hidden=hidden)
     return size
 
 
@@ -101,7 +103,7 @@ def insert_adapters(model: Any, config: dict) -> Any:
             target = getattr(layer, site)
             if hasattr(target, ADAPTER_ATTR):
                 raise StudioError("This model already carries bottleneck adapters; load a fresh base model.",
-                                  field="method.name")
+                                  field="method.name", key="method.bottleneck.already_inserted")
             adapter = _adapter_module(config["hidden_size"], config["bottleneck_size"], config["non_linearity"],
                                       config["init_scale"])
             target.add_module(ADAPTER_ATTR, adapter.to(device=next(target.parameters()).device, dtype=torch.float32))
@@ -163,12 +165,16 @@ class BottleneckAdapters(Method):
                       f"{config['hidden_size']}, {config['num_layers']} layers)"
         if base_model.config.hidden_size != config["hidden_size"]:
             raise StudioError(f"This base model has hidden size {base_model.config.hidden_size} but {trained_for}.",
-                              field="model")
+                              field="model", key="method.bottleneck.hidden_mismatch",
+                              hidden=base_model.config.hidden_size, base_model=config.get("base_model"),
+                              trained_hidden=config["hidden_size"], trained_layers=config["num_layers"])
         insert_adapters(base_model, config)
         weights = load_file(str(result_dir / WEIGHTS_FILE))
         expected = adapter_state(base_model)
         if set(weights) != set(expected) or any(weights[k].shape != v.shape for k, v in expected.items()):
-            raise StudioError(f"The saved adapter weights do not fit this base model: {trained_for}.", field="model")
+            raise StudioError(f"The saved adapter weights do not fit this base model: {trained_for}.", field="model",
+                              key="method.bottleneck.weights_mismatch", base_model=config.get("base_model"),
+                              trained_hidden=config["hidden_size"], trained_layers=config["num_layers"])
         with torch.no_grad():
             for name, param in expected.items():
                 param.copy_(weights[name])

@@ -46,13 +46,15 @@ class FeatureExtraction(Full):
         head = _blocks.head_params(model)
         if model.get_output_embeddings() is not None or not head:
             raise StudioError(f"Feature extraction trains a classification head, which this "
-                              f"{type(model).__name__} lacks; use it with the classify stage.", field="method.name")
+                              f"{type(model).__name__} lacks; use it with the classify stage.", field="method.name",
+                              key="method.feature_extraction.no_head", model_class=type(model).__name__)
         chosen = list(head)
         if settings.unfreeze_pooler:
             pooler = pooler_params(model)
             if not pooler:
                 raise StudioError(f"'method.unfreeze_pooler' is on but this {type(model).__name__} has no pooler; "
-                                  "turn it off.", field="method.unfreeze_pooler")
+                                  "turn it off.", field="method.unfreeze_pooler",
+                                  key="method.feature_extraction.no_pooler", model_class=type(model).__name__)
             chosen += pooler
         _blocks.freeze_all(model)
         _blocks.set_trainable(chosen)

@@ -86,7 +86,9 @@ class GradualUnfreeze(Full):
             fit = max(1, (total_steps - 1) // n_blocks)
             raise StudioError(f"'method.every_steps' of {settings.every_steps} unfreezes the last of {n_blocks} "
                               f"blocks at step {last}, but training has only {total_steps} steps; use "
-                              f"every_steps of at most {fit} or train longer.", field="method.every_steps")
+                              f"every_steps of at most {fit} or train longer.", field="method.every_steps",
+                              key="method.gradual_unfreeze.too_slow", every_steps=settings.every_steps,
+                              blocks=n_blocks, last=last, total_steps=total_steps, fit=fit)
 
     @classmethod
     def prepare(cls, model: Any, settings: GradualSettings) -> Any:

@@ -45,6 +45,8 @@ class Ia3(PeftMethod):
         short = {n.rsplit(".", 1)[-1] for n in picked}
         stray = [f for f in feedforward if f not in short]
         if stray:
-            raise StudioError(f"'method.feedforward_modules' names {', '.join(stray)}, which the target layers do "
-                              f"not include; pick from {', '.join(sorted(short))}.", field="method.feedforward_modules")
+            strays, choices = ', '.join(stray), ', '.join(sorted(short))
+            raise StudioError(f"'method.feedforward_modules' names {strays}, which the target layers do "
+                              f"not include; pick from {choices}.", field="method.feedforward_modules",
+                              key="method.ia3.feedforward_not_targeted", strays=strays, choices=choices)
         return IA3Config(target_modules=targets, feedforward_modules=feedforward, task_type=TaskType.CAUSAL_LM)

@@ -35,7 +35,7 @@ class LokrSettings:
     def __post_init__(self) -> None:
         if self.decompose_factor == 0:
             raise StudioError("'method.decompose_factor' must be -1 (balanced) or a positive factor, not 0.",
-                              field="method.decompose_factor")
+                              field="method.decompose_factor", key="method.lokr.zero_factor")
 
 
 @METHODS.register("lokr")

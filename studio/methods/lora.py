@@ -47,11 +47,13 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if 0 < self.loraplus_lr_ratio < 1:
             raise StudioError(f"'method.loraplus_lr_ratio' is {self.loraplus_lr_ratio}; use 0 (off) or a ratio of "
-                              "at least 1 (B learns faster than A).", field="method.loraplus_lr_ratio")
+                              "at least 1 (B learns faster than A).", field="method.loraplus_lr_ratio",
+                              key="method.lora.loraplus_ratio", ratio=self.loraplus_lr_ratio)
         if self.use_dora and self.init in MUTATING_INITS:
             # The PiSSA/OLoRA -> plain LoRA conversion done at save time does not carry DoRA's magnitudes over.
             raise StudioError(f"'method.init' {self.init} cannot be combined with DoRA; turn off 'method.use_dora' "
-                              "or use the default initialisation.", field="method.init")
+                              "or use the default initialisation.", field="method.init",
+                              key="method.lora.init_with_dora", init=self.init)
 
 
 def linear_layers(model: Any) -> dict[str, tuple[int, int]]:
@@ -97,8 +99,10 @@ def matched_layers(model: Any, targets: Any, field: str = "method.target_modules
                   if any(n == t or n.endswith("." + t) for t in targets)}
     if not picked:
         wanted = targets if isinstance(targets, str) else ", ".join(targets)
+        available = ', '.join(linear_module_names(model))
         raise StudioError(f"'{field}' ({wanted}) matches no linear layer of this model; available: "
-                          f"{', '.join(linear_module_names(model))}.", field=field)
+                          f"{available}.", field=field,
+                          key="method.lora.no_matching_layer", setting=field, wanted=wanted, available=available)
     return picked
 
 
@@ -107,7 +111,9 @@ def check_rank(layers: dict[str, tuple[int, int]], r: int, field: str = "method.
     name, dims = min(layers.items(), key=lambda item: min(item[1]))
     if r > min(dims):
         raise StudioError(f"'{field}' is {r}, larger than the layer {name} ({dims[0]} -> {dims[1]}); use at "
-                          f"most {min(dims)} or target other layers.", field=field)
+                          f"most {min(dims)} or target other layers.", field=field,
+                          key="method.lora.rank_too_large", setting=field, r=r, layer=name, fan_in=dims[0],
+                          fan_out=dims[1], most=min(dims))
 
 
 def _task_type(model: Any) -> Any:
@@ -139,7 +145,8 @@ class Lora(PeftMethod):
         if settings.init in MUTATING_INITS and (getattr(model, "is_loaded_in_4bit", False)
                                                 or getattr(model, "is_loaded_in_8bit", False)):
             raise StudioError(f"'method.init' {settings.init} needs the base weights in full precision, not "
-                              "quantised; use the default initialisation with QLoRA.", field="method.init")
+                              "quantised; use the default initialisation with QLoRA.", field="method.init",
+                              key="method.lora.init_quantised", init=settings.init)
         init = {"default": True}.get(settings.init, settings.init)
         return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                           target_modules=targets, task_type=_task_type(model), use_rslora=settings.use_rslora,

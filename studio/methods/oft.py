@@ -38,7 +38,7 @@ class OftSettings:
     def __post_init__(self) -> None:
         if (self.r == 0) == (self.oft_block_size == 0):
             raise StudioError("Set exactly one of 'method.oft_block_size' and 'method.r' (the other 0).",
-                              field="method.oft_block_size")
+                              field="method.oft_block_size", key="method.oft.block_size_or_r")
 
 
 @METHODS.register("oft")
@@ -58,7 +58,9 @@ class Oft(PeftMethod):
         for name, (fan_in, _) in matched_layers(model, targets).items():
             if size > fan_in or fan_in % size:
                 raise StudioError(f"'{field}' is {size}, which does not divide the input size {fan_in} of layer "
-                                  f"{name}; pick a divisor of {fan_in}.", field=field)
+                                  f"{name}; pick a divisor of {fan_in}.", field=field,
+                                  key="method.oft.not_a_divisor", setting=field, size=size, fan_in=fan_in,
+                                  layer=name)
         return OFTConfig(r=settings.r, oft_block_size=settings.oft_block_size, module_dropout=settings.dropout,
                          coft=settings.coft, eps=settings.eps, block_share=settings.block_share,
                          target_modules=targets, task_type=TaskType.CAUSAL_LM)

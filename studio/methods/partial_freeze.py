@@ -45,7 +45,9 @@ class PartialFreeze(Full):
         blocks = _blocks.block_params(model)
         if settings.last_blocks > len(blocks):
             raise StudioError(f"'method.last_blocks' is {settings.last_blocks} but this model has only "
-                              f"{len(blocks)} blocks; pick at most {len(blocks)}.", field="method.last_blocks")
+                              f"{len(blocks)} blocks; pick at most {len(blocks)}.", field="method.last_blocks",
+                              key="method.partial_freeze.too_many_blocks", last_blocks=settings.last_blocks,
+                              blocks=len(blocks))
         chosen = [np for block in blocks[len(blocks) - settings.last_blocks:] for np in block]
         chosen += _blocks.norm_params(model, inside_blocks=False)
         embedding_ids = {id(p) for _, p in _blocks.embedding_params(model)}

@@ -30,7 +30,8 @@ class PromptTuningSettings:
     def __post_init__(self) -> None:
         if self.init == "text" and not self.init_text.strip():
             raise StudioError("'method.init_text' is empty; type the text the soft prompt should start from, or "
-                              "set init to 'random'.", field="method.init_text")
+                              "set init to 'random'.", field="method.init_text",
+                              key="method.prompt_tuning.empty_init_text")
 
 
 def model_folder(model: Any) -> str:
@@ -38,7 +39,8 @@ def model_folder(model: Any) -> str:
     source = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
     if not source:
         raise StudioError("Prompt tuning from text needs the model's tokenizer, but the model does not say where it "
-                          "was loaded from; set init to 'random'.", field="method.init")
+                          "was loaded from; set init to 'random'.", field="method.init",
+                          key="method.prompt_tuning.no_model_folder")
     return str(source)
 
 

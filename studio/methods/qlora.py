@@ -58,11 +58,13 @@ class Qlora(Lora):
         if getattr(settings, "init", "default") in ("pissa", "olora"):
             # Known from the settings alone, so refuse before the job rather than after loading the model.
             raise StudioError(f"'method.init' {settings.init} needs the base weights in full precision, not "
-                              "quantised; use the default initialisation with QLoRA.", field="method.init")
+                              "quantised; use the default initialisation with QLoRA.", field="method.init",
+                              key="method.qlora.init_quantised", init=settings.init)
         problem = bitsandbytes_problem()
         if problem:
             raise StudioError(f"QLoRA needs the bitsandbytes package, which cannot be loaded here ({problem}); "
-                              "install it (pip install bitsandbytes) or pick LoRA.", field="method.name")
+                              "install it (pip install bitsandbytes) or pick LoRA.", field="method.name",
+                              key="method.qlora.no_bitsandbytes", problem=problem)
 
     @classmethod
     def quantization_config(cls, settings: QloraSettings) -> Any:

@@ -50,7 +50,8 @@ class Vera(PeftMethod):
         usable = max(min(dims) for dims in layers.values())
         if settings.r > usable:
             raise StudioError(f"'method.r' is {settings.r}, but no targeted layer can use more than {usable}; use "
-                              f"at most {usable}.", field="method.r")
+                              f"at most {usable}.", field="method.r",
+                              key="method.vera.rank_too_large", r=settings.r, usable=usable)
         return VeraConfig(r=settings.r, vera_dropout=settings.dropout, target_modules=targets,
                           projection_prng_key=settings.projection_prng_key, save_projection=settings.save_projection,
                           d_initial=settings.d_initial, task_type=TaskType.CAUSAL_LM)

@@ -113,7 +113,8 @@ def resolve_model(spec: str, ws) -> Path | str:
     """A local folder holding the model `spec` names, or its hub id when it must be downloaded."""
     name = (spec or "").strip()
     if not name:
-        raise StudioError(f"No model given; name one, e.g. '{DEFAULT_MODEL}'.", field="model")
+        raise StudioError(f"No model given; name one, e.g. '{DEFAULT_MODEL}'.", field="model",
+                          key="model.none_given", default_model=DEFAULT_MODEL)
     if name.lower() == DEFAULT_MODEL:
         return embedded.ensure_smollm2(ws.models_dir)
     if name.lower() == DEFAULT_EMBEDDER:
@@ -123,22 +124,25 @@ def resolve_model(spec: str, ws) -> Path | str:
         return path.resolve()
     if name.startswith(("/", ".", "~")):
         raise StudioError(f"Model folder {path.absolute()} does not exist; check the path or use a "
-                          f"model alias such as '{DEFAULT_MODEL}'", field="model")
+                          f"model alias such as '{DEFAULT_MODEL}'", field="model",
+                          key="model.folder_missing", path=str(path.absolute()), default_model=DEFAULT_MODEL)
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
         validate_repo_id(name)
     except HFValidationError:
+        available = ', '.join(_available_names())
         raise StudioError(f"'{name}' is neither a model alias, an existing folder, nor a Hugging Face "
-                          f"model id; available models: {', '.join(_available_names())}.",
-                          field="model") from None
+                          f"model id; available models: {available}.",
+                          field="model", key="model.unknown", name=name, available=available) from None
     snapshot = _cached_snapshot(name)
     if snapshot is not None:
         return snapshot
     if is_offline():
+        available = ', '.join(_available_names())
         raise StudioError(f"This machine is offline, so model '{name}' cannot be downloaded; use one "
-                          f"of the available models ({', '.join(_available_names())}) or a local "
-                          "folder.", field="model")
+                          f"of the available models ({available}) or a local "
+                          "folder.", field="model", key="model.offline", name=name, available=available)
     return name
 
 

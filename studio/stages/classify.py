@@ -39,13 +39,17 @@ def _file_records(spec: str, ws) -> list[dict]:
     path = SAMPLES.get(spec) or Path(spec).expanduser()
     if not path.is_file():
         raise StudioError(f"'{FIELD}' is '{spec}': for classification give a classification dataset or a .csv, "
-                          ".jsonl, .json or .parquet file with text and label columns.", field=FIELD)
+                          ".jsonl, .json or .parquet file with text and label columns.", field=FIELD,
+                          key="stage.classify.no_file", setting=FIELD, spec=spec)
     table = open_table(path)
     rows = list(table.rows)
     guess = guess_format(table.columns, [row for _, row in rows[:200]])
     if guess.format != "classification":
-        raise StudioError(f"'{path.name}' has columns {', '.join(table.columns)}, which look like {guess.format} "
-                          "data; classification needs a text column and a label column.", field=FIELD)
+        columns = ', '.join(table.columns)
+        raise StudioError(f"'{path.name}' has columns {columns}, which look like {guess.format} "
+                          "data; classification needs a text column and a label column.", field=FIELD,
+                          key="stage.classify.wrong_columns", name=path.name, columns=columns,
+                          format=guess.format)
     return [r for _, r, _ in iter_records(iter(rows), "classification", guess.mapping) if r and r["text"].strip()]
 
 
@@ -85,7 +89,8 @@ def load_labelled(recipe, ws) -> LabelledTexts:
         card = dataset_card(ws, spec)
         if card["format"] != "classification":
             raise StudioError(f"Dataset '{spec}' holds {card['format']} data; the classify stage needs text and "
-                              "label records (import it with --format classification).", field=FIELD)
+                              "label records (import it with --format classification).", field=FIELD,
+                              key="stage.classify.wrong_format", spec=spec, format=card["format"])
         train, val = load_split(ws, spec, "train"), load_split(ws, spec, "validation")
         if not val and data.validation > 0:
             train, val = split_examples(train, data.validation, recipe.train.seed)
@@ -96,12 +101,17 @@ def load_labelled(recipe, ws) -> LabelledTexts:
     labels = sorted({r["label"] for r in train})
     if len(labels) < 2:
         only = f" ('{labels[0]}')" if labels else ""
-        raise StudioError(f"'{FIELD}' has {len(labels)} label{only} in its training split; classification needs "
-                          "at least two classes.", field=FIELD)
+        message = (f"'{FIELD}' has {len(labels)} label{only} in its training split; classification needs "
+                   "at least two classes.")
+        if labels:
+            raise StudioError(message, field=FIELD, key="stage.classify.one_label", setting=FIELD, label=labels[0])
+        raise StudioError(message, field=FIELD, key="stage.classify.no_labels", setting=FIELD)
     unknown = sorted({r["label"] for r in val} - set(labels))
     if unknown:
-        raise StudioError(f"The validation split of '{FIELD}' has label(s) {', '.join(map(repr, unknown))} that "
-                          "no training example has; add training examples of them or remove them.", field=FIELD)
+        names = ', '.join(map(repr, unknown))
+        raise StudioError(f"The validation split of '{FIELD}' has label(s) {names} that "
+                          "no training example has; add training examples of them or remove them.", field=FIELD,
+                          key="stage.classify.unknown_val_labels", setting=FIELD, labels=names)
     return LabelledTexts(train, val, labels)
 
 
@@ -114,7 +124,8 @@ def check_classifier_model(recipe, ws) -> None:
     if model_type and model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
         raise StudioError(f"Model '{recipe.model}' is a {model_type} model, which transformers cannot turn into a "
                           "sequence classifier; pick an encoder such as all-minilm-l6-v2 or a Llama-family "
-                          "model.", field="model")
+                          "model.", field="model",
+                          key="stage.classify.model_not_classifier", model=recipe.model, model_type=model_type)
 
 
 def load_classifier(spec: str, ws, labels: list[str], trust: bool = False, **load_kwargs):
@@ -138,7 +149,8 @@ def load_classifier(spec: str, ws, labels: list[str], trust: bool = False, **loa
             source, config=config, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust, **load_kwargs)
     except (OSError, ValueError) as error:
         raise StudioError(f"Model '{spec}' could not be loaded as a sequence classifier ({_first_line(error)}); "
-                          "the studio loads only .safetensors weights.", field="model") from None
+                          "the studio loads only .safetensors weights.", field="model",
+                          key="stage.classify.model_not_loadable", spec=spec, reason=_first_line(error)) from None
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False  # no generation here; a cache would only ride along in the eval outputs
     return model, tokenizer

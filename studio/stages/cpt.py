@@ -25,7 +25,8 @@ def load_texts(spec: str, ws) -> list[str]:
         card = dataset_card(ws, spec)
         if card["format"] != "text":
             raise StudioError(f"Dataset '{spec}' holds {card['format']} data; continued pretraining needs raw text "
-                              "(import it with --format text).", field="data.dataset")
+                              "(import it with --format text).", field="data.dataset",
+                              key="stage.cpt.wrong_format", spec=spec, format=card["format"])
         return [r["text"] for part in SPLITS for r in load_split(ws, spec, part) if r.get("text")]
     from studio.data.formats import iter_records
     from studio.data.readers import open_table
@@ -33,15 +34,19 @@ def load_texts(spec: str, ws) -> list[str]:
     path = Path(spec).expanduser()
     if not path.is_file():
         raise StudioError(f"'data.dataset' is '{spec}': for continued pretraining give a text dataset or a .txt, "
-                          ".md, .jsonl, .csv or .parquet file.", field="data.dataset")
+                          ".md, .jsonl, .csv or .parquet file.", field="data.dataset",
+                          key="stage.cpt.no_file", spec=spec)
     table = open_table(path, text_mode="paragraphs")
     column = "text" if "text" in table.columns else (table.columns[0] if len(table.columns) == 1 else None)
     if column is None:
-        raise StudioError(f"'{path.name}' has columns {', '.join(table.columns)} but no 'text' column; rename "
-                          "the column that holds the documents.", field="data.dataset")
+        columns = ', '.join(table.columns)
+        raise StudioError(f"'{path.name}' has columns {columns} but no 'text' column; rename "
+                          "the column that holds the documents.", field="data.dataset",
+                          key="stage.cpt.no_text_column", name=path.name, columns=columns)
     texts = [r["text"] for _, r, _ in iter_records(table.rows, "text", {"text": column}) if r and r["text"].strip()]
     if not texts:
-        raise StudioError(f"'{path.name}' has no text to train on.", field="data.dataset")
+        raise StudioError(f"'{path.name}' has no text to train on.", field="data.dataset",
+                          key="stage.cpt.no_text", name=path.name)
     return texts
 
 
@@ -73,7 +78,8 @@ class ContinuedPretraining(Stage):
         texts = load_texts(recipe.data.dataset, ws)
         if len(texts) < 2 and recipe.data.validation > 0:
             raise StudioError(f"'data.dataset' has only {len(texts)} document(s); add more or set data.validation "
-                              "to 0.", field="data.dataset")
+                              "to 0.", field="data.dataset",
+                              key="stage.cpt.too_few_documents", count=len(texts))
 
     @classmethod
     def run(cls, ctx: TrainContext) -> dict:

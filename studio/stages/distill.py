@@ -52,10 +52,11 @@ def _teacher_run(spec: str, ws) -> dict:
     run = ws.get_run(run_id)
     if run is None:
         raise StudioError(f"'distill.teacher' names run '{run_id}', which does not exist; pick a completed run.",
-                          field="distill.teacher")
+                          field="distill.teacher", key="stage.distill.no_run", run_id=run_id)
     if run["status"] != "completed" or not run.get("result_dir") or not Path(run["result_dir"]).exists():
         raise StudioError(f"'distill.teacher' names run '{run_id}', which is {run['status']} without a saved "
-                          "result; pick a completed run.", field="distill.teacher")
+                          "result; pick a completed run.", field="distill.teacher",
+                          key="stage.distill.run_not_completed", run_id=run_id, status=run["status"])
     return run
 
 
@@ -69,7 +70,8 @@ def check_same_vocabulary(teacher_tok, student_tok) -> None:
     t_size, s_size = len(teacher_tok), len(student_tok)
     if t_size != s_size:
         raise StudioError(f"teacher and student must share a tokenizer: teacher has {t_size} tokens, student "
-                          f"{s_size}; pick a teacher from the same family.", field="distill.teacher")
+                          f"{s_size}; pick a teacher from the same family.", field="distill.teacher",
+                          key="stage.distill.vocab_size", teacher_size=t_size, student_size=s_size)
     t_vocab, s_vocab = teacher_tok.get_vocab(), student_tok.get_vocab()
     step = max(1, s_size // 500)
     sample = sorted(s_vocab.items(), key=lambda kv: kv[1])[::step]
@@ -78,11 +80,14 @@ def check_same_vocabulary(teacher_tok, student_tok) -> None:
         tok, i = mismatch
         raise StudioError(f"teacher and student must share a tokenizer: both have {s_size} tokens but token {tok!r} "
                           f"is id {i} for the student and {t_vocab.get(tok)} for the teacher; pick a teacher from "
-                          "the same family.", field="distill.teacher")
+                          "the same family.", field="distill.teacher",
+                          key="stage.distill.vocab_ids", size=s_size, token=tok, student_id=i,
+                          teacher_id=t_vocab.get(tok))
     if teacher_tok(_PROBE_TEXT, add_special_tokens=False)["input_ids"] != \
             student_tok(_PROBE_TEXT, add_special_tokens=False)["input_ids"]:
         raise StudioError(f"teacher and student must share a tokenizer: both have {s_size} tokens but split the "
-                          "same text differently; pick a teacher from the same family.", field="distill.teacher")
+                          "same text differently; pick a teacher from the same family.", field="distill.teacher",
+                          key="stage.distill.vocab_split", size=s_size)
 
 
 def soft_target_loss(student, teacher, targets, count, temperature: float, alpha: float):
@@ -183,7 +188,7 @@ class Distillation(Stage):
         spec = settings.teacher.strip()
         if not spec:
             raise StudioError("'distill.teacher' is empty; name the model to learn from, or 'run:<run id>'.",
-                              field="distill.teacher")
+                              field="distill.teacher", key="stage.distill.no_teacher")
         if is_classification_data(recipe, ws):
             from studio.stages.distill_classify import check_classifier_distillation
 

@@ -26,9 +26,10 @@ TEACHER_BATCH = 32
 def _labels_of_config(config, spec: str) -> list[str]:
     names = [config.id2label[i] for i in range(config.num_labels)]
     if all(str(n).startswith("LABEL_") for n in names):
-        raise StudioError(f"The teacher '{spec}' does not name its classes (only {', '.join(names)}); use a "
+        generic = ', '.join(names)
+        raise StudioError(f"The teacher '{spec}' does not name its classes (only {generic}); use a "
                           "finished classify run as 'run:<run id>' or a classifier whose config has id2label.",
-                          field=FIELD)
+                          field=FIELD, key="stage.distill_classify.unnamed_labels", spec=spec, labels=generic)
     return [str(n) for n in names]
 
 
@@ -44,25 +45,31 @@ def teacher_labels(spec: str, ws) -> list[str]:
         labels_file = Path(run["result_dir"]) / "labels.json"
         if not labels_file.exists():
             raise StudioError(f"'{FIELD}' names run '{run['id']}', a {run['stage']} run; a classifier teacher must "
-                              "be a finished classify run.", field=FIELD)
+                              "be a finished classify run.", field=FIELD,
+                              key="stage.distill_classify.not_classify_run", setting=FIELD, run_id=run["id"],
+                              stage=run["stage"])
         return json.loads(labels_file.read_text(encoding="utf-8"))["labels"]
     try:
         config = AutoConfig.from_pretrained(str(resolve_model(spec, ws)))
     except (OSError, ValueError) as error:
         raise StudioError(f"The teacher '{spec}' cannot be read ({error}); give a classifier folder or "
-                          "'run:<run id>'.", field=FIELD) from None
+                          "'run:<run id>'.", field=FIELD,
+                          key="stage.distill_classify.unreadable", spec=spec, reason=str(error)) from None
     if not any(a.endswith("ForSequenceClassification") for a in (config.architectures or [])):
         raise StudioError(f"The teacher '{spec}' is not a trained classifier; for a dataset of texts and labels the "
                           "teacher must be a finished classify run ('run:<run id>') over the same labels.",
-                          field=FIELD)
+                          field=FIELD, key="stage.distill_classify.not_classifier", spec=spec)
     return _labels_of_config(config, spec)
 
 
 def teacher_order(teacher: list[str], student: list[str], spec: str) -> list[int]:
     """For each student class, the teacher's output index for it; StudioError when the label sets differ."""
     if set(teacher) != set(student):
-        raise StudioError(f"The teacher '{spec}' classifies into {', '.join(teacher)} but the dataset's labels are "
-                          f"{', '.join(student)}; pick a teacher trained on the same labels.", field=FIELD)
+        teacher_names, student_names = ', '.join(teacher), ', '.join(student)
+        raise StudioError(f"The teacher '{spec}' classifies into {teacher_names} but the dataset's labels are "
+                          f"{student_names}; pick a teacher trained on the same labels.", field=FIELD,
+                          key="stage.distill_classify.label_mismatch", spec=spec, teacher_labels=teacher_names,
+                          student_labels=student_names)
     return [teacher.index(label) for label in student]
 
 

@@ -1,7 +1,8 @@
 """The trainer callback that turns Hugging Face Trainer events into studio progress events.
 
 It observes only: it emits {"type": "progress", ...} dicts through `emit` (step, total_steps,
-loss, lr, grad_norm, epoch, tokens_per_s, eval_*), and its one way of steering training is the
+loss, lr, grad_norm, epoch, tokens_per_s; and one event per evaluation with every eval_* metric,
+including those that callbacks listed before it add, such as generation metrics), and its one way of steering training is the
 documented stop flag: when `should_stop()` turns true it asks the trainer to save a checkpoint
 and stop at the end of the current step.
 """
@@ -60,17 +61,22 @@ class ProgressCallback(TrainerCallback):
             control.should_training_stop = True
         return control
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs:
-            return
+    def _emit_numbers(self, state, values: dict) -> None:
         event = {"type": "progress", "step": state.global_step, "total_steps": state.max_steps}
-        for key, value in logs.items():
-            if isinstance(value, (int, float)) and not key.startswith("train_"):
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith("train_"):
                 event[_RENAMES.get(key, key)] = value
-        if "loss" in event or any(k.startswith("eval_") for k in event):
-            self.emit(event)
-            self.emit({"type": "log", "message": describe(event)})
+        self.emit(event)
+        self.emit({"type": "log", "message": describe(event)})
 
-    def on_evaluate(self, args, state, control, **kwargs):
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # Training logs only: evaluations are reported whole by on_evaluate, after every metric is in.
+        if logs and "loss" in logs:
+            self._emit_numbers(state, logs)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        """One event per evaluation with all its metrics (callbacks listed before this one may add to them)."""
+        if metrics:
+            self._emit_numbers(state, metrics)
         # Evaluation time must not count as training time in tokens/s.
         self._last_time = time.perf_counter()

@@ -7,15 +7,15 @@ target/summary/highlights). `data.system_prompt`, when set, is the task prefix p
 source, e.g. "summarize: " or "translate English to German: " as T5 was trained with. Sources and
 targets are each cut to `data.max_length` tokens and end with the end-of-sequence token; padded
 label positions are -100 so they add nothing to the loss. `Seq2SeqTrainer` trains; every
-evaluation measures the teacher-forced loss on the whole validation split and, for up to 16
-validation examples, generates greedily and reports eval_rouge1/2/L (F1, 0-1) and
-eval_exact_match. The method (full, LoRA...) is applied through its hooks, as in SFT.
+evaluation measures the teacher-forced loss on the whole validation split and, for the first
+`train.eval_samples` validation examples, generates greedily and reports ROUGE, BLEU and exact
+match (`studio.stages.generation_eval`, shared with the causal stages). The method (full,
+LoRA...) is applied through its hooks, as in SFT.
 """
 from __future__ import annotations
 
 import json
 import logging
-import re
 import warnings
 from pathlib import Path
 
@@ -24,7 +24,6 @@ from studio.stages.base import STAGES, Stage, TrainContext
 
 log = logging.getLogger(__name__)
 
-GENERATION_SAMPLES = 16  # validation examples generated at each evaluation: ROUGE without a slow full pass
 
 
 def model_config_dict(recipe, ws) -> dict:
@@ -134,72 +133,6 @@ def build_seq2seq_datasets(recipe, tokenizer, home: Path):
         (encode_pairs(val, tokenizer, prefix, max_length) if val else None), val
 
 
-class _WordTokenizer:
-    """Lower-cased Unicode words: rouge-score's default drops every non-ASCII letter ("está" -> "est")."""
-
-    def tokenize(self, text: str) -> list[str]:
-        return re.findall(r"\w+", text.lower())
-
-
-def text_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Mean ROUGE-1/2/L F1 and the share of exact matches (whitespace-trimmed), each in 0-1."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_WordTokenizer())
-    sums = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    for pred, ref in zip(predictions, references):
-        for key, score in scorer.score(ref, pred).items():
-            sums[key] += score.fmeasure
-    n = max(len(references), 1)
-    exact = sum(p.strip() == r.strip() for p, r in zip(predictions, references))
-    return {**{k: round(v / n, 4) for k, v in sums.items()}, "exact_match": round(exact / n, 4)}
-
-
-def describe_generation(metrics: dict, prediction: str, reference: str) -> str:
-    """One train.log line: the sample metrics and the first validation example's output beside its reference."""
-    scores = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
-    return f"generation: {scores}  first output {prediction[:160]!r} (reference {reference[:160]!r})"
-
-
-def _trainer_class():
-    from transformers import Seq2SeqTrainer
-
-    class GenerationEvalTrainer(Seq2SeqTrainer):
-        """Adds generation metrics on a few validation examples to every evaluation's eval_* metrics."""
-
-        def __init__(self, *args, samples=(), sample_targets=(), max_new_tokens=1, on_sample=None, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.samples, self.sample_targets, self.on_sample = list(samples), list(sample_targets), on_sample
-            self.max_new_tokens = max_new_tokens
-
-        def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
-                            metric_key_prefix="eval"):
-            output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
-                                             metric_key_prefix)
-            if metric_key_prefix == "eval" and self.samples:
-                predictions = self.generate_samples()
-                metrics = text_metrics(predictions, self.sample_targets)
-                output.metrics.update({f"eval_{k}": v for k, v in metrics.items()})
-                if self.on_sample:
-                    self.on_sample(metrics, predictions[0], self.sample_targets[0])
-            return output
-
-        def generate_samples(self) -> list[str]:
-            import torch
-
-            tokenizer, model = self.processing_class, self.model
-            batch = tokenizer.pad({"input_ids": self.samples}, return_tensors="pt").to(self.args.device)
-            was_training = model.training
-            model.eval()
-            with torch.no_grad():
-                out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                     max_new_tokens=self.max_new_tokens, num_beams=1, do_sample=False)
-            model.train(was_training)
-            return tokenizer.batch_decode(out, skip_special_tokens=True)
-
-    return GenerationEvalTrainer
-
-
 def seq2seq_args(recipe, run_dir: Path, has_eval: bool):
     from transformers import Seq2SeqTrainingArguments
 
@@ -256,10 +189,11 @@ class SequenceToSequence(Stage):
 
     @classmethod
     def run(cls, ctx: TrainContext) -> dict:
-        from transformers import DataCollatorForSeq2Seq, PrinterCallback
+        from transformers import DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer
         from transformers.utils import logging as hf_logging
 
         from studio.methods import METHODS
+        from studio.stages.generation_eval import GenerationMetrics, seq2seq_samples
         from studio.stages.sft import (early_stopping_callbacks, finish_training, prepare_for_training,
                                        quiet_datasets)
         from studio.workspace import Workspace
@@ -278,25 +212,19 @@ class SequenceToSequence(Stage):
                                         "validation pairs"})
         model, callback, optimizer = prepare_for_training(ctx, method, model, len(train_ds), emit)
         has_eval = eval_ds is not None
-        samples = eval_ds.select(range(min(GENERATION_SAMPLES, len(eval_ds)))) if has_eval else None
-        trainer = _trainer_class()(
+        samples = seq2seq_samples(eval_ds, [p["target"] for p in val_pairs], tokenizer, recipe.train.eval_samples)
+        generation = GenerationMetrics(samples, tokenizer, emit, ctx.run_dir, encoder_decoder=True)
+        trainer = Seq2SeqTrainer(
             model=model, args=seq2seq_args(recipe, ctx.run_dir, has_eval), train_dataset=train_ds,
             eval_dataset=eval_ds, processing_class=tokenizer,
             data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
-            callbacks=[callback, *method.callbacks(model, recipe.method),
+            callbacks=[generation, callback, *method.callbacks(model, recipe.method),
                        *early_stopping_callbacks(recipe.train, has_eval)],
-            optimizers=(optimizer, None),
-            samples=samples["input_ids"] if samples is not None else (),
-            sample_targets=[p["target"] for p in val_pairs[:GENERATION_SAMPLES]],
-            # As long as the longest reference: a longer output only lowers ROUGE, and it bounds the cost.
-            max_new_tokens=max((len(ids) for ids in samples["labels"]), default=1) if samples is not None else 1,
-            on_sample=lambda metrics, pred, ref: emit({"type": "log",
-                                                       "message": describe_generation(metrics, pred, ref)}))
+            optimizers=(optimizer, None))
         trainer.remove_callback(PrinterCallback)
         output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
         result = finish_training(trainer, output, callback, method, tokenizer, ctx)
         if result["stopped"]:
             return result
         last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_rougeL" in h), {})
-        return {**result, **{k: last_eval[k] for k in ("eval_rouge1", "eval_rouge2", "eval_rougeL",
-                                                        "eval_exact_match") if k in last_eval}}
+        return {**result, **{k: v for k, v in last_eval.items() if k.startswith("eval_") and k != "eval_runtime"}}

@@ -77,7 +77,7 @@ def best_checkpoint_args(t, has_eval: bool) -> dict:
         return {}
     metric = t.metric_for_best if t.metric_for_best.startswith("eval_") else f"eval_{t.metric_for_best}"
     return {"load_best_model_at_end": True, "metric_for_best_model": metric,
-            "greater_is_better": not metric.endswith("loss")}
+            "greater_is_better": not metric.endswith(("loss", "perplexity"))}
 
 
 def early_stopping_callbacks(t, has_eval: bool) -> list:
@@ -138,6 +138,7 @@ def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **confi
 
     from studio.methods import METHODS
     from studio.models.loading import load_causal_lm
+    from studio.stages.generation_eval import GenerationMetrics, causal_samples
     from studio.workspace import Workspace
 
     # train.log is read by people: our callback writes one line per step, so no bars or raw dicts.
@@ -158,9 +159,11 @@ def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **confi
     args = sft_config(recipe, ctx.run_dir, eval_ds is not None)
     for key, value in config_overrides.items():
         setattr(args, key, value)
+    samples = causal_samples(eval_ds, tokenizer, recipe.train.eval_samples)
+    generation = GenerationMetrics(samples, tokenizer, ctx.emit, ctx.run_dir)
     trainer = (trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer,
-                         callbacks=[callback, *method.callbacks(model, recipe.method),
+                         callbacks=[generation, callback, *method.callbacks(model, recipe.method),
                                     *early_stopping_callbacks(recipe.train, eval_ds is not None)],
                          optimizers=(optimizer, None))
     trainer.remove_callback(PrinterCallback)
@@ -200,6 +203,13 @@ def finish_training(trainer, output, callback, method, tokenizer, ctx: TrainCont
     result_dir = method.save(trainer.model, tokenizer, ctx.run_dir)
     runtime = output.metrics.get("train_runtime")
     tokens = trainer.state.num_input_tokens_seen
-    return {"result_dir": str(result_dir), "final_loss": final_loss, "stopped": False,
-            "steps": trainer.state.global_step, "train_runtime_s": runtime, "tokens_seen": tokens,
-            "tokens_per_s": tokens / runtime if runtime else None}
+    result = {"result_dir": str(result_dir), "final_loss": final_loss, "stopped": False,
+              "steps": trainer.state.global_step, "train_runtime_s": runtime, "tokens_seen": tokens,
+              "tokens_per_s": tokens / runtime if runtime else None}
+    from studio.stages.generation_eval import GenerationMetrics
+
+    generation = next((c for c in trainer.callback_handler.callbacks if isinstance(c, GenerationMetrics)), None)
+    if generation is not None:  # how much of the wall time went to generating and scoring samples
+        result["metrics_time_s"] = round(generation.seconds, 3)
+        result["metrics_share"] = round(generation.seconds / runtime, 4) if runtime else None
+    return result

@@ -33,10 +33,11 @@ def parse_sources(text: str) -> list[tuple[str, float | int]]:
             value = float(amount)
         except ValueError:
             raise StudioError(f"Mix entry '{item}' must look like name=0.3 (a share) or name=200 (a count).",
-                              field="mix") from None
+                              field="mix", key="ui.mix_entry", item=item) from None
         sources.append((name.strip(), int(value) if value >= 1 and value.is_integer() else value))
     if not sources:
-        raise StudioError("The mix is empty; list datasets like tutor=0.7, faq=200.", field="mix")
+        raise StudioError("The mix is empty; list datasets like tutor=0.7, faq=200.", field="mix",
+                          key="ui.mix_empty")
     return sources
 
 

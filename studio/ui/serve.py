@@ -27,11 +27,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _pair(text: str, where: str) -> tuple[str, str]:
+def _pair(text: str, where: str, line: int | None = None, path: str | None = None) -> tuple[str, str]:
     user, sep, password = text.strip().partition(":")
     if not sep or not user or not password:
-        raise StudioError(f"Authentication entry {where} must look like user:password with both parts non-empty.",
-                          field="auth")
+        message = f"Authentication entry {where} must look like user:password with both parts non-empty."
+        if line is not None:
+            raise StudioError(message, field="auth", key="ui.auth_file_entry", line=line, path=path)
+        raise StudioError(message, field="auth", key="ui.auth_entry")
     return user, password
 
 
@@ -42,12 +44,15 @@ def parse_auth(auth: str | None) -> Credentials | None:
     path = Path(os.path.expanduser(auth))
     if path.is_file():
         lines = [(i, ln.strip()) for i, ln in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)]
-        creds = [_pair(ln, f"on line {i} of '{path}'") for i, ln in lines if ln and not ln.startswith("#")]
+        creds = [_pair(ln, f"on line {i} of '{path}'", line=i, path=str(path))
+                 for i, ln in lines if ln and not ln.startswith("#")]
         if not creds:
-            raise StudioError(f"Authentication file '{path}' has no user:password line; add one.", field="auth")
+            raise StudioError(f"Authentication file '{path}' has no user:password line; add one.", field="auth",
+                              key="ui.auth_file_empty", path=str(path))
         return creds
     if ":" not in auth and (os.sep in auth or auth.endswith((".txt", ".auth"))):
-        raise StudioError(f"Authentication file '{auth}' does not exist; check the path.", field="auth")
+        raise StudioError(f"Authentication file '{auth}' does not exist; check the path.", field="auth",
+                          key="ui.auth_file_missing", path=auth)
     return [_pair(auth, "'--auth'")]
 
 
@@ -56,7 +61,8 @@ def check_host_auth(host: str, auth: str | None) -> Credentials | None:
     creds = parse_auth(auth)
     if not is_loopback(host) and not creds:
         raise StudioError(f"Binding to '{host}' makes the studio reachable from the network; add --auth "
-                          "user:password (or a file of such lines), or keep --host 127.0.0.1.", field="auth")
+                          "user:password (or a file of such lines), or keep --host 127.0.0.1.", field="auth",
+                          key="ui.network_needs_auth", host=host)
     return creds
 
 

@@ -22,7 +22,7 @@ def tiny_recipe(model_dir: Path, method: str = "lora", **train) -> object:
         "name": f"tiny-{method}", "model": str(model_dir), "method": {"name": method, **TEST_SETTINGS.get(method, {})},
         "data": {"dataset": "sample-format-tutor", "max_length": 96, "validation": 0.05},
         "train": {"max_steps": 3, "batch_size": 4, "lr": 5e-3, "eval_every": 2, "save_every": 2,
-                  "precision": "fp32", **train},
+                  "precision": "fp32", "eval_samples": 2, **train},
     })
 
 
