@@ -44,10 +44,28 @@ class Engine:
         return run
 
     def run_status(self, run_id: str) -> dict:
+        """The run's state plus its metric events and its latest evaluation's sample generations."""
+        from studio.stages.generation_eval import latest_samples
+
         self._run(run_id)
         status = self.jobs.status(run_id)
         status["metrics"] = read_metrics(Path(status["run_dir"]))
+        status["samples"] = latest_samples(Path(status["run_dir"]))
         return status
+
+    # --- comparing ------------------------------------------------------------------------
+    def compare(self, run_ids: list[str]) -> dict:
+        """Curves, differing settings and final/best scores of two or more runs (`studio.compare`)."""
+        from studio.compare import compare_runs
+
+        return compare_runs(self.ws, list(run_ids or []))
+
+    def compare_csv(self, comparison: dict) -> str:
+        """Write a comparison's tables to a CSV under the workspace's exports folder; returns its path."""
+        from studio.compare import comparison_csv
+
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return str(comparison_csv(comparison, self.ws.home / "exports" / f"compare-{stamp}.csv"))
 
     def cancel(self, run_id: str) -> None:
         self._run(run_id)

@@ -107,3 +107,14 @@ def loss_figure(metrics: list[dict[str, Any]] | None, texts: Texts, lang: str) -
         fig.update_xaxes(range=[0, 10])
         fig.update_yaxes(range=[0, 4])
     return fig
+
+
+SAMPLE_COLUMNS = ("prompt", "reference", "prediction")
+PROMPT_TAIL = 300  # the end of a long prompt is the part that asks the question
+
+
+def samples_table(samples: list[dict[str, Any]], texts: Texts, lang: str) -> dict:
+    """The latest evaluation's generations beside their references, as a Dataframe value."""
+    rows = [[("…" + s["prompt"][-PROMPT_TAIL:]) if len(s["prompt"]) > PROMPT_TAIL else s["prompt"],
+             s["reference"], s["prediction"]] for s in samples]
+    return {"headers": [texts.t(lang, f"samples.col.{c}") for c in SAMPLE_COLUMNS], "data": rows}

@@ -1,7 +1,10 @@
 """The Runs tab: every run in a table, its recipe, and resume / delete (with a confirmation step).
 
 The table comes from `Engine.list_runs`; picking a run (by clicking its row or from the picker)
-shows `Engine.run_recipe_yaml`. Resume calls `Engine.resume` and hands the run to the Train tab's
+shows `Engine.run_recipe_yaml`, and "Open in the Train tab" shows its charts and samples there.
+"Compare runs" overlays one metric of several runs (`Engine.compare`), with the recipe settings
+that differ, final and best scores, and the two tables as a CSV download (each chart has plotly's
+own "download as PNG" button). Resume calls `Engine.resume` and hands the run to the Train tab's
 live view; Delete first shows a "Confirm delete" button and only the second click calls
 `Engine.delete_run`. Engine refusals (`StudioError`) become one-line messages.
 """
@@ -14,6 +17,7 @@ import gradio as gr
 
 from studio.errors import StudioError
 from studio.ui.charts import format_duration, status_label
+from studio.ui.metric_charts import compare_figure, metric_label
 from studio.ui.common import UiShared, error_text
 from studio.ui.train_tab import TrainView
 
@@ -31,6 +35,20 @@ class RunsView:
     confirm_delete: gr.Button
     keep: gr.Button
     message: gr.Markdown
+    open_view: gr.Button
+    compare: "CompareView"
+
+
+@dataclass
+class CompareView:
+    runs: gr.Dropdown
+    metric: gr.Dropdown
+    go: gr.Button
+    chart: gr.Plot
+    settings: gr.Dataframe
+    scores: gr.Dataframe
+    csv: gr.DownloadButton
+    state: gr.State  # the last comparison, to switch metric without reading the runs again
 
 
 def runs_table(runs: list[dict], texts: Any, lang: str) -> dict:
@@ -56,6 +74,7 @@ def build_runs(engine: Any, ui: UiShared, tab: Any, train: TrainView) -> RunsVie
                             "runs.refresh")
     table = gr.Dataframe(value=runs_table([], texts, lang), interactive=False, wrap=True, elem_id="studio-runs")
     with gr.Row():
+        open_view = loc.value(gr.Button(t("runs.open"), interactive=False, elem_id="studio-run-open"), "runs.open")
         resume = loc.value(gr.Button(t("runs.resume"), interactive=False), "runs.resume")
         delete = loc.value(gr.Button(t("runs.delete"), variant="stop", interactive=False), "runs.delete")
         confirm = loc.value(gr.Button(t("runs.confirm_delete"), variant="stop", visible=False,
@@ -63,39 +82,130 @@ def build_runs(engine: Any, ui: UiShared, tab: Any, train: TrainView) -> RunsVie
         keep = loc.value(gr.Button(t("runs.keep"), visible=False), "runs.keep")
     message = gr.Markdown("")
     recipe = loc.label(gr.Code(value="", language="yaml", label=t("runs.recipe"), interactive=False), "runs.recipe")
-    view = RunsView(table, refresh, picker, recipe, resume, delete, confirm, keep, message)
+    compare = build_compare(ui)
+    view = RunsView(table, refresh, picker, recipe, resume, delete, confirm, keep, message, open_view, compare)
     _wire(view, engine, ui, tab, train)
+    _wire_compare(compare, engine, ui)
     return view
+
+
+def build_compare(ui: UiShared) -> CompareView:
+    texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
+    t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
+    with loc.label(gr.Accordion(t("compare.title"), open=False, elem_id="studio-compare-box"), "compare.title"):
+        with gr.Row():
+            runs = loc.label(gr.Dropdown(choices=[], value=[], multiselect=True, label=t("compare.runs"),
+                                         info=t("compare.runs.info"), scale=4, elem_id="studio-compare-runs"),
+                             "compare.runs", "compare.runs.info")
+            metric = loc.label(gr.Dropdown(choices=[("loss", "loss")], value="loss", label=t("compare.metric"),
+                                           scale=2, elem_id="studio-compare-metric"), "compare.metric")
+            go = loc.value(gr.Button(t("compare.button"), variant="primary", scale=1, elem_id="studio-compare-go"),
+                           "compare.button")
+        chart = gr.Plot(value=compare_figure([], "loss", texts, lang), show_label=False, elem_id="studio-compare-chart")
+        settings = loc.label(gr.Dataframe(value=None, interactive=False, wrap=True, label=t("compare.settings"),
+                                          elem_id="studio-compare-settings"), "compare.settings")
+        scores = loc.label(gr.Dataframe(value=None, interactive=False, wrap=True, label=t("compare.scores"),
+                                        elem_id="studio-compare-scores"), "compare.scores")
+        csv = loc.value(gr.DownloadButton(t("compare.csv"), visible=False, elem_id="studio-compare-csv"), "compare.csv")
+    return CompareView(runs, metric, go, chart, settings, scores, csv, gr.State(None))
+
+
+def score_cell(value: Any) -> str:
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def comparison_tables(comparison: dict, texts: Any, lang: str) -> tuple[dict, dict]:
+    """The settings and scores tables of a comparison as Dataframe values, metric names in `lang`."""
+    settings = comparison["settings"]
+    head = [texts.t(lang, "compare.col.setting"), *settings["columns"][1:]]
+    scores = comparison["scores"]
+    labels = [r["label"] for r in comparison["runs"]]
+    score_head = [texts.t(lang, "compare.col.metric")] + [
+        texts.t(lang, f"compare.col.{part}", run=label) for label in labels for part in ("final", "best")]
+    score_rows = [[metric_label(texts, lang, row[0]), *map(score_cell, row[1:])] for row in scores["rows"]]
+    return ({"headers": head, "data": [[str(c) for c in row] for row in settings["rows"]]},
+            {"headers": score_head, "data": score_rows})
+
+
+def _wire_compare(view: CompareView, engine: Any, ui: UiShared) -> None:
+    texts = ui.texts
+
+    def choices(comparison: dict, lang: str) -> list[tuple[str, str]]:
+        return [(metric_label(texts, lang, m), m) for m in comparison["metrics"]]
+
+    def on_compare(run_ids, metric, lang):
+        try:
+            comparison = engine.compare(run_ids or [])
+        except StudioError as exc:
+            gr.Warning(texts.error(lang, exc))
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        metric = metric if metric in comparison["metrics"] else ("loss" if "loss" in comparison["metrics"]
+                                                                 else (comparison["metrics"] or ["loss"])[0])
+        settings, scores = comparison_tables(comparison, texts, lang)
+        return (comparison, gr.update(choices=choices(comparison, lang), value=metric),
+                compare_figure(comparison["runs"], metric, texts, lang), settings, scores,
+                gr.update(value=engine.compare_csv(comparison), visible=True))
+
+    view.go.click(on_compare, [view.runs, view.metric, ui.lang],
+                  [view.state, view.metric, view.chart, view.settings, view.scores, view.csv], api_visibility="private")
+
+    def on_metric(comparison, metric, lang):
+        if not comparison:
+            return gr.skip()
+        return compare_figure(comparison["runs"], metric, texts, lang)
+
+    view.metric.change(on_metric, [view.state, view.metric, ui.lang], [view.chart], api_visibility="private")
+
+    def redraw(lang, comparison, metric):
+        if not comparison:
+            return compare_figure([], metric or "loss", texts, lang), gr.skip(), gr.skip(), gr.skip()
+        settings, scores = comparison_tables(comparison, texts, lang)
+        return (compare_figure(comparison["runs"], metric, texts, lang), settings, scores,
+                gr.update(choices=choices(comparison, lang), value=metric))
+
+    ui.on_language(redraw, [view.state, view.metric], [view.chart, view.settings, view.scores, view.metric])
 
 
 def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView) -> None:
     texts = ui.texts
     hidden = (gr.update(visible=False), gr.update(visible=False))
 
-    def refresh(current, lang):
+    def refresh(current, picked, lang):
         runs = engine.list_runs()
         ids = [r["id"] for r in runs]
         keep = current if current in ids else None
-        return runs_table(runs, texts, lang), gr.update(choices=run_choices(runs, texts, lang), value=keep)
+        choices = run_choices(runs, texts, lang)
+        return (runs_table(runs, texts, lang), gr.update(choices=choices, value=keep),
+                gr.update(choices=choices, value=[p for p in picked or [] if p in ids]))
 
-    listing = [view.table, view.picker]
+    listing = [view.table, view.picker, view.compare.runs]
+    listing_inputs = [view.picker, view.compare.runs, ui.lang]
     for trigger in (view.refresh.click, tab.select):
-        trigger(refresh, [view.picker, ui.lang], listing, api_visibility="private")
-    ui.on_language(lambda lang, current: refresh(current, lang), [view.picker], listing)
+        trigger(refresh, listing_inputs, listing, api_visibility="private")
+    ui.on_language(lambda lang, current, picked: refresh(current, picked, lang), [view.picker, view.compare.runs],
+                   listing)
 
     def on_pick(run_id, lang):
+        off = gr.update(interactive=False)
         if not run_id:
-            return "", gr.update(interactive=False), gr.update(interactive=False), gr.skip(), *hidden
+            return "", off, off, off, gr.skip(), *hidden
         try:
             text = engine.run_recipe_yaml(run_id)
         except (StudioError, OSError) as exc:
             message = texts.error(lang, exc) if isinstance(exc, StudioError) else str(exc)
-            return "", gr.update(interactive=False), gr.update(interactive=False), message, *hidden
-        return text, gr.update(interactive=True), gr.update(interactive=True), gr.skip(), *hidden
+            return "", off, off, off, message, *hidden
+        on = gr.update(interactive=True)
+        return text, on, on, on, gr.skip(), *hidden
 
     view.picker.change(on_pick, [view.picker, ui.lang],
-                       [view.recipe, view.resume, view.delete, view.message, view.confirm_delete, view.keep],
-                       api_visibility="private")
+                       [view.recipe, view.open_view, view.resume, view.delete, view.message, view.confirm_delete,
+                        view.keep], api_visibility="private")
+
+    def on_open(run_id, lang):
+        return texts.t(lang, "msg.opened"), run_id, gr.Timer(active=True), -1
+
+    view.open_view.click(on_open, [view.picker, ui.lang], [view.message, train.run_id, train.timer, train.seen_points],
+                         api_visibility="private")
 
     def on_row(evt: gr.SelectData):
         row = evt.row_value or []
@@ -112,7 +222,7 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView)
         return texts.t(lang, "msg.resumed"), run_id, gr.Timer(active=True), -1
 
     view.resume.click(on_resume, [view.picker, ui.lang], [view.message, train.run_id, train.timer, train.seen_points],
-                      api_visibility="private").then(refresh, [view.picker, ui.lang], listing,
+                      api_visibility="private").then(refresh, listing_inputs, listing,
                                                      api_visibility="private")
 
     def ask(run_id, lang):
@@ -134,5 +244,5 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView)
 
     view.confirm_delete.click(on_confirm, [view.picker, ui.lang],
                               [view.message, view.confirm_delete, view.keep, view.picker],
-                              api_visibility="private").then(refresh, [view.picker, ui.lang], listing,
+                              api_visibility="private").then(refresh, listing_inputs, listing,
                                                              api_visibility="private")

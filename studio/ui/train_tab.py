@@ -21,7 +21,8 @@ from studio.config import DataConfig, Recipe, TrainConfig, parse_recipe
 from studio.errors import StudioError
 from studio.stages import STAGES
 from studio.stages.distill import DistillConfig
-from studio.ui.charts import loss_figure, progress_html, queue_message
+from studio.ui.charts import loss_figure, progress_html, queue_message, samples_table
+from studio.ui.metric_charts import metrics_figure
 from studio.ui.common import UiShared, error_text, log_text, pick_default
 from studio.ui.fields import FieldWidget, collect_sections, draw_fields, field_specs
 from studio.ui.method_picker import DEFAULT_METHOD, MethodPickerView, build_method_picker, wire_method_picker
@@ -48,6 +49,8 @@ class TrainView:
     message: gr.Markdown
     progress: gr.HTML
     chart: gr.Plot
+    metrics_chart: gr.Plot
+    samples: gr.Dataframe
     log: gr.Textbox
     timer: gr.Timer
     run_id: gr.State
@@ -121,11 +124,16 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
     progress = gr.HTML(progress_html(None, texts, lang), elem_id="studio-progress")
     chart = loc.label(gr.Plot(value=loss_figure([], texts, lang), label=t("chart.title"), elem_id="studio-loss"),
                       "chart.title")
+    with loc.label(gr.Accordion(t("train.metrics"), open=True, elem_id="studio-metrics-box"), "train.metrics"):
+        metrics_chart = gr.Plot(value=metrics_figure([], texts, lang), show_label=False, elem_id="studio-metrics")
+        samples = loc.add(gr.Dataframe(value=samples_table([], texts, lang), interactive=False, wrap=True,
+                                       label=t("train.samples"), elem_id="studio-samples"),
+                          lambda lg: gr.update(label=texts.t(lg, "train.samples")))
     log = loc.label(gr.Textbox(label=t("train.log"), lines=8, max_lines=8, autoscroll=True, interactive=False,
                                elem_id="studio-log"), "train.log")
     timer = gr.Timer(POLL_SECONDS, active=False)
-    view = TrainView(model, stage, dataset, upload, picker, main + advanced + distill_fields, run_name, start, cancel, message, progress,
-                     chart, log, timer, gr.State(None), gr.State(-1))
+    view = TrainView(model, stage, dataset, upload, picker, main + advanced + distill_fields, run_name, start, cancel,
+                     message, progress, chart, metrics_chart, samples, log, timer, gr.State(None), gr.State(-1))
     _wire(view, engine, ui)
     stage.change(lambda name: gr.update(visible=name == "distill"), [stage], [distill_group], api_visibility="private")
     return view
@@ -156,16 +164,22 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
             except StudioError:
                 status = None
         if status is None:
-            return (progress_html(None, texts, lang), loss_figure([], texts, lang) if seen == -1 else gr.skip(),
-                    "" if seen == -1 else gr.skip(), gr.Timer(active=False), gr.update(interactive=False), -1)
+            empty = seen == -1
+            return (progress_html(None, texts, lang), loss_figure([], texts, lang) if empty else gr.skip(),
+                    metrics_figure([], texts, lang) if empty else gr.skip(),
+                    samples_table([], texts, lang) if empty else gr.skip(),
+                    "" if empty else gr.skip(), gr.Timer(active=False), gr.update(interactive=False), -1)
         metrics = status.get("metrics") or []
         grew = seen == -1 or len(metrics) != seen
         live = status.get("status") not in ENDED
         return (progress_html(status, texts, lang), loss_figure(metrics, texts, lang) if grew else gr.skip(),
+                metrics_figure(metrics, texts, lang) if grew else gr.skip(),
+                samples_table(status.get("samples") or [], texts, lang) if grew else gr.skip(),
                 log_text(status.get("log_tail")) if grew or not live else gr.skip(), gr.Timer(active=live),
                 gr.update(interactive=status.get("status") in ("queued", "running")), len(metrics))
 
-    live_outputs = [view.progress, view.chart, view.log, view.timer, view.cancel, view.seen_points]
+    live_outputs = [view.progress, view.chart, view.metrics_chart, view.samples, view.log, view.timer, view.cancel,
+                    view.seen_points]
     view.timer.tick(redraw, [view.run_id, ui.lang, view.seen_points], live_outputs, concurrency_limit=None,
                     show_progress="hidden", api_visibility="private")
     ui.on_language(lambda lang, run_id: redraw(run_id, lang, -1), [view.run_id], live_outputs)
