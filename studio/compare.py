@@ -20,7 +20,8 @@ from studio.workspace import read_metrics
 
 LOWER_IS_BETTER = ("loss", "perplexity", "distill_kl", "distill_ce")
 SCORE_SKIPPED = {"step", "total_steps", "epoch", "type", "eval_runtime", "eval_samples_per_second",
-                 "eval_steps_per_second", "tokens_per_s", "lr", "grad_norm", "eval_num_tokens", "num_tokens"}
+                 "eval_steps_per_second", "tokens_per_s", "lr", "grad_norm", "eval_num_tokens", "num_tokens",
+                 "entropy", "eval_entropy"}  # TRL's entropy of the predictions: a diagnostic, not a score
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -127,7 +127,8 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
     with loc.label(gr.Accordion(t("train.metrics"), open=True, elem_id="studio-metrics-box"), "train.metrics"):
         metrics_chart = gr.Plot(value=metrics_figure([], texts, lang), show_label=False, elem_id="studio-metrics")
         samples = loc.add(gr.Dataframe(value=samples_table([], texts, lang), interactive=False, wrap=True,
-                                       label=t("train.samples"), elem_id="studio-samples"),
+                                       column_widths=["34%", "33%", "33%"], label=t("train.samples"),
+                                       elem_id="studio-samples"),
                           lambda lg: gr.update(label=texts.t(lg, "train.samples")))
     log = loc.label(gr.Textbox(label=t("train.log"), lines=8, max_lines=8, autoscroll=True, interactive=False,
                                elem_id="studio-log"), "train.log")
