@@ -2,8 +2,8 @@
 
 `studio ui` serves the app, `studio train RECIPE.yaml [--set k=v ...]` trains in the foreground
 through the same job manager the UI uses (a worker process, a progress bar, Ctrl-C cancels and
-keeps a checkpoint) and prints the run directory last; `studio runs` and `studio models` list
-what the workspace holds (`--json` for machines). A `StudioError` prints one sentence and exits 1.
+keeps a checkpoint) and prints the run directory last; `studio eval` scores runs and models on a
+dataset split (`studio.evaluation`); `studio runs` and `studio models` list what the workspace holds (`--json` for machines). A `StudioError` prints one sentence and exits 1.
 """
 from __future__ import annotations
 
@@ -107,6 +107,30 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from studio.evaluation import evaluate
+    from studio.workspace import Workspace
+
+    shots = [int(k) for k in args.shots.split(",") if k.strip()] if args.shots else []
+    result = evaluate(Workspace.open(), args.targets, args.data, split=args.split, metrics=args.metrics,
+                      limit=args.limit, shots=shots, forgetting=args.forgetting, max_new_tokens=args.max_new_tokens,
+                      emit=lambda message: print(message, file=sys.stderr))
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0
+    cols = ["target", "shots", *result["columns"]]
+    rows = [{c: (f"{r[c]:.4f}" if isinstance(r.get(c), float) else r.get(c)) for c in cols} for r in result["rows"]]
+    print(f"{result['dataset']} / {result['split']}: {result['n']} examples")
+    print(_table(rows, cols))
+    if result["forgetting"]:
+        print("\nPerplexity on the general text (forgetting check):")
+        for row in result["forgetting"]:
+            change = f"  ({row['change']:+.1%} vs {row['base']})" if row["change"] is not None else ""
+            print(f"  {row['target']}: {row['perplexity']:.2f}{change}")
+    print(f"\nSaved to {result['saved']}")
+    return 0
+
+
 def cmd_ui(args) -> int:
     from studio.ui import launch
 
@@ -134,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--prepare", action="store_true",
                         help="convert the embedded default model once (about 20 s) so the first run starts at once")
     models.set_defaults(func=cmd_models)
+    ev = sub.add_parser("eval", help="score models and runs on a dataset split (ROUGE, BLEU, exact match, "
+                                      "perplexity), with an in-context baseline and a forgetting check")
+    ev.add_argument("targets", nargs="+", metavar="RUN_OR_MODEL", help="run ids (or run:<id>) and model names")
+    ev.add_argument("--data", required=True, help="a studio dataset, sample name or file")
+    ev.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    ev.add_argument("--metrics", default="rouge,bleu,em,ppl", help="comma list of rouge, bleu, em, ppl")
+    ev.add_argument("--limit", type=int, default=50, help="at most this many examples")
+    ev.add_argument("--shots", default="", help="in-context baseline: comma list of k, e.g. 0,1,3")
+    ev.add_argument("--forgetting", action="store_true", help="perplexity on a general text, before and after")
+    ev.add_argument("--max-new-tokens", type=int, default=256)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval)
     from studio.cli_data import add_data_parser
 
     add_data_parser(sub)

@@ -1,0 +1,78 @@
+"""Evaluation of models and runs (studio.evaluation and `studio eval`) on tiny random Llamas with the real tokenizer."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from studio.errors import StudioError
+from studio.evaluation import evaluate, parse_metrics, word_diff
+
+from tests.engine.test_training import run_in_process, tiny_recipe
+
+
+@pytest.fixture
+def finished_run(workspace, tiny_llama_dir) -> str:
+    run_id, _, result = run_in_process(workspace, tiny_recipe(tiny_llama_dir, "lora", max_steps=2))
+    workspace.update_run(run_id, status="completed", result_dir=result["result_dir"])
+    return run_id
+
+
+def test_base_run_and_in_context_baselines_are_scored_saved_and_compared(workspace, tiny_llama_dir, finished_run):
+    result = evaluate(workspace, [str(tiny_llama_dir), f"run:{finished_run}"], "sample-format-tutor",
+                      split="validation", limit=3, shots=[0, 2], forgetting=True, max_new_tokens=8)
+    assert result["n"] == 3 and result["columns"] == ["rouge1", "rouge2", "rougeL", "bleu", "exact_match",
+                                                       "perplexity"]
+    kinds = [(r["kind"], r["shots"]) for r in result["rows"]]
+    assert kinds == [("model", 0), ("run", 0), ("in-context", 0), ("in-context", 2)]
+    for row in result["rows"]:
+        assert 0 <= row["rougeL"] <= 1 and 0 <= row["bleu"] <= 100 and row["perplexity"] > 1
+    labels = [r["target"] for r in result["rows"]]
+    example = result["examples"][0]
+    assert example["reference"] and set(example["outputs"]) == set(labels) and example["spread"] >= 0
+    # The run's forgetting row compares it with its own base on the general text.
+    run_row = next(f for f in result["forgetting"] if f["base"])
+    assert run_row["base"] == str(tiny_llama_dir) and run_row["change"] == pytest.approx(
+        run_row["perplexity"] / run_row["base_perplexity"] - 1)
+    saved = Path(result["saved"])
+    assert json.loads(saved.read_text())["rows"] == result["rows"]
+    assert (Path(workspace.get_run(finished_run)["run_dir"]) / "evaluations" / saved.name).exists()
+
+
+def test_only_perplexity_needs_no_generation(workspace, tiny_llama_dir):
+    result = evaluate(workspace, [str(tiny_llama_dir)], "sample-format-tutor", split="validation", metrics="ppl",
+                      limit=2)
+    assert list(result["rows"][0]) == ["target", "kind", "shots", "perplexity"] and not result["examples"][0]["outputs"]
+
+
+def test_runs_that_cannot_be_evaluated_and_bad_settings_are_refused(workspace, tiny_llama_dir, finished_run):
+    queued, _, _ = run_in_process(workspace, tiny_recipe(tiny_llama_dir, "lora", max_steps=1))
+    with pytest.raises(StudioError, match="is queued; only a completed run") as info:
+        evaluate(workspace, [f"run:{queued}"], "sample-format-tutor")
+    assert info.value.field == "targets"
+    workspace.update_run(finished_run, stage="classify")
+    with pytest.raises(StudioError, match="classify run, which does not write answers"):
+        evaluate(workspace, [finished_run], "sample-format-tutor")
+    with pytest.raises(StudioError, match="Unknown metric"):
+        parse_metrics("rouge,meteor")
+    with pytest.raises(StudioError, match="Split 'dev' does not exist"):
+        evaluate(workspace, [str(tiny_llama_dir)], "sample-format-tutor", split="dev")
+    with pytest.raises(StudioError, match="at least one model"):
+        evaluate(workspace, [], "sample-format-tutor")
+
+
+def test_word_diff_marks_what_the_output_adds_and_drops():
+    assert word_diff("the cat sat on the mat", "the dog sat on the mat today") == [
+        ("same", "the"), ("removed", "cat"), ("added", "dog"), ("same", "sat on the mat"), ("added", "today")]
+
+
+def test_studio_eval_prints_a_table_and_saves(workspace, tiny_llama_dir, monkeypatch, capsys):
+    from studio.cli import main
+
+    monkeypatch.setenv("STUDIO_HOME", str(workspace.home))
+    assert main(["eval", str(tiny_llama_dir), "--data", "sample-format-tutor", "--split", "validation",
+                 "--limit", "2", "--metrics", "rouge,ppl", "--max-new-tokens", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "rougeL" in out and "perplexity" in out and "Saved to" in out
+    assert main(["eval", "no-such-run-or-model", "--data", "sample-format-tutor"]) == 1
