@@ -53,6 +53,19 @@ class Engine:
         status["samples"] = latest_samples(Path(status["run_dir"]))
         return status
 
+    # --- evaluating -----------------------------------------------------------------------
+    def evaluable_runs(self) -> list[dict]:
+        """Completed runs whose stage writes answers (what the Evaluate tab offers)."""
+        from studio.evaluation import GENERATIVE_STAGES
+
+        return [r for r in self.finished_runs() if r["stage"] in GENERATIVE_STAGES]
+
+    def evaluate(self, targets: list[str], dataset: str, **options) -> dict:
+        """`studio.evaluation.evaluate` on this workspace (options: split, metrics, limit, shots, forgetting...)."""
+        from studio.evaluation import evaluate
+
+        return evaluate(self.ws, targets, dataset, **options)
+
     # --- comparing ------------------------------------------------------------------------
     def compare(self, run_ids: list[str]) -> dict:
         """Curves, differing settings and final/best scores of two or more runs (`studio.compare`)."""

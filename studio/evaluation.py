@@ -219,8 +219,10 @@ def evaluate(ws, targets: list[str], dataset: str, split: str = "test", metrics:
     general = GENERAL_TEXT.read_text(encoding="utf-8") if forgetting else None
     pool = ModelPool(ws, capacity=1)
     rows, outputs, per_example, forgetting_ppl = [], {}, {}, {}  # forgetting_ppl: label or base spec -> ppl
-    plan = [(t, 0) for t in resolved] + [(Target(f"{resolved[0].model} · {k}-shot", resolved[0].model), k)
-                                        for k in sorted(set(shots or []))]
+    base = resolved[0].model
+    already = any(t.run_id is None and t.model == base for t in resolved)  # zero-shot base is then a target
+    plan = [(t, 0) for t in resolved] + [(Target(f"{base} · {k}-shot", base), k) for k in sorted(set(shots or []))
+                                        if k or not already]
     began = time.perf_counter()
     for target, k in plan:
         say(f"Evaluating {target.label} on {len(items)} examples")

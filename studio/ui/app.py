@@ -17,6 +17,7 @@ from studio.ui.common import UiShared
 from studio.ui.data_tab import build_data
 from studio.ui.i18n import DEFAULT_LANG, LANGUAGES, Localizer, Texts
 from studio.ui.playground_tab import build_playground
+from studio.ui.evaluate_tab import build_evaluate
 from studio.ui.runs_tab import build_runs
 from studio.ui.train_tab import build_train
 
@@ -37,6 +38,14 @@ APP_CSS = """
 .studio-status-completed { color: #15803d; }
 .studio-status-failed, .studio-status-interrupted { color: #b91c1c; }
 .studio-status-cancelled, .studio-status-cancelling { color: #a16207; }
+.studio-muted { color: var(--body-text-color-subdued); }
+.studio-eval-example { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 14px;
+                       margin-bottom: 10px; }
+.studio-eval-prompt, .studio-eval-reference { margin-bottom: 6px; white-space: pre-wrap; }
+.studio-eval-answer { margin-top: 6px; padding-top: 6px; border-top: 1px dashed var(--border-color-primary);
+                      overflow-wrap: anywhere; }
+.studio-diff-added { background: #dcfce7; color: #166534; border-radius: 3px; }
+.studio-diff-removed { background: #fee2e2; color: #991b1b; text-decoration: line-through; border-radius: 3px; }
 """
 
 
@@ -71,11 +80,13 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
                 build_data(engine, ui)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.runs"), id="runs", elem_id="studio-tab-runs") as runs_tab:
                 build_runs(engine, ui, runs_tab, train)
+            with gr.Tab(texts.t(DEFAULT_LANG, "tab.evaluate"), id="evaluate", elem_id="studio-tab-evaluate") as eval_tab:
+                build_evaluate(engine, ui, eval_tab)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.playground"), id="playground",
                         elem_id="studio-tab-playground") as play_tab:
                 build_playground(engine, ui, play_tab)
         for tab, key in ((train_tab, "tab.train"), (data_tab, "tab.data"), (runs_tab, "tab.runs"),
-                         (play_tab, "tab.playground")):
+                         (eval_tab, "tab.evaluate"), (play_tab, "tab.playground")):
             ui.localizer.label(tab, key)
         # A dataset saved in the Data tab is offered as soon as the user comes back to Train.
         train_tab.select(lambda: gr.update(choices=engine.dataset_choices()), None, [train.dataset],

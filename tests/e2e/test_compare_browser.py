@@ -77,3 +77,33 @@ def test_a_finished_run_opens_with_its_metrics_and_two_runs_compare(page, studio
     assert text.startswith("setting,") and "train.lr" in text and "eval_rougeL" in text
     page.locator("#studio-compare-box").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "14-compare-runs.png"), full_page=True)
+
+
+def test_evaluate_scores_base_runs_and_prompting_and_shows_answer_differences(page, studio_server, tiny_llama_dir,
+                                                                                two_finished_runs):
+    url, _ = studio_server
+    open_page(page, url)
+    page.get_by_role("tab", name="Evaluate").click()
+    model = page.locator("#studio-eval-model input")
+    model.fill(str(tiny_llama_dir))
+    model.press("Enter")
+    for run_id in two_finished_runs:
+        page.locator("#studio-eval-runs input").click()
+        page.get_by_role("option").filter(has_text=run_id).click()
+    page.locator("#studio-eval-split").get_by_text("validation", exact=True).click()
+    limit = page.locator("#studio-eval-limit input")
+    limit.fill("3")
+    limit.press("Tab")
+    page.locator("#studio-eval-shots").get_by_text("1", exact=True).click()  # 0 and 1 examples in the prompt
+    page.locator("#studio-eval-go").click()
+    page.wait_for_function("() => ((document.querySelector('#studio-eval-message') || {}).textContent || '')"
+                           ".includes('Scored 3 examples')", timeout=240_000)
+    table = page.locator("#studio-eval-table").inner_text()
+    assert "with 1 examples in the prompt" in table and "ROUGE-L" in table and "perplexity" in table
+    assert page.locator("#studio-eval-forget").inner_text().count("%") == 2  # each run beside its base
+    answers = page.locator("#studio-eval-examples")
+    assert answers.locator(".studio-eval-example").count() == 3
+    assert answers.locator(".studio-diff-added, .studio-diff-removed").count() > 0
+    page.locator("#studio-eval-disagree").get_by_text("Only the examples").click()
+    page.locator("#studio-eval-examples").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "15-evaluate.png"), full_page=True)

@@ -25,7 +25,7 @@ def test_base_run_and_in_context_baselines_are_scored_saved_and_compared(workspa
     assert result["n"] == 3 and result["columns"] == ["rouge1", "rouge2", "rougeL", "bleu", "exact_match",
                                                        "perplexity"]
     kinds = [(r["kind"], r["shots"]) for r in result["rows"]]
-    assert kinds == [("model", 0), ("run", 0), ("in-context", 0), ("in-context", 2)]
+    assert kinds == [("model", 0), ("run", 0), ("in-context", 2)]  # zero-shot base: already the first row
     for row in result["rows"]:
         assert 0 <= row["rougeL"] <= 1 and 0 <= row["bleu"] <= 100 and row["perplexity"] > 1
     labels = [r["target"] for r in result["rows"]]
