@@ -23,15 +23,33 @@ from studio.settings import setting
 
 @dataclass
 class GenerationSettings:
-    """How the playground samples an answer."""
+    """How the playground picks each next word; every help text is the plain-words explanation the UI shows."""
 
-    max_new_tokens: int = setting(128, help="Longest answer in tokens.", min=1, max=4096)
-    temperature: float = setting(0.7, help="Randomness: 0 always picks the likeliest token, higher is more varied.",
-                                 min=0.0, max=2.0)
-    top_p: float = setting(0.9, help="Sample only from the smallest set of tokens whose probabilities add up to this.",
-                           gt=0.0, max=1.0)
-    repetition_penalty: float = setting(1.1, help="Above 1 discourages repeating the same words.", min=1.0, max=2.0,
-                                        advanced=True)
+    max_new_tokens: int = setting(128, help="The longest answer, in tokens (a token is a word or a piece of one). "
+                                  "The answer may end sooner if the model finishes.", min=1, max=4096)
+    do_sample: bool = setting(True, help="On: sampling, the model picks among its likely next words at random, so "
+                              "answers vary. Off: greedy, it always takes the single likeliest word, so the same "
+                              "question always gets the same answer.")
+    temperature: float = setting(0.7, help="How adventurous sampling is: low (0.2) sticks to safe words, high (1.2) "
+                                 "takes more surprising ones; 0 means greedy.", min=0.0, max=2.0)
+    top_k: int = setting(50, help="Sample only among the k likeliest next words (0: no limit).", min=0, max=1000,
+                         advanced=True)
+    top_p: float = setting(0.9, help="Sample only among the likeliest words that together cover this share of the "
+                           "probability (0.9 drops the unlikely 10%).", gt=0.0, max=1.0)
+    repetition_penalty: float = setting(1.1, help="Above 1 makes words that already appeared less likely, against "
+                                        "loops; 1 leaves them alone.", min=1.0, max=2.0, advanced=True)
+    stop: str = setting("", help="Stop strings: the answer ends where one of these appears (one per line, "
+                        "e.g. 'User:').", advanced=True)
+    seed: int = setting(-1, help="A number makes sampling repeatable (the same seed gives the same answer); -1 "
+                        "picks a new one each time.", min=-1, max=2**31 - 1, advanced=True)
+
+    @property
+    def stop_strings(self) -> list[str]:
+        return [line for line in (self.stop or "").splitlines() if line.strip()]
+
+    @property
+    def greedy(self) -> bool:
+        return not self.do_sample or self.temperature == 0
 
 
 @dataclass
@@ -127,8 +145,13 @@ def build_prompt(tokenizer: Any, messages: list[dict]) -> str:
 
 
 def stream_chat(ws: Any, model_spec: str, run_id: str | None, messages: list[dict],
-                settings: GenerationSettings | None = None, pool: ModelPool | None = None) -> Iterator[str]:
-    """Yield the growing answer of `model_spec` (or of the finished run `run_id`) to `messages`."""
+                settings: GenerationSettings | None = None, pool: ModelPool | None = None,
+                stats: dict | None = None) -> Iterator[str]:
+    """Yield the growing answer of `model_spec` (or of the finished run `run_id`) to `messages`.
+
+    `stats`, when given, is filled as the answer grows: tokens, seconds, first_token_s, tokens_per_s."""
+    import time
+
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -138,27 +161,36 @@ def stream_chat(ws: Any, model_spec: str, run_id: str | None, messages: list[dic
     tokenizer = entry.tokenizer
     prompt = build_prompt(tokenizer, messages)
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    prompt_len = inputs["input_ids"].shape[1]
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
     stop = threading.Event()
+    stats = stats if stats is not None else {}
+    began = time.perf_counter()
 
-    class _StopWhenAsked(StoppingCriteria):
-        # Lets an abandoned stream (the user closed the page) end the generation thread early.
+    class _CountAndStop(StoppingCriteria):
+        # Called once per new token: counts them, and lets an abandoned stream end the generation early.
         def __call__(self, input_ids, scores, **kwargs):
+            now = time.perf_counter() - began
+            stats.setdefault("first_token_s", now)
+            stats["tokens"] = int(input_ids.shape[1] - prompt_len)
+            stats["seconds"] = now
             return stop.is_set()
 
-    sample = settings.temperature > 0
-    kwargs = dict(**inputs, streamer=streamer, max_new_tokens=settings.max_new_tokens, do_sample=sample,
-                  repetition_penalty=settings.repetition_penalty,
-                  stopping_criteria=StoppingCriteriaList([_StopWhenAsked()]),
-                  pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
-                  else tokenizer.eos_token_id)
-    if sample:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    kwargs = dict(**inputs, streamer=streamer, max_new_tokens=settings.max_new_tokens, do_sample=not settings.greedy,
+                  repetition_penalty=settings.repetition_penalty, pad_token_id=pad,
+                  stopping_criteria=StoppingCriteriaList([_CountAndStop()]))
+    if not settings.greedy:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
+    if settings.stop_strings:
+        kwargs.update(stop_strings=settings.stop_strings, tokenizer=tokenizer)
     errors: list[BaseException] = []
 
     def _generate() -> None:
         try:
             with entry.lock, torch.inference_mode():
+                if settings.seed >= 0:
+                    torch.manual_seed(settings.seed)
                 entry.model.generate(**kwargs)
         except BaseException as exc:  # surfaced to the caller below, after the streamer ends
             errors.append(exc)
@@ -169,7 +201,9 @@ def stream_chat(ws: Any, model_spec: str, run_id: str | None, messages: list[dic
     answer = ""
     try:
         for piece in streamer:
-            answer += piece
+            answer = cut_at_stop(answer + piece, settings.stop_strings)
+            if stats.get("seconds"):
+                stats["tokens_per_s"] = stats.get("tokens", 0) / stats["seconds"]
             yield answer
     finally:
         stop.set()
@@ -178,3 +212,31 @@ def stream_chat(ws: Any, model_spec: str, run_id: str | None, messages: list[dic
         raise errors[0]
     if not answer:
         yield answer
+
+
+def cut_at_stop(text: str, stops: list[str]) -> str:
+    """`text` up to (not including) the first stop string in it."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    return text if cut < 0 else text[:cut]
+
+
+def save_exchange(ws: Any, name: str, messages: list[dict], source: str) -> str:
+    """Append a conversation to `<workspace>/exchanges/<name>.jsonl` and re-import it as the studio dataset `name`
+    (chat format, a new version each time), so it can be trained on or ranked later. Returns the dataset name."""
+    import json
+    import time
+
+    from studio.data.store import import_file
+
+    turns = [{"role": m["role"], "content": _text(m.get("content"))} for m in messages
+             if m.get("role") in ("system", "user", "assistant") and _text(m.get("content")).strip()]
+    if not any(t["role"] == "assistant" for t in turns):
+        raise StudioError("There is no answer to save yet; send a message first.", field="chat",
+                          key="generation.nothing_to_save")
+    folder = Path(ws.home) / "exchanges"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.jsonl"
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"messages": turns, "source": source, "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")},
+                           ensure_ascii=False) + "\n")
+    return import_file(ws, path, name)

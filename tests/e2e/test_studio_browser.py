@@ -180,9 +180,10 @@ def test_playground_streams_an_answer_and_language_switch_relabels(page, studio_
     url, _ = studio_server
     open_page(page, url)
     page.get_by_role("tab", name="Playground").click()
-    base = page.locator("#studio-tab-playground input").first
+    base = page.locator("#studio-play-a input")
     base.fill(str(tiny_llama_dir))
     base.press("Enter")
+    page.locator("#studio-play-system textarea").fill("Answer in one sentence.")
     message = page.get_by_label("Message")
     message.fill("Hello, who are you?")
     message.press("Enter")
@@ -191,6 +192,10 @@ def test_playground_streams_an_answer_and_language_switch_relabels(page, studio_
     page.wait_for_function("() => !document.querySelector('#studio-chat').innerText.includes('…')",
                            timeout=120_000)
     wait_until_still(page, "#studio-chat")
+    page.locator("#studio-chat-speed").get_by_text("tokens/s").wait_for()
+    assert "Answer in one sentence" not in page.locator("#studio-chat").inner_text()  # a setting, not a bubble
+    page.locator("#studio-play-save").click()
+    page.locator("#studio-play-notice").get_by_text("Saved 1 conversation(s) into dataset 'playground'").wait_for()
     shot(page, "06-playground")
 
     page.locator("#studio-lang").get_by_text("Español").click()
@@ -218,16 +223,19 @@ def test_finished_run_started_through_the_api_answers_beside_its_base(page, stud
 
     open_page(page, url)
     page.get_by_role("tab", name="Playground").click()
-    page.locator("#studio-play-run input").click()
+    page.locator("#studio-play-a input").click()
     page.get_by_role("option", name=re.compile("api-short")).click()
-    page.locator("#studio-compare input").check()
-    page.locator("#studio-base-chat").wait_for()
+    other = page.locator("#studio-play-b input")  # a path typed in, as for any model
+    other.fill(str(tiny_llama_dir))
+    other.press("Enter")
+    page.locator("#studio-chat-b").wait_for()
     message = page.get_by_label("Message")
     message.fill("Hi")
     message.press("Enter")
-    for chat in ("#studio-chat", "#studio-base-chat"):
+    for chat in ("#studio-chat", "#studio-chat-b"):
         page.locator(chat).get_by_text("Hi", exact=True).wait_for()
-    page.wait_for_function("() => !document.querySelector('#studio-base-chat').innerText.includes('…')",
+    page.wait_for_function("() => !document.querySelector('#studio-chat-b').innerText.includes('…')",
                            timeout=120_000)
-    wait_until_still(page, "#studio-base-chat")
+    wait_until_still(page, "#studio-chat-b")
+    assert page.locator("#studio-chat-c").is_hidden()  # the third slot is empty
     shot(page, "07-playground-compare")

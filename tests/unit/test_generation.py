@@ -100,3 +100,47 @@ def test_finished_lora_run_answers_through_its_adapter(tiny_llama_dir, counting_
     assert chunks
     assert counting_loader.calls == [str(tiny_llama_dir)]  # the run's own base model, not the picker's
     assert type(pool.get("ignored", "r1").model).__name__.startswith("Peft")
+
+
+def test_stats_stop_strings_and_seed(tiny_llama_dir, counting_loader):
+    pool = ModelPool(FakeWorkspace(), loader=counting_loader)
+    stats: dict = {}
+    answer = list(stream_chat(None, str(tiny_llama_dir), None, HELLO, GREEDY, pool=pool, stats=stats))[-1]
+    assert stats["tokens"] == 8 and 0 < stats["first_token_s"] <= stats["seconds"] and stats["tokens_per_s"] > 0
+    # A stop string taken from the greedy answer cuts the answer just before it.
+    words = answer.split()
+    if len(words) > 2:
+        stopped = list(stream_chat(None, str(tiny_llama_dir), None, HELLO,
+                                   GenerationSettings(max_new_tokens=8, do_sample=False, repetition_penalty=1.0,
+                                                      stop=words[2]), pool=pool))[-1]
+        assert words[2] not in stopped and answer.startswith(stopped)
+    sampled = GenerationSettings(max_new_tokens=8, temperature=1.0, seed=7)
+    first = list(stream_chat(None, str(tiny_llama_dir), None, HELLO, sampled, pool=pool))[-1]
+    again = list(stream_chat(None, str(tiny_llama_dir), None, HELLO, sampled, pool=pool))[-1]
+    assert first == again  # the same seed samples the same answer
+
+
+def test_out_of_range_generation_settings_are_refused_naming_the_field():
+    from studio.settings import parse_settings
+
+    with pytest.raises(StudioError, match="gen.top_p") as info:
+        parse_settings(GenerationSettings, {"top_p": 1.5}, "gen")
+    assert info.value.field == "gen.top_p"
+    with pytest.raises(StudioError, match="gen.temperature"):
+        parse_settings(GenerationSettings, {"temperature": -0.1}, "gen")
+
+
+def test_a_saved_exchange_becomes_a_chat_dataset(workspace):
+    from studio.data.builder import dataset_card, load_split
+    from studio.generation import cut_at_stop, save_exchange
+
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}]
+    assert save_exchange(workspace, "playground", chat, "smollm2") == "playground"
+    save_exchange(workspace, "playground", chat + [{"role": "user", "content": "Bye"},
+                                                   {"role": "assistant", "content": "Goodbye."}], "smollm2")
+    assert dataset_card(workspace, "playground")["format"] == "chat"
+    rows = load_split(workspace, "playground", "train")
+    assert len(rows) == 2 and sorted(r["messages"][-1]["content"] for r in rows) == ["Goodbye.", "Hello! How can I help?"]
+    with pytest.raises(StudioError, match="no answer to save"):
+        save_exchange(workspace, "playground", [{"role": "user", "content": "Hi"}], "smollm2")
+    assert cut_at_stop("Answer. User: more", ["User:"]) == "Answer. "
