@@ -4,8 +4,9 @@
 its sliders and tooltips from it). `ModelPool` keeps the last few loaded (base model, run)
 pairs so that a chat does not reload weights on every message; it is thread-safe and each
 model generates under its own lock. `stream_chat` turns a list of chat messages into the
-model's prompt (its own chat template when it has one), runs `generate` in a thread with a
-`TextIteratorStreamer`, and yields the growing answer. Loading weights is left to
+model's prompt (its own chat template when it has one), runs `generate` on the app's one
+inference thread (`inference_thread`) with a `TextIteratorStreamer`, and yields the growing
+answer; `save_exchange` keeps a conversation as a chat dataset. Loading weights is left to
 `studio.models.loading.load_causal_lm`; attaching a finished run's result to its base model is
 left to the run's method (`Method.load_result`). This module never imports gradio.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -144,6 +146,23 @@ def build_prompt(tokenizer: Any, messages: list[dict]) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
+_INFERENCE: ThreadPoolExecutor | None = None
+_INFERENCE_LOCK = threading.Lock()
+
+
+def inference_thread() -> ThreadPoolExecutor:
+    """The one thread that runs the app's model inference (playground generation, evaluations).
+
+    PyTorch's CPU thread pool (OpenMP) belongs to the OS thread that uses it: a new thread per answer
+    makes a new pool whose workers compete with the idle-spinning workers of the last one, which cost
+    40% of the tokens/s on 2 cores (bench/generation.py). One long-lived thread keeps one pool."""
+    global _INFERENCE
+    with _INFERENCE_LOCK:
+        if _INFERENCE is None:
+            _INFERENCE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-inference")
+        return _INFERENCE
+
+
 def stream_chat(ws: Any, model_spec: str, run_id: str | None, messages: list[dict],
                 settings: GenerationSettings | None = None, pool: ModelPool | None = None,
                 stats: dict | None = None) -> Iterator[str]:
@@ -196,8 +215,7 @@ def stream_chat(ws: Any, model_spec: str, run_id: str | None, messages: list[dic
             errors.append(exc)
             streamer.end()
 
-    thread = threading.Thread(target=_generate, name="studio-generate", daemon=True)
-    thread.start()
+    done = inference_thread().submit(_generate)
     answer = ""
     try:
         for piece in streamer:
@@ -207,7 +225,10 @@ def stream_chat(ws: Any, model_spec: str, run_id: str | None, messages: list[dic
             yield answer
     finally:
         stop.set()
-        thread.join(timeout=30)
+        try:
+            done.result(timeout=30)
+        except TimeoutError:
+            pass
     if errors:
         raise errors[0]
     if not answer:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import queue
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ import gradio as gr
 
 from studio.errors import StudioError
 from studio.evaluation import METRIC_GROUPS, word_diff
+from studio.generation import inference_thread
 from studio.ui.common import UiShared, error_text
 from studio.ui.metric_charts import metric_label
 
@@ -174,7 +174,7 @@ def _wire(view: EvaluateView, engine: Any, ui: UiShared, tab: Any) -> None:
             finally:
                 lines.put(None)
 
-        threading.Thread(target=work, daemon=True).start()
+        inference_thread().submit(work)  # the thread the playground generates on: one CPU thread pool
         while (line := lines.get()) is not None:
             yield {view.message: texts.t(lang, "eval.running", step=line)}
         if "error" in box:
