@@ -7,6 +7,7 @@ about widgets.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -44,13 +45,16 @@ class Engine:
         return run
 
     def run_status(self, run_id: str) -> dict:
-        """The run's state plus its metric events and its latest evaluation's sample generations."""
+        """The run's state plus its metric events, its latest evaluation's sample generations and, for a
+        classifier, its latest confusion matrix."""
         from studio.stages.generation_eval import latest_samples
 
         self._run(run_id)
         status = self.jobs.status(run_id)
         status["metrics"] = read_metrics(Path(status["run_dir"]))
         status["samples"] = latest_samples(Path(status["run_dir"]))
+        confusion = Path(status["run_dir"]) / "confusion.json"
+        status["confusion"] = json.loads(confusion.read_text(encoding="utf-8")) if confusion.exists() else None
         return status
 
     # --- evaluating -----------------------------------------------------------------------

@@ -126,3 +126,18 @@ def compare_figure(runs: list[dict[str, Any]], metric: str, texts: Texts, lang: 
         fig.add_annotation(text=texts.t(lang, "compare.empty"), showarrow=False, xref="paper", yref="paper",
                            x=0.5, y=0.5, font=dict(size=14, color="#6b7280"))
     return fig
+
+
+def confusion_figure(confusion: dict | None, texts: Texts, lang: str) -> go.Figure | None:
+    """The latest confusion matrix of a classification run as a heatmap (rows: true label), or None."""
+    if not confusion or not confusion.get("labels"):
+        return None
+    labels, matrix = confusion["labels"], confusion["matrix"]
+    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues", showscale=False,
+                               text=matrix, texttemplate="%{text}",
+                               hovertemplate=texts.t(lang, "chart.confusion.hover") + "<extra></extra>"))
+    fig.update_layout(template="plotly_white", height=120 + 40 * len(labels), margin=dict(l=80, r=20, t=40, b=60),
+                      title=texts.t(lang, "chart.confusion.title", step=confusion.get("step", "")),
+                      xaxis_title=texts.t(lang, "chart.confusion.predicted"), yaxis_title=texts.t(lang, "chart.confusion.true"),
+                      yaxis=dict(autorange="reversed"))
+    return fig

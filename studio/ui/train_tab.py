@@ -22,7 +22,7 @@ from studio.errors import StudioError
 from studio.stages import STAGES
 from studio.stages.distill import DistillConfig
 from studio.ui.charts import loss_figure, progress_html, queue_message, samples_table
-from studio.ui.metric_charts import metrics_figure
+from studio.ui.metric_charts import confusion_figure, metrics_figure
 from studio.ui.common import UiShared, error_text, log_text, pick_default
 from studio.ui.fields import FieldWidget, collect_sections, draw_fields, field_specs
 from studio.ui.method_picker import DEFAULT_METHOD, MethodPickerView, build_method_picker, wire_method_picker
@@ -50,6 +50,7 @@ class TrainView:
     progress: gr.HTML
     chart: gr.Plot
     metrics_chart: gr.Plot
+    confusion: gr.Plot
     samples: gr.Dataframe
     log: gr.Textbox
     timer: gr.Timer
@@ -126,6 +127,7 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
                       "chart.title")
     with loc.label(gr.Accordion(t("train.metrics"), open=True, elem_id="studio-metrics-box"), "train.metrics"):
         metrics_chart = gr.Plot(value=metrics_figure([], texts, lang), show_label=False, elem_id="studio-metrics")
+        confusion = gr.Plot(value=None, show_label=False, visible=False, elem_id="studio-confusion")
         samples = loc.add(gr.Dataframe(value=samples_table([], texts, lang), interactive=False, wrap=True,
                                        column_widths=["34%", "33%", "33%"], label=t("train.samples"),
                                        elem_id="studio-samples"),
@@ -134,7 +136,8 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
                                elem_id="studio-log"), "train.log")
     timer = gr.Timer(POLL_SECONDS, active=False)
     view = TrainView(model, stage, dataset, upload, picker, main + advanced + distill_fields, run_name, start, cancel,
-                     message, progress, chart, metrics_chart, samples, log, timer, gr.State(None), gr.State(-1))
+                     message, progress, chart, metrics_chart, confusion, samples, log, timer, gr.State(None),
+                     gr.State(-1))
     _wire(view, engine, ui)
     stage.change(lambda name: gr.update(visible=name == "distill"), [stage], [distill_group], api_visibility="private")
     return view
@@ -154,6 +157,10 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
 
     view.upload.upload(on_upload, [view.upload, ui.lang], [view.dataset, view.message], api_visibility="private")
 
+    def _confusion_update(confusion, lang):
+        figure = confusion_figure(confusion, texts, lang)
+        return gr.update(value=figure, visible=figure is not None)
+
     def redraw(run_id, lang, seen):
         """Outputs for progress, chart, log, timer, cancel, seen_points; chart and log only when they grew.
 
@@ -168,6 +175,7 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
             empty = seen == -1
             return (progress_html(None, texts, lang), loss_figure([], texts, lang) if empty else gr.skip(),
                     metrics_figure([], texts, lang) if empty else gr.skip(),
+                    gr.update(visible=False) if empty else gr.skip(),
                     samples_table([], texts, lang) if empty else gr.skip(),
                     "" if empty else gr.skip(), gr.Timer(active=False), gr.update(interactive=False), -1)
         metrics = status.get("metrics") or []
@@ -175,12 +183,13 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
         live = status.get("status") not in ENDED
         return (progress_html(status, texts, lang), loss_figure(metrics, texts, lang) if grew else gr.skip(),
                 metrics_figure(metrics, texts, lang) if grew else gr.skip(),
+                _confusion_update(status.get("confusion"), lang) if grew else gr.skip(),
                 samples_table(status.get("samples") or [], texts, lang) if grew else gr.skip(),
                 log_text(status.get("log_tail")) if grew or not live else gr.skip(), gr.Timer(active=live),
                 gr.update(interactive=status.get("status") in ("queued", "running")), len(metrics))
 
-    live_outputs = [view.progress, view.chart, view.metrics_chart, view.samples, view.log, view.timer, view.cancel,
-                    view.seen_points]
+    live_outputs = [view.progress, view.chart, view.metrics_chart, view.confusion, view.samples, view.log, view.timer,
+                    view.cancel, view.seen_points]
     view.timer.tick(redraw, [view.run_id, ui.lang, view.seen_points], live_outputs, concurrency_limit=None,
                     show_progress="hidden", api_visibility="private")
     ui.on_language(lambda lang, run_id: redraw(run_id, lang, -1), [view.run_id], live_outputs)

@@ -77,3 +77,14 @@ def test_metric_charts_have_a_panel_per_logged_quantity_with_step_epoch_hover(tw
     overlay = compare_figure(runs, "loss", texts, "en")
     assert [t.name for t in overlay.data] == [r["label"] for r in runs] and list(overlay.data[1].y) == [3.1, 2.0, 1.5, 1.4]
     assert metrics_figure([], texts, "en").layout.annotations  # an empty run says metrics will appear
+
+
+def test_a_confusion_matrix_draws_as_a_labelled_heatmap():
+    from studio.ui.i18n import Texts
+    from studio.ui.metric_charts import confusion_figure
+
+    texts = Texts.load()
+    fig = confusion_figure({"labels": ["neg", "pos"], "matrix": [[5, 1], [2, 7]], "step": 30}, texts, "es")
+    assert list(fig.data[0].x) == ["neg", "pos"] and fig.data[0].z[1][1] == 7
+    assert "paso 30" in fig.layout.title.text
+    assert confusion_figure(None, texts, "en") is None
