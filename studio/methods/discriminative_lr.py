@@ -20,7 +20,7 @@ from studio.settings import setting
 @dataclass
 class DiscriminativeSettings:
     decay: float = setting(0.8, help="Learning-rate factor from one block to the one below it (1 = same "
-                           "rate everywhere; 0.8 gives the bottom of a 30-block model ~0.1% of the rate).",
+                           "rate everywhere; 0.8 gives the bottom of a 30-block model ~0.15% of the rate).",
                            gt=0.0, max=1.0)
 
     name = "discriminative"

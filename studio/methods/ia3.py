@@ -1,7 +1,7 @@
 """IA3: learn one scaling vector per targeted layer and leave every weight frozen.
 
 IA3 multiplies the keys, the values and the feed-forward activations by learned vectors, so it
-trains the fewest parameters of the peft family (a few thousand on a small model). Layers named
+trains the fewest parameters of the peft family (57,600 on SmolLM2-135M). Layers named
 in `feedforward_modules` are scaled on their input, the others on their output; this module only
 checks the names against the model and builds peft's config.
 """

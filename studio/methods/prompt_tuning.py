@@ -1,6 +1,6 @@
 """Prompt tuning: learn a few "soft prompt" embeddings put in front of every input; the model stays frozen.
 
-Only `num_virtual_tokens x hidden size` numbers train (15k for a 576-wide model with 20 tokens),
+Only `num_virtual_tokens x hidden size` numbers train (11,520 for a 576-wide model with 20 tokens),
 so it suits very large models and many tasks on one base. The soft prompt starts random or from
 the embeddings of a text the user types; for that peft needs the model's tokenizer, which we
 point at the folder the model was loaded from, so nothing is downloaded.

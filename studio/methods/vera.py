@@ -1,7 +1,7 @@
 """VeRA: one pair of frozen random projections shared by all layers, plus two small trained vectors per layer.
 
 Each layer's update is diag(b)·B·diag(d)·A where A and B are random, frozen and shared, and only
-the scaling vectors d (length r) and b (one per output) train: roughly ten times fewer parameters
+the scaling vectors d (length r) and b (one per output) train: about 30 times fewer parameters (with the defaults)
 than LoRA. `projection_prng_key` seeds the random matrices; `save_projection` stores them in the
 adapter so it reloads identically on any machine (larger file). peft implements it; this module
 checks the targets and the rank and builds the config.

@@ -85,6 +85,13 @@ def verdict_text(texts: Texts, lang: str, title: str, row: dict, memory: dict) -
     return texts.t(lang, "picker.verdict.no_fix", **values)
 
 
+def method_text(texts: Texts, lang: str, name: str) -> str:
+    """The method's one-line summary and, below it, how it works and when to use it (markdown)."""
+    method = METHODS.get(name)
+    explain = texts.get(lang, f"method.{name}.explain")
+    return texts.method_summary(lang, method) + (f"\n\n{explain}" if explain else "")
+
+
 def reason_text(texts: Texts, lang: str, row: dict) -> str:
     """Why a method does not apply, in `lang`."""
     return texts.sentence(lang, row.get("reason_key"), row.get("reason_params") or {}, row["reason"])
@@ -144,8 +151,8 @@ def build_method_picker(ui: Any) -> MethodPickerView:
                                  info=t("train.method.info"), elem_id="studio-method")
             loc.add(method, lambda lg: gr.update(label=texts.t(lg, "train.method.label"),
                                                  info=texts.t(lg, "train.method.info"), choices=choices(lg)))
-            summary = gr.Markdown(texts.method_summary(lang, METHODS.get(DEFAULT_METHOD)),
-                                  elem_classes="studio-method-summary")
+            summary = gr.Markdown(method_text(texts, lang, DEFAULT_METHOD), elem_classes="studio-method-summary",
+                                  elem_id="studio-method-summary")
             verdict = gr.Markdown("", elem_id="studio-method-verdict")
         with gr.Column(scale=3):
             groups, fields = {}, {}
@@ -186,7 +193,7 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
     title_of = lambda lang, name: texts.method_title(lang, METHODS.get(name))  # noqa: E731
 
     def on_method(name, lang):
-        summary = texts.method_summary(lang, METHODS.get(name or DEFAULT_METHOD))
+        summary = method_text(texts, lang, name or DEFAULT_METHOD)
         return [summary] + [gr.update(visible=n == name) for n in names]
 
     view.method.change(on_method, [view.method, ui.lang], [view.summary, *view.groups.values()],
@@ -264,7 +271,7 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
         """The summary, verdict, table and suggestion in `lang`, from what they show now."""
         shown = shown or {}
         verdict, table, pick = shown.get("verdict"), shown.get("table") or [], shown.get("suggestion")
-        return (texts.method_summary(lang, METHODS.get(name or DEFAULT_METHOD)),
+        return (method_text(texts, lang, name or DEFAULT_METHOD),
                 verdict_text(texts, lang, title_of(lang, verdict["row"]["name"]), verdict["row"], verdict["memory"])
                 if verdict else gr.skip(),
                 table_frame(texts, lang, table),

@@ -99,3 +99,13 @@ def test_the_suggestion_says_why_in_both_languages(texts):
         for lang in ("en", "es"):
             line = why_text(texts, lang, {"reason": reason, "params": params})
             assert line != f"picker.why.{reason}" and "{" not in line
+
+
+def test_every_method_explains_itself_in_both_languages(texts):
+    from studio.methods import METHODS
+    from studio.ui.method_picker import method_text
+
+    for name in METHODS.names():
+        for lang in ("en", "es"):
+            assert texts.locales[lang].get(f"method.{name}.explain"), (name, lang)
+    assert "65,536" in method_text(texts, "en", "lora") and "65 536" in method_text(texts, "es", "lora")
