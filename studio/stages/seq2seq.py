@@ -58,7 +58,8 @@ def check_encoder_decoder(spec: str, config: dict) -> None:
                                                                               not in ("bert", "roberta"))
     what = "decoder-only — use stage sft" if decoder_only else "not an encoder-decoder model"
     raise StudioError(f"seq2seq needs an encoder-decoder model such as t5 or bart; '{model_type}' is {what}.",
-                      field="model")
+                      field="model", key="stage.seq2seq.decoder_only" if decoder_only else "stage.seq2seq.not_enc_dec",
+                      model_type=model_type)
 
 
 def load_pairs(spec: str, ws) -> tuple[list[dict], list[dict]]:
@@ -71,7 +72,8 @@ def load_pairs(spec: str, ws) -> tuple[list[dict], list[dict]]:
         card = dataset_card(ws, spec)
         if card["format"] != "seq2seq":
             raise StudioError(f"Dataset '{spec}' holds {card['format']} data; the seq2seq stage needs source/target "
-                              "pairs (import it with --format seq2seq).", field="data.dataset")
+                              "pairs (import it with --format seq2seq).", field="data.dataset",
+                              key="stage.seq2seq.wrong_format", dataset=spec, format=card["format"])
         return load_split(ws, spec, "train"), load_split(ws, spec, "validation")
     from studio.data.formats import guess_format, iter_records
     from studio.data.readers import open_table, read_all
@@ -79,7 +81,8 @@ def load_pairs(spec: str, ws) -> tuple[list[dict], list[dict]]:
     path = Path(spec).expanduser()
     if not path.is_file():
         raise StudioError(f"'data.dataset' is '{spec}': for seq2seq give a studio dataset of format seq2seq or a "
-                          ".jsonl, .csv, .parquet or .xlsx file with source and target columns.", field="data.dataset")
+                          ".jsonl, .csv, .parquet or .xlsx file with source and target columns.", field="data.dataset",
+                          key="stage.seq2seq.no_source", dataset=spec)
     table = open_table(path)
     rows = read_all(table)
     guess = guess_format(table.columns, rows[:20])
@@ -87,10 +90,12 @@ def load_pairs(spec: str, ws) -> tuple[list[dict], list[dict]]:
         raise StudioError(f"'{path.name}' has columns {', '.join(table.columns)}; seq2seq needs a source column "
                           "(source, dialogue, document or article) and a target column (target, summary or "
                           "highlights): rename them, or import the file with --format seq2seq and --map.",
-                          field="data.dataset")
+                          field="data.dataset", key="stage.seq2seq.columns", file=path.name,
+                          columns=", ".join(table.columns))
     records = [r for _, r, _ in iter_records(enumerate(rows, start=1), "seq2seq", guess.mapping) if r]
     if not records:
-        raise StudioError(f"'{path.name}' has no row with both a source and a target.", field="data.dataset")
+        raise StudioError(f"'{path.name}' has no row with both a source and a target.", field="data.dataset",
+                          key="stage.seq2seq.no_pairs", file=path.name)
     return records, []
 
 
@@ -159,14 +164,14 @@ def load_seq2seq_lm(spec: str, ws, trust_remote_code: bool = False, **load_kwarg
     if isinstance(source, Path) and not any(source.glob("*.safetensors")) and any(source.glob("*.bin")):
         raise StudioError(f"Model '{spec}' has only pickled .bin weights, which the studio does not load "
                           "(unpickling can run code); re-save it with save_pretrained to get .safetensors",
-                          field="model")
+                          field="model", key="stage.seq2seq.bin_only", model=spec)
     try:
         model = AutoModelForSeq2SeqLM.from_pretrained(source, dtype=torch.float32, use_safetensors=True,
                                                       trust_remote_code=trust_remote_code, **load_kwargs)
     except (OSError, ValueError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise StudioError(f"Model '{spec}' could not be loaded as an encoder-decoder model from .safetensors "
-                          f"({first})", field="model") from None
+                          f"({first})", field="model", key="stage.seq2seq.load", model=spec, reason=first) from None
     tokenizer = load_tokenizer(spec, ws, trust_remote_code)
     # Labels padded on the left would put pads between the decoder's start token and the target.
     tokenizer.padding_side = "right"
@@ -185,7 +190,8 @@ class SequenceToSequence(Stage):
         train, val = load_pairs(recipe.data.dataset, ws)
         if len(train) + len(val) < 2 and recipe.data.validation > 0:
             raise StudioError(f"'data.dataset' has only {len(train) + len(val)} source/target pair(s); add more or "
-                              "set data.validation to 0.", field="data.dataset")
+                              "set data.validation to 0.", field="data.dataset", key="stage.seq2seq.too_few",
+                              n=len(train) + len(val))
 
     @classmethod
     def run(cls, ctx: TrainContext) -> dict:

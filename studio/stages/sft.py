@@ -118,7 +118,7 @@ class SupervisedFineTuning(Stage):
         examples = load_examples(recipe.data.dataset, ws)
         if len(examples) < 2 and recipe.data.validation > 0:
             raise StudioError(f"'data.dataset' has only {len(examples)} usable example(s); add more or set "
-                              "data.validation to 0.", field="data.dataset")
+                              "data.validation to 0.", field="data.dataset", key="stage.sft.too_few", n=len(examples))
 
     @classmethod
     def run(cls, ctx: TrainContext) -> dict:
