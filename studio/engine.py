@@ -59,10 +59,10 @@ class Engine:
 
     # --- evaluating -----------------------------------------------------------------------
     def evaluable_runs(self) -> list[dict]:
-        """Completed runs whose stage writes answers (what the Evaluate tab offers)."""
+        """Completed runs the Evaluate tab can score: those that write answers, and classifiers."""
         from studio.evaluation import GENERATIVE_STAGES
 
-        return [r for r in self.finished_runs() if r["stage"] in GENERATIVE_STAGES]
+        return [r for r in self.finished_runs() if r["stage"] in GENERATIVE_STAGES + ("classify",)]
 
     def evaluate(self, targets: list[str], dataset: str, **options) -> dict:
         """`studio.evaluation.evaluate` on this workspace (options: split, metrics, limit, shots, forgetting...)."""

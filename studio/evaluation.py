@@ -10,7 +10,8 @@ earlier turns (k = 0 is zero-shot), so a fine-tune can be compared with promptin
 check measures perplexity on `assets/general-text.txt`, a general text written for the project:
 a run whose perplexity there rose far above its base has forgotten general language.
 Results are saved as JSON under `<workspace>/evaluations/` and under each evaluated run's folder.
-Classification runs are scored by their own stage (accuracy, macro-F1, confusion matrix).
+Finished classification runs are scored instead with accuracy, macro-F1 and a confusion matrix
+(`studio.evaluation_classify`).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class Target:
     label: str
     model: str  # base model spec
     run_id: str | None = None
+    stage: str | None = None
 
 
 def parse_metrics(text: str | list[str] | None) -> tuple[str, ...]:
@@ -73,12 +75,11 @@ def resolve_target(ws, spec: str) -> Target:
         raise StudioError(f"Run '{run['name']}' is {run['status']}; only a completed run with a saved result can "
                           "be evaluated.", field="targets", key="eval.not_completed", name=run["name"],
                           status=run["status"])
-    if run["stage"] not in GENERATIVE_STAGES:
-        raise StudioError(f"Run '{run['name']}' is a {run['stage']} run, which does not write answers; its stage "
-                          "scores it itself (classify: accuracy, macro-F1 and the confusion matrix; seq2seq: ROUGE "
-                          "and BLEU at each evaluation).", field="targets", key="eval.not_generative",
-                          name=run["name"], stage=run["stage"])
-    return Target(label=f"{run['name']} ({run_id[-4:]})", model=run["model"], run_id=run_id)
+    if run["stage"] not in GENERATIVE_STAGES + ("classify",):
+        raise StudioError(f"Run '{run['name']}' is a {run['stage']} run, which this evaluation does not cover; its "
+                          "stage scores it itself (ROUGE, BLEU and exact match at each evaluation, in the run's "
+                          "charts).", field="targets", key="eval.not_generative", name=run["name"], stage=run["stage"])
+    return Target(label=f"{run['name']} ({run_id[-4:]})", model=run["model"], run_id=run_id, stage=run["stage"])
 
 
 def load_items(ws, dataset: str, split: str, limit: int, seed: int = 42) -> tuple[list[Item], list[Item]]:
@@ -214,6 +215,9 @@ def evaluate(ws, targets: list[str], dataset: str, split: str = "test", metrics:
                           key="eval.bad_split", split=split)
     groups = parse_metrics(metrics)
     resolved = [resolve_target(ws, t) for t in targets]
+    classifiers = [t for t in resolved if t.stage == "classify"]
+    if classifiers:
+        return _evaluate_classifiers(ws, resolved, classifiers, dataset, split, limit, say)
     items, train_items = load_items(ws, dataset, split, limit)
     references = [i.reference for i in items]
     general = GENERAL_TEXT.read_text(encoding="utf-8") if forgetting else None
@@ -258,11 +262,29 @@ def evaluate(ws, targets: list[str], dataset: str, split: str = "test", metrics:
         examples.append({"index": index, "prompt": item.prompt[-1]["content"] if item.prompt else "",
                          "reference": item.reference, "outputs": answers, "rougeL": scored,
                          "spread": (max(scored.values()) - min(scored.values())) if len(scored) > 1 else 0.0})
-    result = {"dataset": dataset, "split": split, "n": len(items), "metrics": list(groups),
+    result = {"dataset": dataset, "split": split, "n": len(items), "metrics": list(groups), "example_score": "rougeL",
               "columns": [m for g in groups for m in METRIC_GROUPS[g]], "rows": rows, "examples": examples,
               "forgetting": forgetting_rows, "seconds": round(time.perf_counter() - began, 2),
               "created_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     result["saved"] = _save(ws, result, [t for t in resolved if t.run_id])
+    return result
+
+
+def _evaluate_classifiers(ws, resolved: list[Target], classifiers: list[Target], dataset: str, split: str,
+                          limit: int, say) -> dict:
+    """Classification runs only: accuracy, macro-F1 and confusion matrices (`studio.evaluation_classify`)."""
+    from studio.evaluation_classify import evaluate_classifiers
+
+    if len(classifiers) != len(resolved):
+        raise StudioError("Classification runs are scored by accuracy and F1, answer-writing models by ROUGE and "
+                          "BLEU; evaluate them separately.", field="targets", key="eval.mixed")
+    began = time.perf_counter()
+    result = evaluate_classifiers(ws, [(t.label, ws.get_run(t.run_id)) for t in classifiers], dataset, split, limit,
+                                  say)
+    result.update({"dataset": dataset, "split": split, "metrics": ["accuracy", "f1"], "forgetting": [],
+                   "example_score": "correct", "seconds": round(time.perf_counter() - began, 2),
+                   "created_at": time.strftime("%Y-%m-%d %H:%M:%S")})
+    result["saved"] = _save(ws, result, classifiers)
     return result
 
 

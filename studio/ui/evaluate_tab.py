@@ -39,10 +39,24 @@ class EvaluateView:
     go: gr.Button
     message: gr.Markdown
     table: gr.Dataframe
+    confusion: gr.Plot
     forgetting_table: gr.Dataframe
     only_disagree: gr.Checkbox
     examples: gr.HTML
     result: gr.State
+
+
+def confusion_figures(result: dict | None, texts: Any, lang: str) -> Any:
+    """One heatmap per classification run, side by side (None when the evaluation had none)."""
+    from studio.ui.metric_charts import confusion_figure
+
+    confusion = (result or {}).get("confusion") or {}
+    if not confusion:
+        return None
+    label, first = next(iter(confusion.items()))
+    fig = confusion_figure(first, texts, lang)
+    fig.update_layout(title=f"{label}: {texts.t(lang, 'eval.confusion')}")
+    return fig
 
 
 def results_table(result: dict | None, texts: Any, lang: str) -> dict:
@@ -85,9 +99,10 @@ def examples_html(result: dict | None, texts: Any, lang: str, only_disagree: boo
         return f'<p class="studio-muted">{html.escape(texts.t(lang, "eval.examples.no_outputs"))}</p>'
     blocks = []
     for example in examples:
+        score = texts.t(lang, f"eval.score.{result.get('example_score', 'rougeL')}")
         answers = "".join(
-            f'<div class="studio-eval-answer"><b>{html.escape(label)}</b> · ROUGE-L {example["rougeL"][label]:.2f}'
-            f'<div>{diff_html(example["reference"], output)}</div></div>'
+            f'<div class="studio-eval-answer"><b>{html.escape(label)}</b> · {html.escape(score)} '
+            f'{example["rougeL"][label]:.2f}<div>{diff_html(example["reference"], output)}</div></div>'
             for label, output in example["outputs"].items())
         blocks.append(
             f'<div class="studio-eval-example"><div class="studio-eval-prompt">'
@@ -99,7 +114,7 @@ def examples_html(result: dict | None, texts: Any, lang: str, only_disagree: boo
 
 
 def run_choices(runs: list[dict]) -> list[tuple[str, str]]:
-    return [(f"{r['name']} · {r['stage']} · {r['id']}", r["id"]) for r in runs]
+    return [(f"{r['name']} · {r['stage']} · {r['id']}", r["id"]) for r in runs]  # generative and classify runs
 
 
 def build_evaluate(engine: Any, ui: UiShared, tab: Any) -> EvaluateView:
@@ -133,13 +148,14 @@ def build_evaluate(engine: Any, ui: UiShared, tab: Any) -> EvaluateView:
         go = loc.value(gr.Button(t("eval.go"), variant="primary", elem_id="studio-eval-go"), "eval.go")
     message = gr.Markdown("", elem_id="studio-eval-message")
     table = gr.Dataframe(value=results_table(None, texts, lang), interactive=False, wrap=True, elem_id="studio-eval-table")
+    confusion = gr.Plot(value=None, visible=False, show_label=False, elem_id="studio-eval-confusion")
     forget = loc.label(gr.Dataframe(value=forgetting_table(None, texts, lang), interactive=False, wrap=True,
                                     label=t("eval.forget.title"), elem_id="studio-eval-forget"), "eval.forget.title")
     only = loc.label(gr.Checkbox(value=False, label=t("eval.only_disagree"), elem_id="studio-eval-disagree"),
                      "eval.only_disagree")
     examples = gr.HTML(examples_html(None, texts, lang, False), elem_id="studio-eval-examples")
-    view = EvaluateView(model, runs, dataset, split, metrics, limit, shots, forgetting, go, message, table, forget,
-                        only, examples, gr.State(None))
+    view = EvaluateView(model, runs, dataset, split, metrics, limit, shots, forgetting, go, message, table, confusion,
+                        forget, only, examples, gr.State(None))
     _wire(view, engine, ui, tab)
     return view
 
@@ -158,6 +174,10 @@ def _wire(view: EvaluateView, engine: Any, ui: UiShared, tab: Any) -> None:
 
     tab.select(refresh, [view.model, view.dataset, view.runs], [view.model, view.dataset, view.runs],
                api_visibility="private", show_progress="hidden")
+
+    def _confusion_update(result, lang):
+        figure = confusion_figures(result, texts, lang)
+        return gr.update(value=figure, visible=figure is not None)
 
     def on_go(model, run_ids, dataset, split, metrics, limit, shots, forgetting, only, lang):
         targets = ([model] if model else []) + [f"run:{r}" for r in run_ids or []]
@@ -185,17 +205,19 @@ def _wire(view: EvaluateView, engine: Any, ui: UiShared, tab: Any) -> None:
         yield {view.result: result, view.message: texts.t(lang, "eval.done", n=result["n"], seconds=result["seconds"],
                                                             path=result["saved"]),
                view.table: results_table(result, texts, lang), view.forgetting_table: forgetting_table(result, texts, lang),
+               view.confusion: _confusion_update(result, lang),
                view.examples: examples_html(result, texts, lang, only)}
 
     inputs = [view.model, view.runs, view.dataset, view.split, view.metrics, view.limit, view.shots, view.forgetting,
               view.only_disagree, ui.lang]
-    view.go.click(on_go, inputs, [view.result, view.message, view.table, view.forgetting_table, view.examples],
-                  api_visibility="private")
+    view.go.click(on_go, inputs, [view.result, view.message, view.table, view.forgetting_table, view.confusion,
+                                  view.examples], api_visibility="private")
     view.only_disagree.change(lambda result, only, lang: examples_html(result, texts, lang, only),
                               [view.result, view.only_disagree, ui.lang], [view.examples], api_visibility="private")
 
     def redraw(lang, result, only):
         return (results_table(result, texts, lang), forgetting_table(result, texts, lang),
-                examples_html(result, texts, lang, only))
+                _confusion_update(result, lang), examples_html(result, texts, lang, only))
 
-    ui.on_language(redraw, [view.result, view.only_disagree], [view.table, view.forgetting_table, view.examples])
+    ui.on_language(redraw, [view.result, view.only_disagree],
+                   [view.table, view.forgetting_table, view.confusion, view.examples])

@@ -9,6 +9,7 @@ import pytest
 from studio.errors import StudioError
 from studio.evaluation import evaluate, parse_metrics, word_diff
 
+from tests.engine.test_classify import classify_recipe, tiny_bert_dir  # noqa: F401  (fixture)
 from tests.engine.test_training import run_in_process, tiny_recipe
 
 
@@ -51,8 +52,8 @@ def test_runs_that_cannot_be_evaluated_and_bad_settings_are_refused(workspace, t
     with pytest.raises(StudioError, match="is queued; only a completed run") as info:
         evaluate(workspace, [f"run:{queued}"], "sample-format-tutor")
     assert info.value.field == "targets"
-    workspace.update_run(finished_run, stage="classify")
-    with pytest.raises(StudioError, match="classify run, which does not write answers"):
+    workspace.update_run(finished_run, stage="seq2seq")
+    with pytest.raises(StudioError, match="seq2seq run, which this evaluation does not cover"):
         evaluate(workspace, [finished_run], "sample-format-tutor")
     with pytest.raises(StudioError, match="Unknown metric"):
         parse_metrics("rouge,meteor")
@@ -76,3 +77,21 @@ def test_studio_eval_prints_a_table_and_saves(workspace, tiny_llama_dir, monkeyp
     out = capsys.readouterr().out
     assert "rougeL" in out and "perplexity" in out and "Saved to" in out
     assert main(["eval", "no-such-run-or-model", "--data", "sample-format-tutor"]) == 1
+
+
+def test_classification_runs_get_accuracy_f1_and_a_confusion_matrix(workspace, tiny_bert_dir, tiny_llama_dir):  # noqa: F811
+    ids = []
+    for method in ("full", "lora"):
+        run_id, _, result = run_in_process(workspace, classify_recipe(tiny_bert_dir, method))
+        workspace.update_run(run_id, status="completed", result_dir=result["result_dir"])
+        ids.append(run_id)
+    result = evaluate(workspace, ids, "sample-sentiment", split="validation", limit=20)
+    assert result["columns"] == ["accuracy", "f1"] and result["n"] == 20 and result["example_score"] == "correct"
+    for row in result["rows"]:
+        matrix = result["confusion"][row["target"]]["matrix"]
+        assert sum(map(sum, matrix)) == 20
+        assert row["accuracy"] == pytest.approx((matrix[0][0] + matrix[1][1]) / 20)
+    example = result["examples"][0]
+    assert example["reference"] in ("neg", "pos") and set(example["outputs"].values()) <= {"neg", "pos"}
+    with pytest.raises(StudioError, match="evaluate them separately"):
+        evaluate(workspace, [ids[0], str(tiny_llama_dir)], "sample-sentiment")
