@@ -67,17 +67,28 @@ def seq2seq_samples(dataset, targets: list[str], tokenizer, k: int) -> list[Samp
                    sum(1 for t in row["labels"] if t != -100)) for row, target in zip(rows, targets)]
 
 
+def _half_precision(args):
+    import torch
+
+    return torch.bfloat16 if getattr(args, "bf16", False) else torch.float16 if getattr(args, "fp16", False) else None
+
+
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, encoder_decoder: bool,
-             device) -> list[str]:
-    """Greedy outputs (new text only) for token-id prompts, in batches, left-padded for decoders."""
+             device, half=None) -> list[str]:
+    """Greedy outputs (new text only) for token-id prompts, in batches, left-padded for decoders; `half` (a
+    torch dtype) runs them under the same autocast as training, twice as fast as float32 where it is native."""
+    import contextlib
+
     import torch
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     outputs: list[str] = []
     was_training = model.training
     model.eval()
+    device_type = torch.device(device).type
+    autocast = torch.autocast(device_type, dtype=half) if half is not None else contextlib.nullcontext()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             for start in range(0, len(prompts), GENERATION_BATCH):
                 batch = prompts[start:start + GENERATION_BATCH]
                 width = max(len(p) for p in batch)
@@ -123,7 +134,7 @@ class GenerationMetrics(TrainerCallback):
         if self.samples and model is not None:
             began = time.perf_counter()
             predictions = generate(model, self.tokenizer, [s.prompt_ids for s in self.samples], self.max_new_tokens,
-                                   self.encoder_decoder, args.device)
+                                   self.encoder_decoder, args.device, half=_half_precision(args))
             scores = text_metrics(predictions, [s.reference for s in self.samples])
             extra.update({f"eval_{k}": v for k, v in scores.items()})
             self._save(state.global_step, predictions)

@@ -34,6 +34,7 @@ class EvaluateView:
     split: gr.Radio
     metrics: gr.CheckboxGroup
     limit: gr.Number
+    max_new_tokens: gr.Number
     shots: gr.CheckboxGroup
     forgetting: gr.Checkbox
     go: gr.Button
@@ -139,6 +140,9 @@ def build_evaluate(engine: Any, ui: UiShared, tab: Any) -> EvaluateView:
         loc.add(metrics, lambda lg: gr.update(label=texts.t(lg, "eval.metrics"), choices=metric_choices(lg)))
         limit = loc.label(gr.Number(value=20, minimum=1, maximum=1000, precision=0, label=t("eval.limit"),
                                     info=t("eval.limit.info"), elem_id="studio-eval-limit"), "eval.limit", "eval.limit.info")
+        max_new = loc.label(gr.Number(value=128, minimum=1, maximum=2048, precision=0, label=t("eval.max_new"),
+                                      info=t("eval.max_new.info"), elem_id="studio-eval-max-new"),
+                            "eval.max_new", "eval.max_new.info")
     with gr.Row():
         shots = loc.label(gr.CheckboxGroup(choices=list(SHOT_CHOICES), value=[0], label=t("eval.shots.label"),
                                            info=t("eval.shots.info"), elem_id="studio-eval-shots"),
@@ -154,7 +158,7 @@ def build_evaluate(engine: Any, ui: UiShared, tab: Any) -> EvaluateView:
     only = loc.label(gr.Checkbox(value=False, label=t("eval.only_disagree"), elem_id="studio-eval-disagree"),
                      "eval.only_disagree")
     examples = gr.HTML(examples_html(None, texts, lang, False), elem_id="studio-eval-examples")
-    view = EvaluateView(model, runs, dataset, split, metrics, limit, shots, forgetting, go, message, table, confusion,
+    view = EvaluateView(model, runs, dataset, split, metrics, limit, max_new, shots, forgetting, go, message, table, confusion,
                         forget, only, examples, gr.State(None))
     _wire(view, engine, ui, tab)
     return view
@@ -179,7 +183,7 @@ def _wire(view: EvaluateView, engine: Any, ui: UiShared, tab: Any) -> None:
         figure = confusion_figures(result, texts, lang)
         return gr.update(value=figure, visible=figure is not None)
 
-    def on_go(model, run_ids, dataset, split, metrics, limit, shots, forgetting, only, lang):
+    def on_go(model, run_ids, dataset, split, metrics, limit, max_new, shots, forgetting, only, lang):
         targets = ([model] if model else []) + [f"run:{r}" for r in run_ids or []]
         lines: queue.Queue = queue.Queue()
         box: dict[str, Any] = {}
@@ -188,7 +192,8 @@ def _wire(view: EvaluateView, engine: Any, ui: UiShared, tab: Any) -> None:
             try:
                 box["result"] = engine.evaluate(targets, dataset, split=split, metrics=list(metrics or []),
                                                 limit=int(limit or 20), shots=[int(k) for k in shots or []],
-                                                forgetting=bool(forgetting), emit=lines.put)
+                                                forgetting=bool(forgetting), max_new_tokens=int(max_new or 128),
+                                                emit=lines.put)
             except StudioError as exc:
                 box["error"] = exc
             finally:
@@ -208,8 +213,8 @@ def _wire(view: EvaluateView, engine: Any, ui: UiShared, tab: Any) -> None:
                view.confusion: _confusion_update(result, lang),
                view.examples: examples_html(result, texts, lang, only)}
 
-    inputs = [view.model, view.runs, view.dataset, view.split, view.metrics, view.limit, view.shots, view.forgetting,
-              view.only_disagree, ui.lang]
+    inputs = [view.model, view.runs, view.dataset, view.split, view.metrics, view.limit, view.max_new_tokens,
+              view.shots, view.forgetting, view.only_disagree, ui.lang]
     view.go.click(on_go, inputs, [view.result, view.message, view.table, view.forgetting_table, view.confusion,
                                   view.examples], api_visibility="private")
     view.only_disagree.change(lambda result, only, lang: examples_html(result, texts, lang, only),

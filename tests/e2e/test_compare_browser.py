@@ -94,6 +94,9 @@ def test_evaluate_scores_base_runs_and_prompting_and_shows_answer_differences(pa
     limit = page.locator("#studio-eval-limit input")
     limit.fill("3")
     limit.press("Tab")
+    longest = page.locator("#studio-eval-max-new input")
+    longest.fill("24")
+    longest.press("Tab")
     page.locator("#studio-eval-shots").get_by_text("1", exact=True).click()  # 0 and 1 examples in the prompt
     page.locator("#studio-eval-go").click()
     page.wait_for_function("() => ((document.querySelector('#studio-eval-message') || {}).textContent || '')"
