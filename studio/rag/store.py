@@ -1,0 +1,244 @@
+"""Named, persistent document collections: Chroma holds the chunk vectors, a manifest holds the files.
+
+Each collection is a Chroma collection (cosine distance) under `<workspace>/rag/chroma` whose
+metadata records the embedder's name and vector size, so a collection is only ever searched with
+the model that built it (a mismatch is refused), plus a JSON manifest under
+`<workspace>/rag/manifests/` that maps file names to content hashes. The manifest makes
+re-ingestion cheap and exact: the same bytes again are a no-op; a changed file under the same name
+replaces its chunks (the file's version goes up); different names with the same bytes are indexed
+once and every name is kept. Chunk ids are `<content hash>-<n>`, so they are stable across runs.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from studio.errors import StudioError
+from studio.rag.retrieval import BM25, MODES, Hit, rrf
+
+FIELD = "rag.collection"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,62}[A-Za-z0-9]$")
+ADD_BATCH = 256
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)      # new files indexed
+    replaced: list[str] = field(default_factory=list)   # same name, new content: old chunks removed
+    unchanged: list[str] = field(default_factory=list)  # same name, same content: nothing to do
+    aliased: list[str] = field(default_factory=list)    # new name for content already indexed
+    empty_pages: dict[str, str] = field(default_factory=dict)  # file -> "3-9" pages without text
+    pages: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.seconds if self.seconds else 0.0
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks / self.seconds if self.seconds else 0.0
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not NAME.match(name):
+        raise StudioError(f"Collection name '{name}' must be 3-64 letters, digits, '.', '_' or '-', starting and "
+                          "ending with a letter or digit.", field=FIELD, key="rag.store.bad_name", name=name)
+    return name
+
+
+class RagStore:
+    """The workspace's collections, on a local persistent Chroma or on a Chroma server (`url`)."""
+
+    def __init__(self, ws, url: str | None = None):
+        import chromadb
+
+        self.home = Path(ws.home) / "rag"
+        self.manifests = self.home / "manifests"
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        if url:
+            from urllib.parse import urlparse
+
+            parsed = urlparse(url)
+            self.client = chromadb.HttpClient(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8000,
+                                              ssl=parsed.scheme == "https")
+        else:
+            self.client = chromadb.PersistentClient(path=str(self.home / "chroma"))
+        self._bm25: dict[str, tuple[int, BM25, list[str]]] = {}
+
+    # --- collections ---------------------------------------------------------------------------
+    def _manifest_path(self, name: str) -> Path:
+        return self.manifests / f"{name}.json"
+
+    def manifest(self, name: str) -> dict:
+        path = self._manifest_path(name)
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"files": {}, "contents": {}}
+
+    def _save_manifest(self, name: str, manifest: dict) -> None:
+        tmp = self._manifest_path(name).with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        tmp.replace(self._manifest_path(name))
+
+    def names(self) -> list[str]:
+        return sorted(c.name for c in self.client.list_collections())
+
+    def collection(self, name: str, embedder: Any, create: bool = False) -> Any:
+        """The Chroma collection `name`, refusing one built by another embedder."""
+        name = check_name(name)
+        if name not in self.names():
+            if not create:
+                raise StudioError(f"There is no collection '{name}'; add documents to create it.", field=FIELD,
+                                  key="rag.store.missing", name=name)
+            return self.client.create_collection(
+                name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None,
+                metadata={"embedder": embedder.name, "dim": embedder.dim, "distance": "cosine",
+                          "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+        col = self.client.get_collection(name, embedding_function=None)
+        built_with = (col.metadata or {}).get("embedder")
+        if built_with != embedder.name or (col.metadata or {}).get("dim") != embedder.dim:
+            raise StudioError(f"Collection '{name}' was built with the embedder '{built_with}', not "
+                              f"'{embedder.name}'; search it with '{built_with}' or build a new collection.",
+                              field="rag.embedder", key="rag.store.embedder_mismatch", name=name,
+                              built_with=str(built_with), embedder=embedder.name)
+        return col
+
+    def describe(self) -> list[dict]:
+        """One row per collection: name, embedder, files, chunks."""
+        rows = []
+        for name in self.names():
+            col = self.client.get_collection(name, embedding_function=None)
+            rows.append({"name": name, "embedder": (col.metadata or {}).get("embedder"),
+                         "files": len(self.manifest(name)["files"]), "chunks": col.count()})
+        return rows
+
+    def delete(self, name: str) -> None:
+        name = check_name(name)
+        if name not in self.names():
+            raise StudioError(f"There is no collection '{name}'.", field=FIELD, key="rag.store.missing", name=name)
+        self.client.delete_collection(name)
+        self._manifest_path(name).unlink(missing_ok=True)
+        self._bm25.pop(name, None)
+
+    # --- ingestion -----------------------------------------------------------------------------
+    def ingest(self, name: str, paths: list[Path], embedder: Any, settings: Any = None,
+               progress: Callable[[int, int], None] | None = None, names: list[str] | None = None) -> IngestReport:
+        """Parse, chunk, embed and index `paths` into collection `name` (created on first use).
+
+        `progress(pages_done, pages_total)` is called as files finish. A file that cannot be read
+        raises before anything of it is indexed; files indexed before it stay."""
+        from studio.rag.chunking import chunk_document
+        from studio.rag.parsing import page_ranges, read_document
+
+        col = self.collection(name, embedder, create=True)
+        manifest = self.manifest(name)
+        report = IngestReport()
+        began = time.perf_counter()
+        docs = [read_document(Path(p), name=(names[i] if names else None)) for i, p in enumerate(paths)]
+        total = sum(len(d.pages) for d in docs)
+        done = 0
+        for doc in docs:
+            known = manifest["files"].get(doc.name)
+            if known and known["sha256"] == doc.sha256:
+                report.unchanged.append(doc.name)
+            elif doc.sha256 in manifest["contents"]:
+                manifest["contents"][doc.sha256].append(doc.name)
+                self._forget(col, manifest, doc.name)
+                manifest["files"][doc.name] = {"sha256": doc.sha256, "version": 1, "pages": len(doc.pages)}
+                report.aliased.append(doc.name)
+            else:
+                version = 1
+                if known:
+                    self._forget(col, manifest, doc.name)
+                    version = known["version"] + 1
+                    report.replaced.append(doc.name)
+                else:
+                    report.added.append(doc.name)
+                chunks = chunk_document(doc, embedder.tokenizer, settings)
+                self._add(col, doc, chunks, embedder)
+                manifest["contents"][doc.sha256] = [doc.name]
+                manifest["files"][doc.name] = {"sha256": doc.sha256, "version": version, "pages": len(doc.pages),
+                                               "chunks": len(chunks)}
+                report.chunks += len(chunks)
+            if doc.empty_pages:
+                report.empty_pages[doc.name] = page_ranges(doc.empty_pages)
+            report.pages += len(doc.pages)
+            done += len(doc.pages)
+            self._save_manifest(name, manifest)
+            if progress:
+                progress(done, total)
+        report.seconds = time.perf_counter() - began
+        return report
+
+    def _add(self, col: Any, doc: Any, chunks: list, embedder: Any) -> None:
+        for start in range(0, len(chunks), ADD_BATCH):
+            batch = chunks[start:start + ADD_BATCH]
+            col.add(ids=[f"{doc.sha256[:16]}-{start + i}" for i in range(len(batch))],
+                    embeddings=embedder.encode([c.text for c in batch]), documents=[c.text for c in batch],
+                    metadatas=[{"file": doc.name, "doc_sha256": doc.sha256, "pages": ",".join(map(str, c.pages)),
+                                "start": c.start, "end": c.end, "chunk_sha256": c.sha256} for c in batch])
+
+    def _forget(self, col: Any, manifest: dict, file: str) -> None:
+        """Drop `file`'s name; its chunks go when no other name still holds the same content."""
+        entry = manifest["files"].pop(file, None)
+        if not entry:
+            return
+        holders = [n for n in manifest["contents"].get(entry["sha256"], []) if n != file]
+        if holders:
+            manifest["contents"][entry["sha256"]] = holders
+            return
+        manifest["contents"].pop(entry["sha256"], None)
+        col.delete(where={"doc_sha256": entry["sha256"]})
+
+    # --- search --------------------------------------------------------------------------------
+    def _bm25_index(self, name: str, col: Any) -> tuple[BM25, list[str], dict]:
+        got = col.get(include=["documents", "metadatas"])
+        cached = self._bm25.get(name)
+        if cached is None or cached[0] != len(got["ids"]) or cached[2] != got["ids"]:
+            self._bm25[name] = (len(got["ids"]), BM25(got["documents"]), got["ids"])
+        return self._bm25[name][1], got["ids"], {i: (d, m) for i, d, m in
+                                                 zip(got["ids"], got["documents"], got["metadatas"])}
+
+    def search(self, name: str, question: str, embedder: Any, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+        """The `k` best chunks for `question`, each with its cosine similarity to it."""
+        if mode not in MODES:
+            raise StudioError(f"Retrieval mode '{mode}' does not exist; choose {', '.join(MODES)}.",
+                              field="rag.mode", key="rag.store.bad_mode", mode=mode, modes=", ".join(MODES))
+        col = self.collection(name, embedder)
+        count = col.count()
+        if count == 0:
+            raise StudioError(f"Collection '{name}' has no documents yet; add some first.", field=FIELD,
+                              key="rag.store.empty", name=name)
+        query = embedder.encode([question])[0]
+        depth = min(count, max(k * 4, 20))
+        dense = col.query(query_embeddings=[query], n_results=depth, include=["distances"])
+        dense_ids = dense["ids"][0]
+        similarity = {i: 1.0 - d for i, d in zip(dense_ids, dense["distances"][0])}
+        bm25, ids, rows = self._bm25_index(name, col)
+        bm25_top = bm25.top(question, depth)
+        bm25_score = {ids[i]: s for i, s in bm25_top}
+        if mode == "dense":
+            ranked = [(i, similarity[i]) for i in dense_ids]
+        elif mode == "bm25":
+            ranked = [(ids[i], s) for i, s in bm25_top]
+        else:
+            ranked = rrf([dense_ids, [ids[i] for i, _ in bm25_top]])
+        ranked = ranked[:k]
+        missing = [i for i, _ in ranked if i not in similarity]
+        if missing:  # BM25-only hits: their similarity still decides whether the documents answer at all
+            got = col.get(ids=missing, include=["embeddings"])
+            for i, vector in zip(got["ids"], got["embeddings"]):
+                similarity[i] = float(sum(a * b for a, b in zip(query, vector)))
+        hits = []
+        for chunk_id, score in ranked:
+            text, meta = rows[chunk_id]
+            names = self.manifest(name)["contents"].get(meta["doc_sha256"], [meta["file"]])
+            hits.append(Hit(id=chunk_id, text=text, file=" = ".join(names), score=float(score),
+                            pages=[int(p) for p in str(meta["pages"]).split(",") if p],
+                            similarity=similarity.get(chunk_id), bm25=bm25_score.get(chunk_id), meta=meta))
+        return hits

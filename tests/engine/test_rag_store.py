@@ -1,0 +1,142 @@
+"""The RAG index on a real Chroma in a temp workspace: ingestion with dedup and versions, embedder checks, and
+dense / BM25 / hybrid retrieval on a small fixture corpus, with a deterministic fake embedder (words hashed into
+a unit vector) and, in the slow suite, the real all-MiniLM-L6-v2."""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from studio.errors import StudioError
+from studio.rag.store import RagStore
+from tests.rag_pdf import make_pdf
+
+CORPUS = {
+    "garden.pdf": ["Tomatoes need six hours of sun a day.\n\nWater them at the base, not on the leaves.",
+                   "Basil grows well next to tomatoes and keeps some insects away."],
+    "bikes.pdf": ["Check the tyre pressure every week; road tyres want 6 to 8 bar.",
+                  "A chain needs oil every 300 kilometres or after riding in the rain."],
+    "taxes.txt": ["The deadline for the yearly tax form is the 30th of June.\fLate forms pay a fee of 50 euros."],
+}
+
+
+class FakeEmbedder:
+    """Words hashed into 64 buckets, normalised: texts sharing words are close. Uses the real MiniLM tokenizer."""
+
+    name, dim = "fake-words", 64
+
+    def __init__(self):
+        from transformers import AutoTokenizer
+
+        from studio.models.embedded import minilm_path
+
+        self.tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+
+    def encode(self, texts):
+        out = []
+        for text in texts:
+            v = [0.0] * self.dim
+            for word in re.findall(r"\w+", text.lower()):
+                v[int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+            norm = math.sqrt(sum(x * x for x in v)) or 1.0
+            out.append([x / norm for x in v])
+        return out
+
+
+@pytest.fixture
+def corpus(tmp_path) -> list[Path]:
+    paths = []
+    for name, pages in CORPUS.items():
+        if name.endswith(".pdf"):
+            paths.append(make_pdf(tmp_path / name, pages))
+        else:
+            (tmp_path / name).write_text(pages[0], encoding="utf-8")
+            paths.append(tmp_path / name)
+    return paths
+
+
+@pytest.fixture
+def store(workspace) -> RagStore:
+    return RagStore(workspace)
+
+
+def test_ingest_then_search_cites_file_and_page(store, corpus):
+    embedder = FakeEmbedder()
+    report = store.ingest("home-docs", corpus, embedder)
+    assert report.added == ["garden.pdf", "bikes.pdf", "taxes.txt"] and report.pages == 6 and report.chunks >= 3
+    for mode in ("dense", "bm25", "hybrid"):
+        hits = store.search("home-docs", "How often does the chain need oil?", embedder, k=3, mode=mode)
+        assert hits[0].file == "bikes.pdf" and hits[0].pages == [2], mode
+        assert 0 < hits[0].similarity <= 1.0001
+    late = store.search("home-docs", "fee for late forms", embedder, k=1)[0]
+    assert late.file == "taxes.txt" and late.pages == [2]  # the form feed starts page 2
+    assert store.describe() == [{"name": "home-docs", "embedder": "fake-words", "files": 3,
+                                 "chunks": report.chunks}]
+
+
+def test_same_bytes_are_a_no_op_changed_files_replace_and_copies_keep_both_names(store, corpus, tmp_path):
+    embedder = FakeEmbedder()
+    first = store.ingest("docs", corpus, embedder)
+    again = store.ingest("docs", corpus, embedder)
+    assert again.unchanged == ["garden.pdf", "bikes.pdf", "taxes.txt"] and again.chunks == 0
+    count = store.collection("docs", embedder).count()
+    assert count == first.chunks
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "taxes-2026.txt").write_bytes(corpus[2].read_bytes())
+    aliased = store.ingest("docs", [copy / "taxes-2026.txt"], embedder)
+    assert aliased.aliased == ["taxes-2026.txt"] and store.collection("docs", embedder).count() == count
+    assert store.search("docs", "tax form deadline", embedder, k=1)[0].file == "taxes.txt = taxes-2026.txt"
+
+    changed = copy / "bikes.pdf"
+    make_pdf(changed, ["Brakes: replace the pads when the groove is gone."])
+    replaced = store.ingest("docs", [changed], embedder)
+    assert replaced.replaced == ["bikes.pdf"] and store.manifest("docs")["files"]["bikes.pdf"]["version"] == 2
+    hits = store.search("docs", "chain oil kilometres", embedder, k=5, mode="bm25")
+    assert all("chain" not in h.text for h in hits)  # the old version's chunks are gone
+    assert store.search("docs", "brake pads groove", embedder, k=1)[0].file == "bikes.pdf"
+
+
+def test_another_embedder_empty_collections_and_bad_names_are_refused(store, corpus):
+    embedder = FakeEmbedder()
+    store.ingest("docs", corpus[:1], embedder)
+    other = FakeEmbedder()
+    other.name = "other-model"
+    with pytest.raises(StudioError, match="built with the embedder 'fake-words'") as info:
+        store.search("docs", "tomatoes", other)
+    assert info.value.field == "rag.embedder"
+    with pytest.raises(StudioError, match="no collection 'nothing-here'"):
+        store.search("nothing-here", "tomatoes", embedder)
+    with pytest.raises(StudioError, match="must be 3-64 letters"):
+        store.ingest("a b", corpus[:1], embedder)
+    with pytest.raises(StudioError, match="mode 'fuzzy'"):
+        store.search("docs", "tomatoes", embedder, mode="fuzzy")
+    store.delete("docs")
+    assert store.names() == [] and not store.manifest("docs")["files"]
+
+
+def test_a_bad_file_stops_before_anything_of_it_is_indexed_and_keeps_what_was_there(store, corpus, tmp_path):
+    embedder = FakeEmbedder()
+    store.ingest("docs", corpus[:1], embedder)
+    fake = tmp_path / "notes.pdf"
+    fake.write_text("this is not a pdf")
+    with pytest.raises(StudioError):
+        store.ingest("docs", [corpus[1], fake], embedder)
+    assert list(store.manifest("docs")["files"]) == ["garden.pdf"]
+    assert store.search("docs", "basil", embedder, k=1)[0].file == "garden.pdf"
+
+
+@pytest.mark.slow
+def test_the_real_minilm_finds_paraphrases(store, corpus, workspace):
+    from studio.rag.embedder import load_embedder
+
+    embedder = load_embedder("all-minilm-l6-v2", workspace)
+    store.ingest("docs", corpus, embedder)
+    hit = store.search("docs", "How frequently should I lubricate my bicycle?", embedder, k=1, mode="dense")[0]
+    assert hit.file == "bikes.pdf" and hit.pages == [2]
+    unrelated = store.search("docs", "Who won the football world cup in 1998?", embedder, k=1, mode="dense")[0]
+    assert unrelated.similarity < hit.similarity
