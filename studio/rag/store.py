@@ -70,7 +70,7 @@ class RagStore:
                                               ssl=parsed.scheme == "https")
         else:
             self.client = chromadb.PersistentClient(path=str(self.home / "chroma"))
-        self._bm25: dict[str, tuple[int, BM25, list[str]]] = {}
+        self._bm25: dict[str, tuple[tuple, BM25, list[str], dict]] = {}  # name -> (version, index, ids, rows)
 
     # --- collections ---------------------------------------------------------------------------
     def _manifest_path(self, name: str) -> Path:
@@ -197,12 +197,17 @@ class RagStore:
 
     # --- search --------------------------------------------------------------------------------
     def _bm25_index(self, name: str, col: Any) -> tuple[BM25, list[str], dict]:
-        got = col.get(include=["documents", "metadatas"])
+        """BM25 over the collection's chunks, with their ids and (text, metadata), rebuilt only when the
+        collection changed (its chunk count or its manifest), not on every question."""
+        path = self._manifest_path(name)
+        version = (col.count(), path.stat().st_mtime_ns if path.exists() else 0)
         cached = self._bm25.get(name)
-        if cached is None or cached[0] != len(got["ids"]) or cached[2] != got["ids"]:
-            self._bm25[name] = (len(got["ids"]), BM25(got["documents"]), got["ids"])
-        return self._bm25[name][1], got["ids"], {i: (d, m) for i, d, m in
-                                                 zip(got["ids"], got["documents"], got["metadatas"])}
+        if cached is None or cached[0] != version:
+            got = col.get(include=["documents", "metadatas"])
+            rows = {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+            self._bm25[name] = (version, BM25(got["documents"]), got["ids"], rows)
+        _, bm25, ids, rows = self._bm25[name]
+        return bm25, ids, rows
 
     def search(self, name: str, question: str, embedder: Any, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """The `k` best chunks for `question`, each with its cosine similarity to it."""
@@ -234,10 +239,11 @@ class RagStore:
             got = col.get(ids=missing, include=["embeddings"])
             for i, vector in zip(got["ids"], got["embeddings"]):
                 similarity[i] = float(sum(a * b for a, b in zip(query, vector)))
+        contents = self.manifest(name)["contents"]
         hits = []
         for chunk_id, score in ranked:
             text, meta = rows[chunk_id]
-            names = self.manifest(name)["contents"].get(meta["doc_sha256"], [meta["file"]])
+            names = contents.get(meta["doc_sha256"], [meta["file"]])
             hits.append(Hit(id=chunk_id, text=text, file=" = ".join(names), score=float(score),
                             pages=[int(p) for p in str(meta["pages"]).split(",") if p],
                             similarity=similarity.get(chunk_id), bm25=bm25_score.get(chunk_id), meta=meta))

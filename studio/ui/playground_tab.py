@@ -31,6 +31,7 @@ RUN_PREFIX = "run:"
 class PlaygroundView:
     slots: list[gr.Dropdown]
     chats: list[gr.Chatbot]
+    columns: list[gr.Column]  # each chat with its speed line; hidden while its slot is empty
     speeds: list[gr.Markdown]
     system: gr.Textbox
     message: gr.Textbox
@@ -69,7 +70,7 @@ def build_playground(engine: Any, ui: UiShared, tab: Any) -> PlaygroundView:
     texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
     t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
 
-    slots, chats, speeds = [], [], []
+    slots, chats, columns, speeds = [], [], [], []
     with gr.Row():
         for i, slot in enumerate(SLOTS):
             slots.append(loc.label(gr.Dropdown(choices=target_choices([], [], texts, lang, i > 0),
@@ -83,10 +84,10 @@ def build_playground(engine: Any, ui: UiShared, tab: Any) -> PlaygroundView:
     with gr.Row():
         for i, slot in enumerate(SLOTS):
             with gr.Column(visible=i == 0) as column:
+                columns.append(column)
                 chat_id = "studio-chat" if i == 0 else f"studio-chat-{slot}"
                 chats.append(gr.Chatbot(label=t(f"play.slot.{slot}"), height=380, elem_id=chat_id))
                 speeds.append(gr.Markdown("", elem_id=f"{chat_id}-speed", elem_classes="studio-muted"))
-            chats[-1].column = column
     with gr.Row(equal_height=True):
         message = loc.label(gr.Textbox(label=t("play.message.label"), placeholder=t("play.message.placeholder"),
                                        scale=5, lines=1), "play.message.label",
@@ -100,14 +101,13 @@ def build_playground(engine: Any, ui: UiShared, tab: Any) -> PlaygroundView:
     notice = gr.Markdown("", elem_id="studio-play-notice")
     with loc.label(gr.Accordion(t("play.settings"), open=False), "play.settings"):
         settings = build_fields(GenerationSettings, "gen", loc, lang, per_row=4)
-    view = PlaygroundView(slots, chats, speeds, system, message, send, clear, save_name, save, settings, notice)
+    view = PlaygroundView(slots, chats, columns, speeds, system, message, send, clear, save_name, save, settings, notice)
     _wire(view, engine, ui, tab, ModelPool(engine.ws, capacity=3))
     return view
 
 
 def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any, pool: ModelPool) -> None:
     texts = ui.texts
-    columns = [chat.column for chat in view.chats]
 
     def refresh(lang, *current):
         models, runs = engine.model_choices(), engine.finished_runs()
@@ -125,7 +125,7 @@ def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any, pool: Model
         label = texts.t(lang, f"play.slot.{slot}") + (f" · {value}" if value else "")
         return gr.update(visible=bool(value) or slot == "a"), gr.update(label=label)
 
-    for slot, dropdown, chat, column in zip(SLOTS, view.slots, view.chats, columns):
+    for slot, dropdown, chat, column in zip(SLOTS, view.slots, view.chats, view.columns):
         dropdown.change(lambda value, lang, slot=slot: on_slot(value, lang, slot), [dropdown, ui.lang],
                         [column, chat], api_visibility="private")
 
