@@ -61,6 +61,34 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    """Score retrieval against questions whose answer pages are known: hit@k, MRR, nDCG@10 per mode."""
+    from studio.rag.embedder import load_embedder
+    from studio.rag.evaluate import evaluate_retrieval, missed_by_every_mode, read_questions
+
+    ws, store = _store()
+    questions = read_questions(Path(args.questions))
+    embedder = load_embedder(args.embedder, ws)
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    report = evaluate_retrieval(store, args.collection, embedder, questions, k=args.k, modes=modes)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{args.collection}: {report['questions']} questions, embedder {embedder.name}")
+    header = f"{'mode':<8}  {'hit@' + str(report['k']):>7}  {'MRR':>6}  {'nDCG@10':>7}  {'seconds':>7}"
+    print(header)
+    print("-" * len(header))
+    for mode, m in report["modes"].items():
+        print(f"{mode:<8}  {m['hit_rate']:>7.3f}  {m['mrr']:>6.3f}  {m['ndcg@10']:>7.3f}  {m['seconds']:>7.2f}")
+    missed = missed_by_every_mode(report)
+    if missed:
+        print(f"\nMissed by every mode (answer page not in the top {report['k']}):")
+    for row in missed:
+        pages = ", ".join(map(str, row["pages"]))
+        print(f"  - {row['question']}  ({row['file']} p. {pages})")
+    return 0
+
+
 def cmd_list(args) -> int:
     _, store = _store()
     rows = store.describe()
@@ -102,6 +130,14 @@ def add_rag_parser(sub) -> None:
     search.add_argument("--embedder", default=DEFAULT_EMBEDDER)
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=cmd_search)
+    evaluate = rsub.add_parser("eval", help="score retrieval on questions whose answer pages are known")
+    evaluate.add_argument("collection")
+    evaluate.add_argument("questions", help=".jsonl (or .csv) with question, file, page on each line")
+    evaluate.add_argument("--k", type=int, default=5, help="a question is a hit when its page is in the top k")
+    evaluate.add_argument("--modes", default="hybrid,dense,bm25", help="comma-separated retrieval modes")
+    evaluate.add_argument("--embedder", default=DEFAULT_EMBEDDER)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=cmd_eval)
     listing = rsub.add_parser("list", help="collections with their files and chunks")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_list)

@@ -22,7 +22,7 @@ from studio.rag.retrieval import BM25, MODES, Hit, rrf
 
 FIELD = "rag.collection"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,62}[A-Za-z0-9]$")
-ADD_BATCH = 256
+ADD_BATCH = 128
 
 
 @dataclass
@@ -127,19 +127,23 @@ class RagStore:
 
     # --- ingestion -----------------------------------------------------------------------------
     def ingest(self, name: str, paths: list[Path], embedder: Any, settings: Any = None,
-               progress: Callable[[int, int], None] | None = None, names: list[str] | None = None) -> IngestReport:
+               progress: Callable[[int, int], None] | None = None, names: list[str] | None = None,
+               password: str | None = None) -> IngestReport:
         """Parse, chunk, embed and index `paths` into collection `name` (created on first use).
 
-        `progress(pages_done, pages_total)` is called as files finish. A file that cannot be read
-        raises before anything of it is indexed; files indexed before it stay."""
+        `progress(pages_done, pages_total)` is called after each batch of chunks is indexed. `password` opens
+        encrypted PDFs. Every file is read before any is indexed, so an unreadable one raises with the
+        collection unchanged."""
         from studio.rag.chunking import chunk_document
         from studio.rag.parsing import page_ranges, read_document
 
-        col = self.collection(name, embedder, create=True)
-        manifest = self.manifest(name)
+        if check_name(name) in self.names():
+            self.collection(name, embedder)  # refuses another embedder's collection before any parsing
         report = IngestReport()
         began = time.perf_counter()
-        docs = [read_document(Path(p), name=(names[i] if names else None)) for i, p in enumerate(paths)]
+        docs = [read_document(Path(p), password, name=(names[i] if names else None)) for i, p in enumerate(paths)]
+        col = self.collection(name, embedder, create=True)
+        manifest = self.manifest(name)
         total = sum(len(d.pages) for d in docs)
         done = 0
         for doc in docs:
@@ -160,7 +164,9 @@ class RagStore:
                 else:
                     report.added.append(doc.name)
                 chunks = chunk_document(doc, embedder.tokenizer, settings)
-                self._add(col, doc, chunks, embedder)
+                self._save_pages(doc)
+                self._add(col, doc, chunks, embedder,
+                          lambda page: progress(done + page, total) if progress else None)
                 manifest["contents"][doc.sha256] = [doc.name]
                 manifest["files"][doc.name] = {"sha256": doc.sha256, "version": version, "pages": len(doc.pages),
                                                "chunks": len(chunks)}
@@ -175,13 +181,38 @@ class RagStore:
         report.seconds = time.perf_counter() - began
         return report
 
-    def _add(self, col: Any, doc: Any, chunks: list, embedder: Any) -> None:
+    def _add(self, col: Any, doc: Any, chunks: list, embedder: Any, pages_done: Callable[[int], Any]) -> None:
+        """Embed and index `chunks` in batches, telling `pages_done` how far into the document each batch got."""
         for start in range(0, len(chunks), ADD_BATCH):
             batch = chunks[start:start + ADD_BATCH]
             col.add(ids=[f"{doc.sha256[:16]}-{start + i}" for i in range(len(batch))],
                     embeddings=embedder.encode([c.text for c in batch]), documents=[c.text for c in batch],
                     metadatas=[{"file": doc.name, "doc_sha256": doc.sha256, "pages": ",".join(map(str, c.pages)),
                                 "start": c.start, "end": c.end, "chunk_sha256": c.sha256} for c in batch])
+            pages_done(batch[-1].pages[-1])
+
+    # --- page texts ----------------------------------------------------------------------------
+    def _pages_path(self, sha256: str) -> Path:
+        return self.home / "pages" / f"{sha256}.json"
+
+    def _save_pages(self, doc: Any) -> None:
+        """Keep each page's full text, so a cited chunk can be shown within its page."""
+        path = self._pages_path(doc.sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([p.text for p in doc.pages], ensure_ascii=False), encoding="utf-8")
+
+    def page_text(self, name: str, file: str, page: int) -> str:
+        """The whole text of page `page` of `file` (one of its names) in collection `name`."""
+        entry = self.manifest(check_name(name))["files"].get(file.split(" = ")[0])
+        path = self._pages_path(entry["sha256"]) if entry else None
+        if path is None or not path.exists():
+            raise StudioError(f"'{file}' is not in collection '{name}'; pick a source from the last answer.",
+                              field="rag.source", key="rag.store.no_file", file=file, name=name)
+        pages = json.loads(path.read_text(encoding="utf-8"))
+        if not 1 <= page <= len(pages):
+            raise StudioError(f"'{file}' has pages 1-{len(pages)}, not {page}; pick a page in that range.",
+                              field="rag.page", key="rag.store.no_page", file=file, pages=len(pages), page=page)
+        return pages[page - 1]
 
     def _forget(self, col: Any, manifest: dict, file: str) -> None:
         """Drop `file`'s name; its chunks go when no other name still holds the same content."""

@@ -1,0 +1,179 @@
+"""The RAG chat's engine facade: collections, background indexing with progress, answers, page texts, feedback.
+
+`RagService` is what the RAG Chat tab and `studio rag` call. Indexing runs on one background thread
+of the app (`start_indexing` returns a job id at once; `job` reports pages done, pages/s and the
+result), so the chat keeps answering meanwhile; a question about a collection being indexed gets an
+`indexing` notice with the progress, and answers from what is indexed so far. Indexing stays in the
+app's process rather than a job worker process because a local Chroma store belongs to one process;
+teams that need more point `STUDIO_CHROMA_URL` (or `url`) at a Chroma server instead.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from studio.errors import StudioError
+from studio.rag.answer import Answer, AskSettings, answer_question
+from studio.rag.embedder import DEFAULT_EMBEDDER, load_embedder
+from studio.rag.store import RagStore, check_name
+
+
+@dataclass
+class IndexJob:
+    id: str
+    collection: str
+    files: list[str]
+    state: str = "queued"          # queued, running, completed, failed
+    pages_done: int = 0
+    pages_total: int = 0
+    started: float | None = None
+    finished: float | None = None
+    report: Any = None
+    error: StudioError | None = None
+    created: float = field(default_factory=time.time)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running")
+
+    @property
+    def pages_per_s(self) -> float:
+        end = self.finished or time.time()
+        return self.pages_done / (end - self.started) if self.started and end > self.started else 0.0
+
+    def as_dict(self) -> dict:
+        out = {"id": self.id, "collection": self.collection, "files": self.files, "state": self.state,
+               "pages_done": self.pages_done, "pages_total": self.pages_total,
+               "pages_per_s": round(self.pages_per_s, 1), "error": self.error.message if self.error else None}
+        if self.report is not None:
+            r = self.report
+            out["report"] = {"added": r.added, "replaced": r.replaced, "unchanged": r.unchanged, "aliased": r.aliased,
+                             "pages": r.pages, "chunks": r.chunks, "seconds": round(r.seconds, 2),
+                             "chunks_per_s": round(r.chunks_per_s, 1), "empty_pages": r.empty_pages}
+        return out
+
+
+class RagService:
+    def __init__(self, ws: Any, url: str | None = None, embedder_loader: Callable[[str, Any], Any] = load_embedder):
+        self.ws = ws
+        self.url = url if url is not None else os.environ.get("STUDIO_CHROMA_URL") or None
+        self.store = RagStore(ws, self.url)
+        self._load_embedder = embedder_loader
+        self._jobs: dict[str, IndexJob] = {}
+        self._lock = threading.Lock()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-indexing")
+        self.pool: Any = None  # the answering models, created on the first question (or shared by the app)
+
+    def embedder(self, name: str | None = None) -> Any:
+        return self._load_embedder(name or DEFAULT_EMBEDDER, self.ws)
+
+    def embedder_of(self, collection: str) -> Any:
+        """The embedder a collection was built with (so a search never mixes embedding spaces)."""
+        for row in self.store.describe():
+            if row["name"] == collection:
+                return self.embedder(row["embedder"])
+        return self.embedder()
+
+    def collections(self) -> list[dict]:
+        rows = self.store.describe()
+        for row in rows:
+            job = self.indexing(row["name"])
+            row["indexing"] = job.as_dict() if job else None
+        return rows
+
+    # --- indexing ------------------------------------------------------------------------------
+    def start_indexing(self, collection: str, paths: list[Path], names: list[str] | None = None,
+                       chunking: Any = None, embedder: str | None = None, password: str | None = None) -> str:
+        """Queue `paths` for indexing into `collection`; returns the job id at once (see `job`)."""
+        collection = check_name(collection)
+        if not paths:
+            raise StudioError("No files were given; choose one or more PDF, TXT or MD files to add.",
+                              field="rag.files", key="rag.service.no_files")
+        job = IndexJob(id=uuid.uuid4().hex[:12], collection=collection,
+                       files=list(names or [Path(p).name for p in paths]))
+        with self._lock:
+            self._jobs[job.id] = job
+        self._worker.submit(self._index, job, [Path(p) for p in paths], names, chunking, embedder, password)
+        return job.id
+
+    def _index(self, job: IndexJob, paths: list[Path], names, chunking, embedder, password) -> None:
+        job.state, job.started = "running", time.time()
+
+        def progress(done: int, total: int) -> None:
+            job.pages_done, job.pages_total = done, total
+
+        try:
+            model = self.embedder_of(job.collection) if embedder is None else self.embedder(embedder)
+            job.report = self.store.ingest(job.collection, paths, model, chunking, progress=progress, names=names,
+                                           password=password)
+            job.state = "completed"
+        except StudioError as error:
+            job.error, job.state = error, "failed"
+        except Exception as error:  # noqa: BLE001 - a parser or store failure must end the job, not the thread
+            job.error = StudioError(f"Indexing failed: {error}.", field="rag.files", key="rag.service.failed",
+                                    reason=str(error))
+            job.state = "failed"
+        finally:
+            job.finished = time.time()
+
+    def job(self, job_id: str) -> IndexJob:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise StudioError(f"There is no indexing job '{job_id}'.", field="rag.job", key="rag.service.no_job",
+                              job_id=job_id)
+        return job
+
+    def indexing(self, collection: str) -> IndexJob | None:
+        """The queued or running indexing job of `collection`, if any."""
+        return next((j for j in self._jobs.values() if j.collection == collection and j.active), None)
+
+    def wait(self, job_id: str, timeout: float = 600) -> IndexJob:
+        deadline = time.time() + timeout
+        job = self.job(job_id)
+        while job.active and time.time() < deadline:
+            time.sleep(0.05)
+        return job
+
+    def delete(self, collection: str) -> None:
+        if self.indexing(collection):
+            raise StudioError(f"Collection '{collection}' is being indexed; wait until it finishes, then delete it.",
+                              field="rag.collection", key="rag.service.delete_busy", name=collection)
+        self.store.delete(collection)
+
+    # --- answers -------------------------------------------------------------------------------
+    def ask(self, collection: str, question: str, *, model: str, run_id: str | None = None, generation: Any = None,
+            ask: AskSettings | None = None, history: list[dict] | None = None,
+            previous_queries: list[str] | None = None, pool: Any = None) -> Iterator[Answer]:
+        """`answer_question` over `collection`; each update carries `indexing` (the job's dict) while the collection
+        is being indexed. An empty collection still being indexed says so rather than 'no documents'."""
+        from studio.generation import ModelPool
+
+        if pool is None:
+            self.pool = self.pool or ModelPool(self.ws, capacity=2)
+            pool = self.pool
+        job = self.indexing(collection)
+        notice = job.as_dict() if job else None
+        try:
+            embedder = self.embedder_of(collection)
+            updates = answer_question(self.ws, self.store, collection, question, embedder, model=model, run_id=run_id,
+                                      generation=generation, ask=ask, history=history,
+                                      previous_queries=previous_queries, pool=pool)
+            for update in updates:
+                update.indexing = notice
+                yield update
+        except StudioError as error:
+            if notice and error.key in ("rag.store.empty", "rag.store.missing"):
+                raise StudioError(f"Collection '{collection}' is still being indexed ({job.pages_done} of "
+                                  f"{job.pages_total} pages); ask again in a moment.", field="rag.collection",
+                                  key="rag.service.indexing", name=collection, done=job.pages_done,
+                                  total=job.pages_total) from None
+            raise
+
+    def page_text(self, collection: str, file: str, page: int) -> str:
+        return self.store.page_text(collection, file, page)
