@@ -1,8 +1,10 @@
 """`studio rag ...`: build and search document collections from a terminal.
 
 `ingest` parses, chunks, embeds and indexes files into a collection (created on first use);
-`search` shows the chunks that best match a question, with file, page and scores; `list` and
-`delete` manage collections. Each prints a human summary, or JSON with `--json`.
+`search` shows the chunks that best match a question, with file, page and scores; `ask` answers
+from them, citing file and page; `eval` scores retrieval on questions whose answer page is known;
+`list` and `delete` manage collections. Each prints a human summary, or JSON with `--json`.
+`--chroma-url` (or `$STUDIO_CHROMA_URL`) uses a Chroma server instead of the workspace's index.
 """
 from __future__ import annotations
 
@@ -10,19 +12,23 @@ import json
 from pathlib import Path
 
 
-def _store():
-    from studio.rag.store import RagStore
+def _service(args):
+    from studio.rag.service import RagService
     from studio.workspace import Workspace
 
-    ws = Workspace.open()
-    return ws, RagStore(ws)
+    return RagService(Workspace.open(), url=getattr(args, "chroma_url", None))
+
+
+def _store(args=None):
+    service = _service(args)
+    return service.ws, service.store
 
 
 def cmd_ingest(args) -> int:
     from studio.rag.chunking import ChunkSettings
     from studio.rag.embedder import load_embedder
 
-    ws, store = _store()
+    ws, store = _store(args)
     settings = ChunkSettings(chunk_tokens=args.chunk_size, overlap_tokens=args.overlap)
     embedder = load_embedder(args.embedder, ws)
     report = store.ingest(args.collection, [Path(f) for f in args.files], embedder, settings)
@@ -46,7 +52,7 @@ def cmd_ingest(args) -> int:
 def cmd_search(args) -> int:
     from studio.rag.embedder import load_embedder
 
-    ws, store = _store()
+    ws, store = _store(args)
     embedder = load_embedder(args.embedder, ws)
     hits = store.search(args.collection, args.question, embedder, k=args.k, mode=args.mode)
     rows = [{"file": h.file, "pages": h.pages, "score": round(h.score, 4),
@@ -66,7 +72,7 @@ def cmd_eval(args) -> int:
     from studio.rag.embedder import load_embedder
     from studio.rag.evaluate import evaluate_retrieval, missed_by_every_mode, read_questions
 
-    ws, store = _store()
+    ws, store = _store(args)
     questions = read_questions(Path(args.questions))
     embedder = load_embedder(args.embedder, ws)
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
@@ -89,8 +95,40 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_ask(args) -> int:
+    """Answer a question from a collection's documents, citing file and page."""
+    from studio.evaluation import resolve_target
+    from studio.generation import GenerationSettings
+    from studio.rag.answer import AskSettings
+
+    service = _service(args)
+    target = resolve_target(service.ws, args.model)
+    ask = AskSettings(k=args.k, mode=args.mode, style=args.style)
+    if args.min_similarity is not None:
+        ask.min_similarity = args.min_similarity
+    generation = GenerationSettings(do_sample=False, max_new_tokens=args.max_new_tokens)
+    printed = 0
+    final = None
+    for final in service.ask(args.collection, args.question, model=target.model, run_id=target.run_id,
+                             generation=generation, ask=ask):
+        if not args.json and final.text[printed:]:
+            print(final.text[printed:], end="", flush=True)
+            printed = len(final.text)
+    if args.json:
+        print(json.dumps(final.as_dict(), indent=2, ensure_ascii=False))
+        return 0
+    print()
+    if final.query != final.question:
+        print(f"(searched for: {final.query})")
+    for source in final.citations:
+        mark = "" if source.cited else " (retrieved, not cited)"
+        pages = ", ".join(map(str, source.pages))
+        print(f"[{source.n}] {source.file} p. {pages}  score {source.score:.4f}{mark}\n    {source.snippet}")
+    return 0
+
+
 def cmd_list(args) -> int:
-    _, store = _store()
+    _, store = _store(args)
     rows = store.describe()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -103,7 +141,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_delete(args) -> int:
-    _, store = _store()
+    _, store = _store(args)
     store.delete(args.collection)
     print(f"Deleted collection {args.collection}.")
     return 0
@@ -113,6 +151,8 @@ def add_rag_parser(sub) -> None:
     from studio.rag.embedder import DEFAULT_EMBEDDER
 
     rag = sub.add_parser("rag", help="build and search document collections (PDF, TXT, MD)")
+    rag.add_argument("--chroma-url", default=None, help="a Chroma server (http://host:port) instead of the "
+                     "workspace's own index; default: $STUDIO_CHROMA_URL")
     rsub = rag.add_subparsers(dest="rag_command", required=True)
     ingest = rsub.add_parser("ingest", help="add files to a collection (created on first use)")
     ingest.add_argument("collection")
@@ -138,6 +178,19 @@ def add_rag_parser(sub) -> None:
     evaluate.add_argument("--embedder", default=DEFAULT_EMBEDDER)
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
+    ask = rsub.add_parser("ask", help="answer a question from a collection, citing file and page")
+    ask.add_argument("collection")
+    ask.add_argument("question")
+    ask.add_argument("--model", default="smollm2-135m-instruct", help="model alias, hub id, folder, or run:<id>")
+    ask.add_argument("--k", type=int, default=4, help="passages the model reads")
+    ask.add_argument("--mode", default="hybrid", choices=("hybrid", "dense", "bm25"))
+    ask.add_argument("--style", default="generate", choices=("generate", "quote"),
+                     help="generate: the model writes the answer; quote: the passages' closest sentences")
+    ask.add_argument("--min-similarity", type=float, default=None,
+                     help="below this similarity the answer says the documents do not contain it")
+    ask.add_argument("--max-new-tokens", type=int, default=200)
+    ask.add_argument("--json", action="store_true")
+    ask.set_defaults(func=cmd_ask)
     listing = rsub.add_parser("list", help="collections with their files and chunks")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_list)

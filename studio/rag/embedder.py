@@ -31,7 +31,8 @@ class SentenceEmbedder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        dimension = getattr(self.model, "get_embedding_dimension", None)  # sentence-transformers >= 6
+        return int(dimension() if dimension else self.model.get_sentence_embedding_dimension())
 
     @property
     def tokenizer(self) -> Any:
