@@ -23,11 +23,25 @@ class Engine:
     def __init__(self, ws: Workspace | None = None, start_jobs: bool = True):
         self.ws = ws or Workspace.open()
         self.jobs = JobManager(self.ws)
+        self._rag = None
         if start_jobs:
             self.jobs.start()
 
     def shutdown(self) -> None:
         self.jobs.shutdown(kill_running=True)
+        if self._rag is not None:
+            self._rag.shutdown()
+
+    # --- documents (RAG) ------------------------------------------------------------------
+    @property
+    def rag(self):
+        """The workspace's document collections, indexing and answers (`studio.rag.service.RagService`), made on
+        first use so that an app that never opens the RAG tab never starts Chroma."""
+        if self._rag is None:
+            from studio.rag.service import RagService
+
+            self._rag = RagService(self.ws)
+        return self._rag
 
     # --- training -------------------------------------------------------------------------
     def start_training(self, recipe: Recipe | str) -> str:

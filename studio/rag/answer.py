@@ -36,8 +36,9 @@ _OPENERS = ("and ", "what about", "how about", "y ", "¿y ", "e ", "¿qué tal",
 SNIPPET_CHARS = 320
 STYLES = ("generate", "quote")
 QUOTE_SENTENCES = 3
-RELATIVE_FLOOR = 0.8
+RELATIVE_FLOOR = 0.85
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_PARAGRAPH = re.compile(r"\n\s*\n")
 
 
 @dataclass
@@ -233,8 +234,7 @@ def quote_answer(query: str, sources: list[Source], embedder: Any, min_similarit
                  limit: int = QUOTE_SENTENCES) -> str:
     """The sources' sentences most similar to `query` (at most `limit`, at least `min_similarity`), in source order,
     each followed by its marker: an answer made only of the documents' own words."""
-    sentences = [(s.n, i, text) for s in sources
-                 for i, text in enumerate(t.strip() for t in _SENTENCE_END.split(" ".join(s.text.split())))
+    sentences = [(s.n, i, text) for s in sources for i, text in enumerate(_sentences(s.text))
                  if len(words(text)) >= 3]
     if not sentences:
         return NOT_FOUND
@@ -245,3 +245,16 @@ def quote_answer(query: str, sources: list[Source], embedder: Any, min_similarit
     floor = max(min_similarity, RELATIVE_FLOOR * scored[0][0])  # drop sentences far below the best one
     best = [item for score, item in scored[:limit] if score >= floor] or [scored[0][1]]
     return " ".join(f"{text} [{n}]" for n, _, text in sorted(best))
+
+
+def _sentences(text: str) -> list[str]:
+    """`text`'s sentences, each on one line. A paragraph break ends a sentence, and so does a heading: a short
+    line (at most 8 words) without closing punctuation followed by a line that starts with a capital."""
+    lines = text.split("\n")
+    for i in range(len(lines) - 1):
+        line, following = lines[i].strip(), lines[i + 1].strip()
+        if line and following[:1].isupper() and len(line.split()) <= 8 and line[-1] not in ".,;:-":
+            lines[i] = line + "\n"
+    text = "\n".join(lines)
+    return [sentence.strip() for paragraph in _PARAGRAPH.split(text)
+            for sentence in _SENTENCE_END.split(" ".join(paragraph.split())) if sentence.strip()]

@@ -146,6 +146,10 @@ class RagService:
                               field="rag.collection", key="rag.service.delete_busy", name=collection)
         self.store.delete(collection)
 
+    def shutdown(self) -> None:
+        """Stop taking indexing jobs; one in progress finishes its current file."""
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
     # --- answers -------------------------------------------------------------------------------
     def ask(self, collection: str, question: str, *, model: str, run_id: str | None = None, generation: Any = None,
             ask: AskSettings | None = None, history: list[dict] | None = None,
