@@ -150,7 +150,7 @@ def cmd_delete(args) -> int:
 def add_rag_parser(sub) -> None:
     from studio.rag.embedder import DEFAULT_EMBEDDER
 
-    rag = sub.add_parser("rag", help="build and search document collections (PDF, TXT, MD)")
+    rag = sub.add_parser("rag", help="build and search document collections (PDF, Word, TXT, MD)")
     rag.add_argument("--chroma-url", default=None, help="a Chroma server (http://host:port) instead of the "
                      "workspace's own index; default: $STUDIO_CHROMA_URL")
     rsub = rag.add_subparsers(dest="rag_command", required=True)

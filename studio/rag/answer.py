@@ -2,9 +2,9 @@
 
 `answer_question` is the whole loop. The question is first made to stand alone (`standalone_query`:
 a follow-up such as "and how long does it take?" carries the previous question's words into the
-search), the collection is searched (`RagStore.search`), and when even the best chunk is unrelated
-(its cosine similarity to the question under `AskSettings.min_similarity`) the answer says the
-documents do not contain it instead of letting the model invent one. Otherwise the retrieved chunks
+search), the collection is searched (`RagStore.search`), and when the passages cannot answer it
+(`answerable`: even the best is unrelated, or only loosely related and missing most of the question's
+rarer words) the answer says the documents do not contain it instead of letting the model invent one. Otherwise the retrieved chunks
 become numbered sources in the prompt (`build_messages`), the model's answer streams, and the
 markers it writes ([1], [2]) are matched back to their sources (`cited_numbers`). Each update is an
 `Answer`: the query searched for, the sources with file, pages, snippet and scores, the answer so far.
@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from studio.errors import StudioError
+from studio.rag.answerable import MIN_SIMILARITY, answerable
 from studio.rag.retrieval import MODES, Hit, words
 from studio.settings import setting
 
-# Calibrated on the sample corpus (bench/rag.py --calibrate): see README "RAG" for the figures.
-MIN_SIMILARITY = 0.3
 NOT_FOUND = "The documents do not contain an answer to this question."
 SYSTEM = ("You answer questions using only the numbered sources you are given. After each fact, cite the source "
           "it comes from as [1], [2] and so on. If the sources do not contain the answer, say that the documents "
@@ -51,7 +50,8 @@ class AskSettings:
                         "words (BM25); 'dense' uses meaning only; 'bm25' exact words only.", choices=MODES)
     min_similarity: float = setting(MIN_SIMILARITY, help="When even the best passage is less similar to the question "
                                     "than this (0-1), the answer says the documents do not contain it instead of "
-                                    "guessing.", min=0.0, max=1.0, advanced=True)
+                                    "guessing (between this and 0.5, the passages must also hold most of the "
+                                    "question's words).", min=0.0, max=1.0, advanced=True)
     style: str = setting("generate", help="'generate': the model writes the answer from the passages and cites them "
                          "(small models such as the embedded 135M one often ignore them); 'quote': the answer is the "
                          "passages' sentences closest to the question, each with its source: always grounded, instant.",
@@ -199,7 +199,7 @@ def answer_question(ws: Any, store: Any, collection: str, question: str, embedde
     sources = to_sources(hits)
     best = max((s.similarity for s in sources if s.similarity is not None), default=None)
     result = Answer(question=question, query=query, sources=sources, best_similarity=best)
-    if best is None or best < ask.min_similarity:
+    if not answerable(query, hits, store.bm25(collection), ask.min_similarity):
         result.found, result.text, result.done = False, NOT_FOUND, True
         yield result
         return

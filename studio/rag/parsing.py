@@ -1,8 +1,9 @@
 """Read an uploaded file into pages of text, keeping the page numbers a person would cite.
 
-PDFs go through pypdf page by page; .txt and .md files are one page per form feed (\\f), or one page
-when they have none. Every page is kept, even one without text, so numbers never shift; pages with
-no text are also listed in `empty_pages` so the UI can say "no text found on pages 3-9". A file we
+PDFs go through pypdf page by page; Word files (.docx) are cut where Word put its page breaks
+(`docx_pages`); .txt and .md files are one page per form feed (\\f), or one page when they have
+none. Every page is kept, even one without text, so numbers never shift; pages with no text are also
+listed in `empty_pages` so the UI can say "no text found on pages 3-9". A file we
 cannot read is refused with one `StudioError` sentence naming the file and the fix. Cutting pages
 into chunks is left to `chunking`; OCR of scanned pages is not done at all.
 """
@@ -18,10 +19,11 @@ from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
 from studio.errors import StudioError
+from studio.rag.docx_pages import docx_texts
 
 FIELD = "rag.files"
 TEXT_SUFFIXES = (".txt", ".md")
-SUPPORTED = (".pdf", *TEXT_SUFFIXES)
+SUPPORTED = (".pdf", ".docx", *TEXT_SUFFIXES)
 PDF_MAGIC = b"%PDF-"
 MAGIC_WINDOW = 1024  # the PDF spec lets the header start anywhere in the first 1024 bytes
 
@@ -59,7 +61,12 @@ def read_document(path: Path, password: str | None = None, name: str | None = No
         raise StudioError(f"'{name}' cannot be read: the supported files are {supported}; convert it to one "
                           f"of them (for example, save it as PDF) and upload that.", field=FIELD,
                           key="rag.parse.unsupported", file=name, supported=supported)
-    texts = _pdf_texts(data, name, password) if suffix == ".pdf" else _plain_texts(data, name)
+    if suffix == ".pdf":
+        texts = _pdf_texts(data, name, password)
+    elif suffix == ".docx":
+        texts = docx_texts(data, name, FIELD)
+    else:
+        texts = _plain_texts(data, name)
     pages = [Page(number, tidy(text)) for number, text in enumerate(texts, start=1)]
     empty = [page.number for page in pages if not page.text]
     if len(empty) == len(pages):

@@ -8,6 +8,7 @@ answer step can say "the documents do not contain it" when even the best hit is 
 """
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter
@@ -23,29 +24,45 @@ def words(text: str) -> list[str]:
 
 
 class BM25:
-    """Okapi BM25 (k1 = 1.5, b = 0.75) over lower-cased Unicode words."""
+    """Okapi BM25 (k1 = 1.5, b = 0.75) over lower-cased Unicode words, with an inverted index: a question
+    costs the postings of its own words, not a pass over every chunk."""
 
     def __init__(self, texts: list[str], k1: float = 1.5, b: float = 0.75):
         self.k1, self.b = k1, b
-        self.docs = [Counter(words(t)) for t in texts]
-        self.lengths = [sum(d.values()) for d in self.docs]
-        self.avg = sum(self.lengths) / max(len(self.docs), 1)
-        df = Counter(w for d in self.docs for w in d)
-        n = len(self.docs)
-        self.idf = {w: math.log(1 + (n - f + 0.5) / (f + 0.5)) for w, f in df.items()}
+        self.postings: dict[str, list[tuple[int, int]]] = {}  # word -> [(chunk index, count)]
+        lengths = []
+        for i, text in enumerate(texts):
+            counts = Counter(words(text))
+            lengths.append(sum(counts.values()))
+            for word, count in counts.items():
+                self.postings.setdefault(word, []).append((i, count))
+        self.size = len(texts)
+        avg = sum(lengths) / max(self.size, 1)
+        self.norm = [k1 * (1 - b + b * length / max(avg, 1e-9)) for length in lengths]
+        n = self.size
+        self.idf = {w: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5)) for w, p in self.postings.items()}
+
+    def sparse_scores(self, query: str) -> dict[int, float]:
+        """{chunk index: score} of the chunks holding at least one of the query's words."""
+        out: dict[int, float] = {}
+        for word in words(query):
+            idf = self.idf.get(word)
+            if idf is None:
+                continue
+            for i, count in self.postings[word]:
+                out[i] = out.get(i, 0.0) + idf * count * (self.k1 + 1) / (count + self.norm[i])
+        return out
 
     def scores(self, query: str) -> list[float]:
-        terms = [w for w in words(query) if w in self.idf]
-        out = []
-        for doc, length in zip(self.docs, self.lengths):
-            norm = self.k1 * (1 - self.b + self.b * length / max(self.avg, 1e-9))
-            out.append(sum(self.idf[w] * doc[w] * (self.k1 + 1) / (doc[w] + norm) for w in terms if w in doc))
-        return out
+        dense = [0.0] * self.size
+        for i, score in self.sparse_scores(query).items():
+            dense[i] = score
+        return dense
 
     def top(self, query: str, k: int) -> list[tuple[int, float]]:
         """(index, score) of the k best documents with a positive score."""
-        ranked = sorted(enumerate(self.scores(query)), key=lambda item: -item[1])
-        return [(i, s) for i, s in ranked[:k] if s > 0]
+        scored = self.sparse_scores(query)
+        return [(i, s) for i, s in heapq.nlargest(k, scored.items(), key=lambda item: (item[1], -item[0])) if s > 0]
 
 
 def rrf(rankings: list[list[str]], k: int = RRF_K) -> list[tuple[str, float]]:

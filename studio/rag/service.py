@@ -93,7 +93,7 @@ class RagService:
         """Queue `paths` for indexing into `collection`; returns the job id at once (see `job`)."""
         collection = check_name(collection)
         if not paths:
-            raise StudioError("No files were given; choose one or more PDF, TXT or MD files to add.",
+            raise StudioError("No files were given; choose one or more PDF, Word, TXT or MD files to add.",
                               field="rag.files", key="rag.service.no_files")
         job = IndexJob(id=uuid.uuid4().hex[:12], collection=collection,
                        files=list(names or [Path(p).name for p in paths]))

@@ -90,16 +90,19 @@ class RagStore:
 
     def collection(self, name: str, embedder: Any, create: bool = False) -> Any:
         """The Chroma collection `name`, refusing one built by another embedder."""
+        from chromadb.errors import NotFoundError
+
         name = check_name(name)
-        if name not in self.names():
+        try:  # one request (no listing first): on a Chroma server each one is a round trip
+            col = self.client.get_collection(name, embedding_function=None)
+        except NotFoundError:
             if not create:
                 raise StudioError(f"There is no collection '{name}'; add documents to create it.", field=FIELD,
-                                  key="rag.store.missing", name=name)
+                                  key="rag.store.missing", name=name) from None
             return self.client.create_collection(
                 name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None,
                 metadata={"embedder": embedder.name, "dim": embedder.dim, "distance": "cosine",
                           "created": time.strftime("%Y-%m-%d %H:%M:%S")})
-        col = self.client.get_collection(name, embedding_function=None)
         built_with = (col.metadata or {}).get("embedder")
         if built_with != embedder.name or (col.metadata or {}).get("dim") != embedder.dim:
             raise StudioError(f"Collection '{name}' was built with the embedder '{built_with}', not "
@@ -239,6 +242,10 @@ class RagStore:
             self._bm25[name] = (version, BM25(got["documents"]), got["ids"], rows)
         _, bm25, ids, rows = self._bm25[name]
         return bm25, ids, rows
+
+    def bm25(self, name: str) -> BM25:
+        """The collection's word index (its idf tells which words the documents use, and how rarely)."""
+        return self._bm25_index(name, self.client.get_collection(check_name(name), embedding_function=None))[0]
 
     def search(self, name: str, question: str, embedder: Any, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """The `k` best chunks for `question`, each with its cosine similarity to it."""

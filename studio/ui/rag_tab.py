@@ -133,7 +133,7 @@ def build_rag(engine: Any, ui: UiShared, tab: Any) -> RagView:
                                                elem_id="studio-rag-collection"), "rag.collection", "rag.collection.info")
             library = gr.Markdown(t("rag.library.none"), elem_id="studio-rag-library")
             files = loc.label(gr.File(label=t("rag.files"), file_count="multiple",
-                                      file_types=[".pdf", ".txt", ".md"], elem_id="studio-rag-files"), "rag.files")
+                                      file_types=[".pdf", ".docx", ".txt", ".md"], elem_id="studio-rag-files"), "rag.files")
             with loc.label(gr.Accordion(t("rag.index.settings"), open=False), "rag.index.settings"):
                 chunking = build_fields(ChunkSettings, "chunk", loc, lang, locale_section="rag-chunk", per_row=2)
                 password = loc.label(gr.Textbox(label=t("rag.password"), info=t("rag.password.info"), type="password",

@@ -198,13 +198,41 @@ def test_text_file_not_in_utf8_names_the_line(tmp_path):
     assert error.key == "rag.parse.not_utf8" and error.params == {"file": "latin.txt", "line": 3}
 
 
-@pytest.mark.parametrize("name", ["slides.pptx", "book.docx", "noextension"])
+@pytest.mark.parametrize("name", ["slides.pptx", "book.doc", "noextension"])
 def test_unsupported_extension_lists_supported_ones(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(b"some bytes")
     error = refusal(path)
-    assert error.key == "rag.parse.unsupported" and error.params["supported"] == ".pdf, .txt, .md"
-    assert ".pdf, .txt, .md" in error.message
+    assert error.key == "rag.parse.unsupported" and error.params["supported"] == ".pdf, .docx, .txt, .md"
+    assert ".pdf, .docx, .txt, .md" in error.message
+
+
+def test_word_files_keep_their_pages_tables_and_paragraphs(tmp_path):
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Leave policy", level=1)
+    document.add_paragraph("Every employee gets 25 days of paid holiday.")
+    document.add_page_break()
+    document.add_paragraph("Sick days need a note after the third day.")
+    table = document.add_table(rows=1, cols=2)
+    table.cell(0, 0).text, table.cell(0, 1).text = "Parental leave", "16 weeks"
+    run = document.add_paragraph("Rendered on page three by Word.").runs[0]
+    run._r.insert(0, run._r.makeelement("{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+                                        "lastRenderedPageBreak", {}))
+    document.save(tmp_path / "policy.docx")
+    doc = read_document(tmp_path / "policy.docx")
+    assert [p.number for p in doc.pages] == [1, 2, 3] and doc.empty_pages == []
+    assert doc.pages[0].text == "Leave policy\n\nEvery employee gets 25 days of paid holiday."
+    assert doc.pages[1].text == "Sick days need a note after the third day.\n\nParental leave\n\n16 weeks"
+    assert doc.pages[2].text == "Rendered on page three by Word."
+
+
+def test_a_damaged_word_file_is_refused_with_the_fix(tmp_path):
+    path = tmp_path / "broken.docx"
+    path.write_bytes(b"PK not really a zip")
+    error = refusal(path)
+    assert error.key == "rag.parse.corrupt_docx" and "save it again as .docx" in error.message
 
 
 def test_500_page_pdf_parses(tmp_path):
