@@ -9,6 +9,8 @@ from them, citing file and page; `eval` scores retrieval on questions whose answ
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 
 
@@ -31,7 +33,16 @@ def cmd_ingest(args) -> int:
     ws, store = _store(args)
     settings = ChunkSettings(chunk_tokens=args.chunk_size, overlap_tokens=args.overlap)
     embedder = load_embedder(args.embedder, ws)
-    report = store.ingest(args.collection, [Path(f) for f in args.files], embedder, settings)
+    began = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if not args.json:
+            rate = done / max(time.perf_counter() - began, 1e-9)
+            print(f"\r  {done}/{total} pages ({rate:.1f} pages/s)", end="", file=sys.stderr, flush=True)
+
+    report = store.ingest(args.collection, [Path(f) for f in args.files], embedder, settings, progress=progress)
+    if not args.json:
+        print(file=sys.stderr)
     summary = {"collection": args.collection, "added": report.added, "replaced": report.replaced,
                "unchanged": report.unchanged, "aliased": report.aliased, "pages": report.pages,
                "chunks": report.chunks, "seconds": round(report.seconds, 2),

@@ -93,3 +93,16 @@ def test_the_real_minilm_finds_paraphrases(store, corpus, workspace):
     assert hit.file == "bikes.pdf" and hit.pages == [2]
     unrelated = store.search("docs", "Who won the football world cup in 1998?", embedder, k=1, mode="dense")[0]
     assert unrelated.similarity < hit.similarity
+
+
+def test_a_500_page_pdf_is_indexed_with_progress_along_the_way(store, tmp_path):
+    pages = [f"Page {n}. Section {n} explains rule number {n} of the long manual in a few words." for n in
+             range(1, 501)]
+    reports = []
+    report = store.ingest("long-manual", [make_pdf(tmp_path / "manual.pdf", pages)], FakeEmbedder(),
+                          progress=lambda done, total: reports.append((done, total)))
+    assert report.pages == 500 and report.chunks >= 500 and report.pages_per_s > 0
+    assert len(reports) >= 4 and reports[-1] == (500, 500)  # a batch at a time, not only at the end
+    assert [done for done, _ in reports] == sorted(done for done, _ in reports)
+    hit = store.search("long-manual", "rule number 377", FakeEmbedder(), k=1, mode="bm25")[0]
+    assert hit.pages == [377]
