@@ -114,7 +114,7 @@ def cmd_ask(args) -> int:
 
     service = _service(args)
     target = resolve_target(service.ws, args.model)
-    ask = AskSettings(k=args.k, mode=args.mode, style=args.style)
+    ask = AskSettings(k=args.k, mode=args.mode, style=args.style, reranker=args.reranker or "")
     if args.min_similarity is not None:
         ask.min_similarity = args.min_similarity
     generation = GenerationSettings(do_sample=False, max_new_tokens=args.max_new_tokens)
@@ -199,6 +199,8 @@ def add_rag_parser(sub) -> None:
                      help="generate: the model writes the answer; quote: the passages' closest sentences")
     ask.add_argument("--min-similarity", type=float, default=None,
                      help="below this similarity the answer says the documents do not contain it")
+    ask.add_argument("--reranker", default=None, help="optional cross-encoder (hub id or folder) that re-orders "
+                     "the passages found")
     ask.add_argument("--max-new-tokens", type=int, default=200)
     ask.add_argument("--json", action="store_true")
     ask.set_defaults(func=cmd_ask)

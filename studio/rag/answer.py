@@ -56,6 +56,9 @@ class AskSettings:
                          "(small models such as the embedded 135M one often ignore them); 'quote': the answer is the "
                          "passages' sentences closest to the question, each with its source: always grounded, instant.",
                          choices=STYLES)
+    reranker: str = setting("", help="Optional: a cross-encoder that re-reads the question with each passage found and "
+                            "re-orders them (more accurate, slower), e.g. 'cross-encoder/ms-marco-MiniLM-L6-v2' when "
+                            "online, or a folder holding one. Empty: no re-ranking.", advanced=True)
     rewrite_followups: bool = setting(True, help="Make follow-up questions ('and how much does it cost?') stand "
                                       "alone by adding the previous question's words to the search.", advanced=True)
 
@@ -195,7 +198,13 @@ def answer_question(ws: Any, store: Any, collection: str, question: str, embedde
                           key="rag.answer.empty_question")
     ask = ask or AskSettings()
     query = standalone_query(question, previous_queries or []) if ask.rewrite_followups else question
-    hits = store.search(collection, query, embedder, k=ask.k, mode=ask.mode)
+    if ask.reranker.strip():
+        from studio.rag.rerank import load_reranker, rerank
+
+        reranker = load_reranker(ask.reranker, ws)
+        hits = rerank(reranker, query, store.search(collection, query, embedder, k=ask.k * 3, mode=ask.mode), ask.k)
+    else:
+        hits = store.search(collection, query, embedder, k=ask.k, mode=ask.mode)
     sources = to_sources(hits)
     best = max((s.similarity for s in sources if s.similarity is not None), default=None)
     result = Answer(question=question, query=query, sources=sources, best_similarity=best)

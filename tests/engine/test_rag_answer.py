@@ -176,3 +176,37 @@ def test_quote_answer_keeps_only_sentences_near_the_best(service):
     sources = [Source(1, "a.pdf", [1], "Tomatoes need sun every day. Bikes need oil often.", 0.1, 0.9, "x")]
     text = answer_mod.quote_answer("tomatoes need sun", sources, FakeEmbedder(), 0.1)
     assert text == "Tomatoes need sun every day. [1]"
+
+
+@pytest.fixture(scope="module")
+def tiny_cross_encoder(tmp_path_factory):
+    """A random one-layer BERT cross-encoder (one relevance score) with the real MiniLM tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from studio.models.embedded import minilm_path
+
+    folder = tmp_path_factory.mktemp("cross-encoder")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=64, num_labels=1)
+                                  ).save_pretrained(folder)
+    return folder
+
+
+def test_a_cross_encoder_reorders_the_passages_it_is_given(service, corpus, tiny_cross_encoder):
+    from sentence_transformers import CrossEncoder
+
+    indexed(service, corpus)
+    question = "How often does the chain need oil?"
+    final = list(service.ask("home-docs", question, model="tiny",
+                             ask=AskSettings(style="quote", k=2, reranker=str(tiny_cross_encoder))))[-1]
+    candidates = service.store.search("home-docs", question, FakeEmbedder(), k=6)
+    scores = CrossEncoder(str(tiny_cross_encoder)).predict([(question, h.text) for h in candidates])
+    best = sorted(zip(candidates, scores), key=lambda pair: -float(pair[1]))[:2]
+    assert [s.chunk_id for s in final.sources] == [h.id for h, _ in best]
+    assert final.sources[0].score == pytest.approx(float(best[0][1]), abs=1e-5)
+    with pytest.raises(StudioError, match="does not exist"):
+        list(service.ask("home-docs", question, model="tiny", ask=AskSettings(reranker="./no/such/reranker")))

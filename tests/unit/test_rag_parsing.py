@@ -259,3 +259,30 @@ def test_a_real_pdf_from_an_installed_package_has_text():
     doc = read_document(pdfs[0])
     assert doc.pages and len(doc.empty_pages) < len(doc.pages)
     print(f"\n{pdfs[0]}: {len(doc.pages)} pages, {len(doc.pages) - len(doc.empty_pages)} with text")
+
+
+def installed_pdfs() -> list[Path]:
+    """Real PDFs that installed packages ship (Debian docs, Python packages), smallest first."""
+    import sys
+
+    found = []
+    for root in (Path(sys.prefix), Path("/usr/share/doc")):
+        if root.exists():
+            found += [p for p in root.rglob("*.pdf") if p.is_file()]
+    return sorted(found, key=lambda p: p.stat().st_size)[:3]
+
+
+@pytest.mark.skipif(not installed_pdfs(), reason="no installed package ships a PDF on this machine")
+def test_real_pdfs_from_installed_packages_keep_their_pages_and_chunk_within_the_limit():
+    from transformers import AutoTokenizer
+
+    from studio.models.embedded import minilm_path
+    from studio.rag.chunking import chunk_document
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    for path in installed_pdfs():
+        doc = read_document(path)
+        assert len(doc.pages) >= 1 and [p.number for p in doc.pages] == list(range(1, len(doc.pages) + 1))
+        chunks = chunk_document(doc, tokenizer)
+        assert chunks and all(len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) <= 254 for c in chunks)
+        assert {p for c in chunks for p in c.pages} <= {p.number for p in doc.pages if p.text}
