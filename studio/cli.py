@@ -172,10 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
     from studio.cli_data import add_data_parser
+    from studio.cli_prefs import add_prefs_parser
     from studio.cli_rag import add_rag_parser
 
     add_data_parser(sub)
     add_rag_parser(sub)
+    add_prefs_parser(sub)
     return parser
 
 

@@ -24,13 +24,15 @@ class Engine:
         self.ws = ws or Workspace.open()
         self.jobs = JobManager(self.ws)
         self._rag = None
+        self._prefs = None
         if start_jobs:
             self.jobs.start()
 
     def shutdown(self) -> None:
         self.jobs.shutdown(kill_running=True)
-        if self._rag is not None:
-            self._rag.shutdown()
+        for service in (self._rag, self._prefs):
+            if service is not None:
+                service.shutdown()
 
     # --- documents (RAG) ------------------------------------------------------------------
     @property
@@ -42,6 +44,16 @@ class Engine:
 
             self._rag = RagService(self.ws)
         return self._rag
+
+    # --- preferences ----------------------------------------------------------------------
+    @property
+    def prefs(self):
+        """Ranking task sets, annotations, agreement, export, arena and judge (`studio.prefs.service.PrefService`)."""
+        if self._prefs is None:
+            from studio.prefs.service import PrefService
+
+            self._prefs = PrefService(self.ws)
+        return self._prefs
 
     # --- training -------------------------------------------------------------------------
     def start_training(self, recipe: Recipe | str) -> str:

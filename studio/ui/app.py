@@ -17,6 +17,7 @@ from studio.ui.common import UiShared
 from studio.ui.data_tab import build_data
 from studio.ui.i18n import DEFAULT_LANG, LANGUAGES, Localizer, Texts
 from studio.ui.playground_tab import build_playground
+from studio.ui.prefs_tab import build_prefs
 from studio.ui.rag_tab import build_rag
 from studio.ui.evaluate_tab import build_evaluate
 from studio.ui.runs_tab import build_runs
@@ -88,8 +89,11 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
                 build_playground(engine, ui, play_tab)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.rag"), id="rag", elem_id="studio-tab-rag") as rag_tab:
                 build_rag(engine, ui, rag_tab)
+            with gr.Tab(texts.t(DEFAULT_LANG, "tab.prefs"), id="prefs", elem_id="studio-tab-prefs") as prefs_tab:
+                build_prefs(engine, ui, prefs_tab)
         for tab, key in ((train_tab, "tab.train"), (data_tab, "tab.data"), (runs_tab, "tab.runs"),
-                         (eval_tab, "tab.evaluate"), (play_tab, "tab.playground"), (rag_tab, "tab.rag")):
+                         (eval_tab, "tab.evaluate"), (play_tab, "tab.playground"), (rag_tab, "tab.rag"),
+                         (prefs_tab, "tab.prefs")):
             ui.localizer.label(tab, key)
         # A dataset saved in the Data tab is offered as soon as the user comes back to Train.
         train_tab.select(lambda: gr.update(choices=engine.dataset_choices()), None, [train.dataset],

@@ -8,10 +8,11 @@ either "user:password" or the path of a file with one `user:password` per line (
 """
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from studio.errors import StudioError
 
@@ -66,10 +67,27 @@ def check_host_auth(host: str, auth: str | None) -> Credentials | None:
     return creds
 
 
+def authenticator(creds: Credentials, engine: Any) -> Callable[[str, str], bool]:
+    """The login check: the --auth accounts (the studio's admins), then the annotator accounts an admin created in
+    the Preferences tab (stored with scrypt hashes in the preference store)."""
+    admins = dict(creds)
+
+    def check(user: str, password: str) -> bool:
+        if user in admins:
+            return hmac.compare_digest(admins[user].encode(), (password or "").encode())
+        try:
+            return engine.prefs.store.check_password(user, password)
+        except Exception:  # noqa: BLE001 - an engine without a preference store has no other accounts
+            return False
+
+    return check
+
+
 def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, engine: Any = None,
            block: bool = True) -> Any:
     """Serve the studio. With block=False, return the running Blocks (the caller closes it)."""
     from studio.ui.app import APP_CSS, build_app, make_theme
+    from studio.ui.prefs_tab import RANK_KEYS_JS
 
     creds = check_host_auth(host, auth)
     own_engine = engine is None
@@ -77,10 +95,11 @@ def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, e
         from studio.engine import Engine
 
         engine = Engine()
+    engine.ui_admins = {user for user, _ in creds or []}
     try:
         demo = build_app(engine)
         demo.queue(default_concurrency_limit=4)
-        demo.launch(server_name=host, server_port=port, auth=creds, auth_message=None, css=APP_CSS,
+        demo.launch(server_name=host, server_port=port, auth=authenticator(creds, engine) if creds else None, auth_message=None, css=APP_CSS, head=RANK_KEYS_JS,
                     theme=make_theme(), footer_links=["api"], run_history=False, show_error=False,
                     prevent_thread_lock=not block, quiet=not block)
     except BaseException:

@@ -1,0 +1,411 @@
+"""The Preferences tab's engine facade: candidate generation, export, agreement, the arena and the AI judge.
+
+`PrefService` is what the Preferences tab and `studio prefs` call. Generating candidates and running the
+judge are background jobs on one worker thread of the service (`start_generation` / `judge` return a job
+id at once; `job` reports candidates done of total), while the models themselves run on the app's one
+inference thread through the shared `ModelPool`, as the playground's do. A generation job creates its
+ranking task set only at the end, so a failed or cancelled job leaves no half-filled task set behind.
+
+`export` and `arena_export` write preference datasets through `studio.prefs.export`. The arena keeps its
+duels and votes in the preference store (`arena_duels`, `arena_votes`). Storing rankings is
+`store.PrefStore`'s job, the statistics are `agreement`'s and `arena`'s, the judge's scoring `judge`'s.
+"""
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Sequence
+
+from studio.errors import StudioError
+from studio.generation import GenerationSettings, ModelPool, inference_thread, stream_chat
+from studio.prefs import agreement as stats
+from studio.prefs import arena
+from studio.prefs.consensus import borda
+from studio.prefs.export import export_task_set, save_rows, usable_rows
+from studio.prefs.ranking import PreferenceRows, ranks
+from studio.prefs.sources import load_prompts, prompt_sources, resolve_target
+from studio.prefs.store import PrefStore, _check_set_name
+
+MIN_K, MAX_K = 2, 6
+VOTES = {"1": "a", "2": "b", "tie": "tie", "both_bad": "both_bad"}
+ARENA_DATASET = "arena-pairs"
+
+
+def default_settings(k: int) -> list[GenerationSettings]:
+    """One setting per candidate: sampling at temperature 0.7 and 1.0 in turn, candidate j seeded with j, so
+    the K answers differ and the same prompts give the same candidates again."""
+    return candidate_settings(k)
+
+
+def candidate_settings(k: int, temperatures: str | Sequence[float] = (0.7, 1.0), max_new_tokens: int = 128
+                       ) -> list[GenerationSettings]:
+    """K sampling settings: candidate j takes the j-th temperature in turn and seed j, so candidates sharing a
+    temperature still differ. `temperatures` may be a comma list such as "0.7,1.0" (each from 0 to 2)."""
+    values: list[float] = []
+    try:
+        values = [float(t) for t in (temperatures.split(",") if isinstance(temperatures, str) else temperatures)
+                  if str(t).strip()]
+    except ValueError:
+        pass
+    if not values or any(not 0 <= v <= 2 for v in values):
+        text = temperatures if isinstance(temperatures, str) else ",".join(map(str, temperatures))
+        raise StudioError(f"Temperatures '{text}' must be a comma list of numbers from 0 to 2, such as 0.7,1.0.",
+                          field="prefs.temperatures", key="prefs.service.bad_temperatures", value=text)
+    return [GenerationSettings(do_sample=True, temperature=values[j % len(values)], seed=j,
+                               max_new_tokens=max_new_tokens) for j in range(k)]
+
+
+@dataclass
+class PrefJob:
+    """A background job: generating candidates or judging them. `done`/`total` count candidate answers."""
+
+    id: str
+    kind: str                       # "generate" or "judge"
+    task_set: str
+    total: int
+    state: str = "queued"           # queued, running, completed, failed, cancelled
+    done: int = 0
+    started: float | None = None
+    finished: float | None = None
+    error: StudioError | None = None
+    result: dict | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running")
+
+    def as_dict(self) -> dict:
+        end = self.finished or time.time()
+        return {"id": self.id, "kind": self.kind, "state": self.state, "done": self.done, "total": self.total,
+                "task_set": self.task_set, "error": self.error.message if self.error else None,
+                "seconds": round(end - self.started, 2) if self.started else 0.0, "result": self.result}
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _messages(prompt: dict) -> list[dict]:
+    system = [{"role": "system", "content": prompt["system"]}] if prompt.get("system") else []
+    return system + [{"role": "user", "content": prompt["prompt"]}]
+
+
+class PrefService:
+    def __init__(self, ws: Any, pool: ModelPool | None = None):
+        self.ws = ws
+        self.store = PrefStore(ws)
+        self.pool = pool or ModelPool(ws, capacity=2)
+        self._jobs: dict[str, PrefJob] = {}
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-prefs")
+
+    # --- prompts ---------------------------------------------------------------------------------
+    def prompt_sources(self) -> dict[str, list[str]]:
+        return prompt_sources(self.ws)
+
+    def load_prompts(self, source: str, value: str, column: str | None = None, limit: int | None = None
+                     ) -> list[dict]:
+        return load_prompts(self.ws, source, value, column, limit)
+
+    def task_sets(self) -> list[dict]:
+        return self.store.task_sets()
+
+    # --- jobs --------------------------------------------------------------------------------------
+    def _submit(self, job: PrefJob, work, *args) -> str:
+        self._jobs[job.id] = job
+
+        def run() -> None:
+            job.state, job.started = "running", time.time()
+            try:
+                job.result = work(job, *args)
+                job.state = "completed"
+            except _Cancelled:
+                job.state = "cancelled"
+            except StudioError as error:
+                job.error, job.state = error, "failed"
+            except Exception as error:  # noqa: BLE001 - a model failure must end the job, not the worker
+                job.error = StudioError(f"The {job.kind} job failed: {error}.", field="prefs.job",
+                                        key="prefs.service.failed", kind=job.kind, reason=str(error))
+                job.state = "failed"
+            finally:
+                job.finished = time.time()
+
+        self._worker.submit(run)
+        return job.id
+
+    def _job(self, job_id: str) -> PrefJob:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise StudioError(f"There is no preferences job '{job_id}'.", field="prefs.job",
+                              key="prefs.service.no_job", job_id=job_id)
+        return job
+
+    def job(self, job_id: str) -> dict:
+        """{id, kind, state, done, total, task_set, error, seconds, result}."""
+        return self._job(job_id).as_dict()
+
+    def failure(self, job_id: str) -> StudioError | None:
+        """Why a job did not complete (for a message in the user's language); None while it runs or once done."""
+        job = self._job(job_id)
+        if job.state == "cancelled":
+            return StudioError("The job was cancelled before it finished; start it again to finish the work.",
+                               field="prefs.job", key="prefs.service.cancelled")
+        return job.error
+
+    def wait(self, job_id: str, timeout: float = 3600) -> dict:
+        job, deadline = self._job(job_id), time.time() + timeout
+        while job.active and time.time() < deadline:
+            time.sleep(0.05)
+        return job.as_dict()
+
+    def cancel(self, job_id: str) -> None:
+        """Stop a job after the answer in progress; a cancelled generation creates no task set."""
+        self._job(job_id).cancel.set()
+
+    def shutdown(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    # --- candidate generation ----------------------------------------------------------------------
+    def start_generation(self, task_set: str, prompts: Sequence[dict | str], targets: Sequence[str], k: int,
+                         settings: Sequence[GenerationSettings] | None = None, overlap: int = 1,
+                         guidelines: str = "", created_by: str = "") -> str:
+        """Queue K candidates per prompt; candidate j comes from targets[j % len(targets)] with
+        settings[j % len(settings)] (default: `default_settings`); when fewer settings than K are given, a reused
+        fixed seed becomes seed + j so no two candidates repeat each other. Checks everything it can before
+        queueing; the task set is created when the last answer is in. Returns the job id."""
+        name = _check_set_name(task_set)
+        if any(row["name"] == name for row in self.store.task_sets()) or any(
+                j.active and j.kind == "generate" and j.task_set == name for j in self._jobs.values()):
+            raise StudioError(f"A task set named '{name}' already exists; pick another name.",
+                              field="prefs.task_set", key="prefs.service.set_exists", name=name)
+        if isinstance(k, float) and k.is_integer():  # a number box's 4.0
+            k = int(k)
+        if not isinstance(k, int) or isinstance(k, bool) or not MIN_K <= k <= MAX_K:
+            raise StudioError(f"K (candidates per prompt) is {k}; use {MIN_K} to {MAX_K}: at least two answers "
+                              "to compare, few enough to rank at a glance.", field="prefs.k",
+                              key="prefs.service.bad_k", k=k, low=MIN_K, high=MAX_K)
+        if int(overlap) < 1:
+            raise StudioError(f"The overlap (annotators per item) is {overlap}; use 1 or more.",
+                              field="prefs.overlap", key="prefs.service.bad_overlap", value=overlap)
+        clean = [{"prompt": p, "system": ""} if isinstance(p, str) else
+                 {"prompt": str(p.get("prompt") or ""), "system": str(p.get("system") or "")} for p in prompts or []]
+        clean = [p for p in clean if p["prompt"].strip()]
+        if not clean:
+            raise StudioError("There are no prompts to answer; type some or pick a dataset or saved exchanges.",
+                              field="prefs.prompts", key="prefs.service.no_prompts")
+        specs = [t.strip() for t in targets or [] if t and t.strip()]
+        if not specs:
+            raise StudioError("No model was chosen; pick one or more models or runs to write the candidates.",
+                              field="prefs.models", key="prefs.service.no_models")
+        resolved = [resolve_target(self.ws, spec) for spec in specs]
+        settings = list(settings) if settings else default_settings(k)
+        job = PrefJob(id=uuid.uuid4().hex[:12], kind="generate", task_set=name, total=len(clean) * k)
+        return self._submit(job, self._generate, clean, resolved, k, settings, int(overlap), guidelines, created_by)
+
+    def _answer(self, target, messages: list[dict], settings: GenerationSettings) -> str:
+        answer = ""
+        for answer in stream_chat(self.ws, target.model, target.run_id, messages, settings, pool=self.pool):
+            pass
+        return answer.strip()
+
+    def _generate(self, job: PrefJob, prompts, targets, k, settings, overlap, guidelines, created_by) -> dict:
+        texts: dict[tuple[int, int], dict] = {}
+        # Model by model, so a pool smaller than the model list loads each one once.
+        for t, target in enumerate(targets):
+            for p, prompt in enumerate(prompts):
+                for j in range(t, k, len(targets)):
+                    if job.cancel.is_set():
+                        raise _Cancelled
+                    chosen = settings[j % len(settings)]
+                    if j >= len(settings) and chosen.seed >= 0:
+                        # Settings reused with a fixed seed would repeat an earlier candidate word for word.
+                        chosen = replace(chosen, seed=chosen.seed + j)
+                    texts[p, j] = {"text": self._answer(target, _messages(prompt), chosen), "model": target.label,
+                                   "settings": asdict(chosen)}
+                    job.done += 1
+        items = [{**prompt, "candidates": [texts[p, j] for j in range(k)]} for p, prompt in enumerate(prompts)]
+        labels = ", ".join(dict.fromkeys(t.label for t in targets))
+        return self.store.create_task_set(job.task_set, items, k=k, overlap=overlap, guidelines=guidelines,
+                                          created_by=created_by, source=f"generated by {labels}")
+
+    # --- export ------------------------------------------------------------------------------------
+    def export(self, task_set: str, strategy: str = "all_pairs", fmt: str = "dpo", conversational: bool = False,
+               name: str | None = None, min_annotators: int = 1) -> dict:
+        """The task set's consensus rankings as a studio dataset, JSONL and Parquet (`export.export_task_set`).
+        Returns {dataset, rows, items, dropped, empty, skipped_items, duplicates, items_without_rows, jsonl,
+        parquet, format, strategy, conversational}: `items` exported, `dropped` pairs with equal texts, `empty`
+        rows left out for an empty answer, `skipped_items` items with fewer than `min_annotators` rankings."""
+        return export_task_set(self.ws, self.store.rankings(task_set), task_set, strategy, fmt, conversational,
+                               name, min_annotators)
+
+    # --- agreement ---------------------------------------------------------------------------------
+    def agreement(self, task_set: str, contested: int = 10) -> dict:
+        """{"alpha": Krippendorff's ordinal alpha, "items": [{item_id, prompt, w, annotators}], "annotators":
+        {name: {tau, items}}, "contested": [{item_id, prompt, w, annotators}] (lowest W first), "consensus":
+        "borda"}, plus "judge": {mean, compared, items: [{item_id, judge, tau}], judges: {name: {mean, compared}}}
+        when an AI judge left suggestions on ranked items: Kendall's tau-b of its ranking against the annotators'
+        Borda consensus, per item and averaged."""
+        data = self.store.rankings(task_set)
+        per_item = {item["item_id"]: {r["annotator"]: r["ranking"] for r in item["rankings"]}
+                    for item in data if item["rankings"]}
+        prompts = {item["item_id"]: item["prompt"] for item in data}
+        out = {"task_set": task_set, "consensus": "borda",
+               "alpha": stats.krippendorff_alpha_ordinal(list(per_item.values())),
+               "items": [{"item_id": i, "prompt": prompts[i], "w": stats.kendalls_w(list(r.values())),
+                          "annotators": len(r)} for i, r in per_item.items()],
+               "annotators": stats.annotator_agreement(per_item),
+               "contested": [{"item_id": i, "prompt": prompts[i], "w": w, "annotators": len(per_item[i])}
+                             for i, w in stats.contested(per_item, contested)]}
+        judged = self._judge_agreement(data)
+        if judged:
+            out["judge"] = judged
+        return out
+
+    def _judge_agreement(self, data: list[dict]) -> dict | None:
+        """{"mean", "compared", "items": [{item_id, judge, tau}], "judges": {name: {"mean", "compared"}}}, or None
+        without suggestions. The top-level mean pools every judge's items (usually there is one judge)."""
+        suggestions = self._suggestions([item["item_id"] for item in data])
+        rows: list[dict] = []
+        for item in data:
+            if not item["rankings"]:
+                continue
+            human = ranks(borda([r["ranking"] for r in item["rankings"]], len(item["candidates"])))
+            for judge, ranking in suggestions.get(item["item_id"], {}).items():
+                rows.append({"item_id": item["item_id"], "judge": judge,
+                             "tau": stats.kendall_tau_b(ranks(ranking), human)})
+        if not rows:
+            return None
+
+        def summary(taus: list[float]) -> dict:
+            return {"mean": sum(taus) / len(taus) if taus else None, "compared": len(taus)}
+
+        judges = {name: summary([r["tau"] for r in rows if r["judge"] == name and r["tau"] is not None])
+                  for name in dict.fromkeys(r["judge"] for r in rows)}
+        return {**summary([r["tau"] for r in rows if r["tau"] is not None]), "items": rows, "judges": judges}
+
+    def _suggestions(self, item_ids: list[int]) -> dict[int, dict[str, list[list[int]]]]:
+        if not item_ids:
+            return {}
+        with self.store._db() as conn:
+            rows = conn.execute(f"SELECT item_id, judge, ranking_json FROM suggestions WHERE item_id IN "
+                                f"({','.join('?' * len(item_ids))}) ORDER BY judge", item_ids).fetchall()
+        out: dict[int, dict[str, list[list[int]]]] = {}
+        for row in rows:
+            out.setdefault(row["item_id"], {})[row["judge"]] = json.loads(row["ranking_json"])
+        return out
+
+    # --- the AI judge ------------------------------------------------------------------------------
+    def judge(self, task_set: str, judge_target: str, rubric: str) -> str:
+        """Queue the judge over every item of `task_set` (see `studio.prefs.judge`); its rankings become
+        suggestions named after `judge_target`, with each candidate's P(Yes) as the rationale. Returns the job id.
+        Suggestions are only suggestions: annotators accept or override them and only their rankings are exported;
+        a 135M judge barely reads a rubric, so its rankings are close to noise (see `studio.prefs.judge`)."""
+        if not (rubric or "").strip():
+            raise StudioError("The rubric is empty; write what a good answer does (e.g. 'answers in one sentence, "
+                              "politely') so the judge has something to check.", field="prefs.rubric",
+                              key="prefs.service.no_rubric")
+        items = self.store.rankings(task_set)
+        target = resolve_target(self.ws, judge_target)
+        job = PrefJob(id=uuid.uuid4().hex[:12], kind="judge", task_set=self.store.task_set(task_set)["name"],
+                      total=sum(len(item["candidates"]) for item in items))
+        return self._submit(job, self._judge, items, target, rubric.strip())
+
+    def _judge(self, job: PrefJob, items: list[dict], target, rubric: str) -> dict:
+        from studio.prefs.judge import ranking_from_scores, score_answers
+
+        entry = self.pool.get(target.model, target.run_id)
+
+        def score(item: dict) -> list[float]:
+            with entry.lock:
+                return score_answers(entry.model, entry.tokenizer, rubric, item["prompt"], item["candidates"],
+                                     item["system"])
+
+        for item in items:
+            if job.cancel.is_set():
+                raise _Cancelled
+            scores = inference_thread().submit(score, item).result()
+            rationale = json.dumps({"p_yes": [round(s, 4) for s in scores],
+                                    "method": "P(' Yes') vs P(' No') after the rubric, prompt and answer"})
+            self.store.add_suggestion(item["item_id"], target.label, ranking_from_scores(scores), rationale)
+            job.done += len(scores)
+        return {"judge": target.label, "items": len(items)}
+
+    # --- the arena ---------------------------------------------------------------------------------
+    def arena_duel(self, prompt: str, model_a: str, model_b: str, settings: GenerationSettings | None = None,
+                   system: str = "") -> dict:
+        """Both models answer `prompt`; the answers come back as sides 1 and 2 in a random order, without the
+        models' names, which `arena_vote` reveals. Returns {duel_id, answer_1, answer_2}."""
+        if not (prompt or "").strip():
+            raise StudioError("The arena prompt is empty; type a prompt for both models to answer.",
+                              field="prefs.arena.prompt", key="prefs.service.arena_no_prompt")
+        targets = [resolve_target(self.ws, spec) for spec in (model_a, model_b)]
+        if targets[0].label == targets[1].label:
+            raise StudioError(f"Both sides are '{targets[0].label}'; pick two different models or runs to compare.",
+                              field="prefs.arena.models", key="prefs.service.arena_same_model",
+                              model=targets[0].label)
+        settings = settings or GenerationSettings()
+        prompt_row = {"prompt": prompt.strip(), "system": (system or "").strip()}
+        answers = [self._answer(t, _messages(prompt_row), settings) for t in targets]
+        if random.random() < 0.5:
+            targets, answers = targets[::-1], answers[::-1]
+        duel_id = uuid.uuid4().hex[:12]
+        with self.store._tx() as conn:
+            conn.execute("INSERT INTO arena_duels (id, prompt, system, model_1, model_2, answer_1, answer_2, "
+                         "settings_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (duel_id, prompt_row["prompt"], prompt_row["system"], targets[0].label, targets[1].label,
+                          answers[0], answers[1], json.dumps(asdict(settings)), time.time()))
+        return {"duel_id": duel_id, "answer_1": answers[0], "answer_2": answers[1]}
+
+    def arena_vote(self, duel_id: str, outcome: str, voter: str = "") -> dict:
+        """Store the vote on a duel ("1", "2", "tie" or "both_bad") and reveal who was who: {model_1, model_2}."""
+        if outcome not in VOTES:
+            raise StudioError(f"Vote '{outcome}' is not one of {', '.join(VOTES)}.", field="prefs.arena.vote",
+                              key="prefs.service.arena_bad_vote", outcome=str(outcome), choices=", ".join(VOTES))
+        with self.store._tx() as conn:
+            duel = conn.execute("SELECT * FROM arena_duels WHERE id = ?", (duel_id,)).fetchone()
+            if duel is None:
+                raise StudioError(f"There is no open duel '{duel_id}' (it was voted on already or never shown); "
+                                  "start a new duel.", field="prefs.arena.duel", key="prefs.service.arena_no_duel",
+                                  duel_id=duel_id)
+            conn.execute("INSERT INTO arena_votes (prompt, system, model_a, model_b, answer_a, answer_b, outcome, "
+                         "voter, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (duel["prompt"], duel["system"], duel["model_1"], duel["model_2"], duel["answer_1"],
+                          duel["answer_2"], VOTES[outcome], (voter or "").strip(), time.time()))
+            conn.execute("DELETE FROM arena_duels WHERE id = ?", (duel_id,))
+        return {"model_1": duel["model_1"], "model_2": duel["model_2"]}
+
+    def arena_votes(self) -> list[dict]:
+        with self.store._db() as conn:
+            return [dict(r) for r in conn.execute("SELECT * FROM arena_votes ORDER BY id")]
+
+    def leaderboard(self, rounds: int = 1000) -> list[dict]:
+        """`arena.leaderboard` rows {model, rating, low, high, wins, losses, ties, both_bad, count, votes (= count)},
+        best first; [] before the first vote."""
+        votes = [(v["model_a"], v["model_b"], v["outcome"]) for v in self.arena_votes()]
+        return [{**row, "votes": row["count"]} for row in arena.leaderboard(votes, rounds)] if votes else []
+
+    def arena_export(self, name: str | None = None, conversational: bool = False) -> dict:
+        """The decisive arena votes as preference pairs (winner chosen), saved like `export`. Returns {dataset,
+        rows, votes, dropped, empty, jsonl, parquet, conversational}."""
+        votes = self.arena_votes()
+        if not votes:
+            raise StudioError("The arena has no votes yet; vote on a few duels first.", field="prefs.arena",
+                              key="prefs.service.arena_no_votes")
+        decided = [(v["model_a"], v["model_b"], v["outcome"]) for v in votes]
+
+        def build(conv: bool) -> PreferenceRows:
+            return arena.vote_pairs(decided, votes, conversational=conv)
+
+        result, rows, plain, empty = usable_rows(build, conversational)
+        if not rows:
+            raise StudioError(f"None of the {len(votes)} arena votes picks a winner between two different, non-empty "
+                              "answers (ties and 'both bad' give no pair); vote on more duels.", field="prefs.arena",
+                              key="prefs.service.arena_no_pairs", votes=len(votes))
+        saved = save_rows(self.ws, name or ARENA_DATASET, rows, plain)
+        return {**saved, "rows": len(rows), "votes": len(votes), "dropped": result.dropped, "empty": empty,
+                "conversational": conversational}

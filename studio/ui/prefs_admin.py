@@ -1,0 +1,220 @@
+"""The admin side of the Preferences tab: create a task set, then read its agreement and export it.
+
+"Create" takes prompts (typed, a dataset, or saved playground/RAG exchanges), one or more models or
+runs, K candidates per prompt and the overlap (annotators per item), and generates the candidates as a
+background job with progress (`PrefService.start_generation`); rankings collected elsewhere can be
+imported, and an AI judge can pre-rank the answers as suggestions. "Results" shows progress per annotator,
+agreement (Krippendorff's alpha, Kendall's W per item, the most contested items) and exports the consensus
+rankings as preference pairs (DPO) or labelled answers (KTO): a studio dataset, JSONL and Parquet.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from studio.errors import StudioError
+from studio.prefs.service import candidate_settings
+from studio.ui.common import UiShared, error_text
+from studio.ui.playground_tab import target_choices
+
+SOURCES = ("typed", "dataset", "exchanges")
+STRATEGIES = ("all_pairs", "best_vs_rest", "adjacent")
+
+
+def build_create(engine: Any, ui: UiShared) -> None:
+    texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
+    t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
+    with gr.Row():
+        name = loc.label(gr.Textbox(label=t("prefs.create.name"), elem_id="studio-prefs-new-name"),
+                         "prefs.create.name")
+        source = loc.label(gr.Radio(list(SOURCES), value="typed", label=t("prefs.create.source"),
+                                    elem_id="studio-prefs-source"), "prefs.create.source")
+    typed = loc.label(gr.Textbox(label=t("prefs.create.typed"), lines=4, elem_id="studio-prefs-typed"),
+                      "prefs.create.typed")
+    with gr.Row():
+        dataset = loc.label(gr.Dropdown(choices=[], label=t("prefs.create.dataset"), elem_id="studio-prefs-dataset"),
+                            "prefs.create.dataset")
+        exchanges = loc.label(gr.Dropdown(choices=[], label=t("prefs.create.exchanges")), "prefs.create.exchanges")
+    with gr.Row():
+        models = loc.label(gr.Dropdown(choices=[], multiselect=True, label=t("prefs.create.models"),
+                                       info=t("prefs.create.models.info"), elem_id="studio-prefs-models"),
+                           "prefs.create.models", "prefs.create.models.info")
+        k = loc.label(gr.Slider(2, 6, value=4, step=1, label=t("prefs.create.k")), "prefs.create.k")
+        overlap = loc.label(gr.Slider(1, 5, value=1, step=1, label=t("prefs.create.overlap"),
+                                      info=t("prefs.create.overlap.info")), "prefs.create.overlap",
+                            "prefs.create.overlap.info")
+    with gr.Row():
+        temperatures = loc.label(gr.Textbox(value="0.7, 1.0", label=t("prefs.create.temperatures"),
+                                            info=t("prefs.create.temperatures.info")), "prefs.create.temperatures",
+                                 "prefs.create.temperatures.info")
+        max_tokens = loc.label(gr.Slider(8, 512, value=96, step=8, label=t("prefs.create.max_tokens")),
+                               "prefs.create.max_tokens")
+    guidelines = loc.label(gr.Textbox(label=t("prefs.create.guidelines"), lines=3, info=t("prefs.create.guidelines.info"),
+                                      elem_id="studio-prefs-new-guidelines"), "prefs.create.guidelines",
+                           "prefs.create.guidelines.info")
+    generate = loc.value(gr.Button(t("prefs.create.go"), variant="primary", elem_id="studio-prefs-generate"),
+                         "prefs.create.go")
+    status = gr.Markdown("", elem_id="studio-prefs-generate-status")
+    job = gr.State(None)
+    timer = gr.Timer(1.0, active=False)
+    with loc.label(gr.Accordion(t("prefs.import"), open=False), "prefs.import"):
+        with gr.Row(equal_height=True):
+            upload = loc.label(gr.File(label=t("prefs.import.file"), file_types=[".jsonl"],
+                                       elem_id="studio-prefs-import-file"), "prefs.import.file")
+            do_import = loc.value(gr.Button(t("prefs.import.go"), elem_id="studio-prefs-import"), "prefs.import.go")
+    with loc.label(gr.Accordion(t("prefs.accounts"), open=False), "prefs.accounts"):
+        with gr.Row(equal_height=True):
+            account = loc.label(gr.Textbox(label=t("prefs.accounts.name")), "prefs.accounts.name")
+            password = loc.label(gr.Textbox(label=t("prefs.accounts.password"), type="password",
+                                            info=t("prefs.accounts.password.info")), "prefs.accounts.password",
+                                 "prefs.accounts.password.info")
+            role = loc.label(gr.Radio(["annotator", "admin"], value="annotator", label=t("prefs.accounts.role")),
+                             "prefs.accounts.role")
+            add_account = loc.value(gr.Button(t("prefs.accounts.add")), "prefs.accounts.add")
+    with loc.label(gr.Accordion(t("prefs.judge"), open=False), "prefs.judge"):
+        with gr.Row(equal_height=True):
+            judge_model = loc.label(gr.Dropdown(choices=[], label=t("prefs.judge.model")), "prefs.judge.model")
+            rubric = loc.label(gr.Textbox(label=t("prefs.judge.rubric"), lines=3, value=t("prefs.judge.default")),
+                               "prefs.judge.rubric")
+            judge = loc.value(gr.Button(t("prefs.judge.go"), elem_id="studio-prefs-judge"), "prefs.judge.go")
+
+    def refresh(lang):
+        sources = engine.prefs.prompt_sources()
+        choices = target_choices(engine.model_choices(), engine.finished_runs(), texts, lang, False)
+        return (gr.update(choices=sources["datasets"]), gr.update(choices=sources["exchanges"]),
+                gr.update(choices=choices), gr.update(choices=choices))
+
+    ui.demo.load(refresh, [ui.lang], [dataset, exchanges, models, judge_model], api_visibility="private",
+                 show_progress="hidden")
+
+    def on_generate(lang, name, source, typed, dataset, exchanges, models, k, overlap, temperatures, max_tokens,
+                    guidelines, request: gr.Request):
+        try:
+            value = {"typed": typed, "dataset": dataset, "exchanges": exchanges}[source]
+            prompts = engine.prefs.load_prompts(source, value or "")
+            settings = candidate_settings(int(k), temperatures, int(max_tokens))
+            job_id = engine.prefs.start_generation((name or "").strip(), prompts, list(models or []), int(k),
+                                                   settings, overlap=int(overlap), guidelines=guidelines or "",
+                                                   created_by=getattr(request, "username", None) or "")
+        except StudioError as exc:
+            return None, gr.Timer(active=False), error_text(texts, lang, exc)
+        return job_id, gr.Timer(active=True), texts.t(lang, "prefs.create.started", n=len(prompts), k=int(k))
+
+    generate.click(on_generate, [ui.lang, name, source, typed, dataset, exchanges, models, k, overlap, temperatures,
+                                 max_tokens, guidelines], [job, timer, status], api_visibility="private")
+
+    def on_tick(lang, job_id):
+        if not job_id:
+            return gr.Timer(active=False), ""
+        state = engine.prefs.job(job_id)
+        line = texts.t(lang, f"prefs.job.{state['state']}", done=state["done"], total=state["total"],
+                       task_set=state.get("task_set") or "", error=state.get("error") or "")
+        return gr.Timer(active=state["state"] in ("queued", "running")), line
+
+    timer.tick(on_tick, [ui.lang, job], [timer, status], api_visibility="private", show_progress="hidden")
+
+    def on_import(lang, name, upload):
+        from studio.prefs.ranking import read_rankings_jsonl
+
+        try:
+            if not upload:
+                raise StudioError("Choose a rankings file (.jsonl) first.", field="prefs.import",
+                                  key="prefs.ui.no_file")
+            path = Path(upload if isinstance(upload, str) else upload.name)
+            result = engine.prefs.store.import_rankings((name or "").strip(), read_rankings_jsonl(path), path.stem)
+        except StudioError as exc:
+            return error_text(texts, lang, exc)
+        return texts.t(lang, "prefs.import.done", items=result.get("items_added", 0) + result.get("items_matched", 0),
+                       already=result.get("already", 0))
+
+    do_import.click(on_import, [ui.lang, name, upload], [status], api_visibility="private")
+
+    def on_judge(lang, name, model, rubric):
+        try:
+            job_id = engine.prefs.judge((name or "").strip(), model or "", rubric or "")
+        except StudioError as exc:
+            return None, gr.Timer(active=False), error_text(texts, lang, exc)
+        return job_id, gr.Timer(active=True), texts.t(lang, "prefs.judge.started")
+
+    def on_account(lang, name, password, role):
+        try:
+            engine.prefs.store.add_annotator(name, password or None, role)
+        except StudioError as exc:
+            return error_text(texts, lang, exc), password
+        return texts.t(lang, "prefs.accounts.added", name=name.strip(), role=role), ""
+
+    add_account.click(on_account, [ui.lang, account, password, role], [status, password], api_visibility="private")
+    judge.click(on_judge, [ui.lang, name, judge_model, rubric], [job, timer, status], api_visibility="private")
+
+
+def build_results(engine: Any, ui: UiShared, tab: Any) -> None:
+    texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
+    t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
+    with gr.Row(equal_height=True):
+        task_set = loc.label(gr.Dropdown(choices=[], label=t("prefs.task_set"), elem_id="studio-prefs-results-set"),
+                             "prefs.task_set")
+        show = loc.value(gr.Button(t("prefs.results.show"), elem_id="studio-prefs-results-show"), "prefs.results.show")
+    summary = gr.Markdown("", elem_id="studio-prefs-summary")
+    people = gr.Dataframe(headers=["annotator", "ranked", "skipped", "flagged", "agreement"], value=[],
+                          interactive=False, elem_id="studio-prefs-people")
+    contested = gr.Dataframe(headers=["item", "prompt", "W", "annotators"], value=[], interactive=False,
+                             elem_id="studio-prefs-contested")
+    with gr.Row(equal_height=True):
+        strategy = loc.label(gr.Radio(list(STRATEGIES), value="all_pairs", label=t("prefs.export.strategy"),
+                                      info=t("prefs.export.strategy.info")), "prefs.export.strategy",
+                             "prefs.export.strategy.info")
+        fmt = loc.label(gr.Radio(["dpo", "kto"], value="dpo", label=t("prefs.export.format")), "prefs.export.format")
+        conversational = loc.label(gr.Checkbox(label=t("prefs.export.conversational")), "prefs.export.conversational")
+        name = loc.label(gr.Textbox(label=t("prefs.export.name"), elem_id="studio-prefs-export-name"),
+                         "prefs.export.name")
+        export = loc.value(gr.Button(t("prefs.export.go"), variant="primary", elem_id="studio-prefs-export"),
+                           "prefs.export.go")
+    exported = gr.Markdown("", elem_id="studio-prefs-exported")
+    files = gr.File(label="JSONL / Parquet", file_count="multiple", interactive=False, elem_id="studio-prefs-files")
+
+    def refresh(current):
+        names = [s["name"] for s in engine.prefs.store.task_sets()]
+        return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
+
+    tab.select(refresh, [task_set], [task_set], api_visibility="private", show_progress="hidden")
+
+    def on_show(lang, name):
+        try:
+            state = engine.prefs.store.progress(name or "")
+            report = engine.prefs.agreement(name or "")
+        except StudioError as exc:
+            return error_text(texts, lang, exc), [], []
+        alpha = "—" if report.get("alpha") is None else f"{report['alpha']:.3f}"
+        line = texts.t(lang, "prefs.results.summary", items=state["items"], complete=state["complete"],
+                       rankings=state["rankings"], overlap=state["overlap"], alpha=alpha)
+        if report.get("judge") and report["judge"].get("mean") is not None:
+            line += "  \n" + texts.t(lang, "prefs.results.judge", tau=f"{report['judge']['mean']:.2f}")
+        agree = report.get("annotators", {})
+        rows = [[a["annotator"], a["ranked"] or 0, a["skipped"] or 0, a["flagged"] or 0,
+                 _fmt(agree.get(a["annotator"]))] for a in state["annotators"]]
+        worst = [[c["item_id"], c["prompt"][:80], _fmt(c.get("w")), c.get("annotators")]
+                 for c in report.get("contested", [])]
+        return line, rows, worst
+
+    show.click(on_show, [ui.lang, task_set], [summary, people, contested], api_visibility="private")
+
+    def on_export(lang, name, strategy, fmt, conversational, dataset):
+        try:
+            result = engine.prefs.export(name or "", strategy=strategy, fmt=fmt, conversational=bool(conversational),
+                                         name=(dataset or "").strip() or None)
+        except StudioError as exc:
+            return error_text(texts, lang, exc), None
+        return (texts.t(lang, "prefs.export.done", rows=result["rows"], items=result["items"],
+                        dropped=result["dropped"], dataset=result["dataset"]), [result["jsonl"], result["parquet"]])
+
+    export.click(on_export, [ui.lang, task_set, strategy, fmt, conversational, name], [exported, files],
+                 api_visibility="private")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("tau", value.get("mean"))
+    return "—" if value is None else f"{float(value):.2f}"
+
