@@ -21,6 +21,8 @@ from studio.ui.playground_tab import target_choices
 
 SOURCES = ("typed", "dataset", "exchanges")
 STRATEGIES = ("all_pairs", "best_vs_rest", "adjacent")
+PEOPLE = ("annotator", "ranked", "skipped", "flagged", "agreement")
+CONTESTED = ("item", "prompt", "w", "annotators")
 
 
 def build_create(engine: Any, ui: UiShared) -> None:
@@ -157,10 +159,12 @@ def build_results(engine: Any, ui: UiShared, tab: Any) -> None:
                              "prefs.task_set")
         show = loc.value(gr.Button(t("prefs.results.show"), elem_id="studio-prefs-results-show"), "prefs.results.show")
     summary = gr.Markdown("", elem_id="studio-prefs-summary")
-    people = gr.Dataframe(headers=["annotator", "ranked", "skipped", "flagged", "agreement"], value=[],
-                          interactive=False, elem_id="studio-prefs-people")
-    contested = gr.Dataframe(headers=["item", "prompt", "W", "annotators"], value=[], interactive=False,
-                             elem_id="studio-prefs-contested")
+    people = gr.Dataframe(headers=_headers(texts, lang, PEOPLE), value=[], interactive=False,
+                          label=t("prefs.results.people"), elem_id="studio-prefs-people")
+    contested = gr.Dataframe(headers=_headers(texts, lang, CONTESTED), value=[], interactive=False,
+                             label=t("prefs.results.contested"), elem_id="studio-prefs-contested")
+    loc.label(people, "prefs.results.people")
+    loc.label(contested, "prefs.results.contested")
     with gr.Row(equal_height=True):
         strategy = loc.label(gr.Radio(list(STRATEGIES), value="all_pairs", label=t("prefs.export.strategy"),
                                       info=t("prefs.export.strategy.info")), "prefs.export.strategy",
@@ -185,7 +189,7 @@ def build_results(engine: Any, ui: UiShared, tab: Any) -> None:
             state = engine.prefs.store.progress(name or "")
             report = engine.prefs.agreement(name or "")
         except StudioError as exc:
-            return error_text(texts, lang, exc), [], []
+            return error_text(texts, lang, exc), _table(texts, lang, PEOPLE, []), _table(texts, lang, CONTESTED, [])
         alpha = "—" if report.get("alpha") is None else f"{report['alpha']:.3f}"
         line = texts.t(lang, "prefs.results.summary", items=state["items"], complete=state["complete"],
                        rankings=state["rankings"], overlap=state["overlap"], alpha=alpha)
@@ -196,7 +200,7 @@ def build_results(engine: Any, ui: UiShared, tab: Any) -> None:
                  _fmt(agree.get(a["annotator"]))] for a in state["annotators"]]
         worst = [[c["item_id"], c["prompt"][:80], _fmt(c.get("w")), c.get("annotators")]
                  for c in report.get("contested", [])]
-        return line, rows, worst
+        return line, _table(texts, lang, PEOPLE, rows), _table(texts, lang, CONTESTED, worst)
 
     show.click(on_show, [ui.lang, task_set], [summary, people, contested], api_visibility="private")
 
@@ -211,6 +215,15 @@ def build_results(engine: Any, ui: UiShared, tab: Any) -> None:
 
     export.click(on_export, [ui.lang, task_set, strategy, fmt, conversational, name], [exported, files],
                  api_visibility="private")
+
+
+def _headers(texts: Any, lang: str, columns: tuple) -> list[str]:
+    return [texts.t(lang, f"prefs.col.{c}") for c in columns]
+
+
+def _table(texts: Any, lang: str, columns: tuple, rows: list[list]) -> dict:
+    """A results table's value with its headers in `lang`."""
+    return {"headers": _headers(texts, lang, columns), "data": rows}
 
 
 def _fmt(value: Any) -> str:
