@@ -99,6 +99,13 @@ class Recipe:
     trust_remote_code: bool = setting(False, help="Run code shipped with a hub model. Only for models you trust.")
     distill: Any = setting(default_factory=dict, help="Distillation settings (stage distill): teacher, temperature, "
                            "alpha.", advanced=True)
+    dpo: Any = setting(default_factory=dict, help="DPO settings (stage dpo): beta, loss_type.", advanced=True)
+    kto: Any = setting(default_factory=dict, help="KTO settings (stage kto): beta, desirable_weight, "
+                       "undesirable_weight.", advanced=True)
+    orpo: Any = setting(default_factory=dict, help="ORPO settings (stage orpo): beta.", advanced=True)
+    rl: Any = setting(default_factory=dict, help="Reinforcement learning settings (stage rl): reward, its rule's "
+                      "settings, beta (the KL coefficient), num_generations, max_completion_length, temperature.",
+                      advanced=True)
 
 
 def _parse_method(raw: Any) -> Any:

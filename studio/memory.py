@@ -30,7 +30,6 @@ module never loads weights or trains, and wording for people is the UI's busines
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from studio.errors import StudioError
@@ -68,7 +67,7 @@ def load_config(model_config_or_dir: Any) -> Any:
 
 
 # Which head a stage trains: classify -> a sequence classifier, seq2seq -> an encoder-decoder LM, others a causal LM.
-STAGE_TASKS = {"classify": "classify", "seq2seq": "seq2seq"}
+STAGE_TASKS = {"classify": "classify", "seq2seq": "seq2seq", "reward": "classify"}
 
 
 def task_of(stage: str | None) -> str:

@@ -9,7 +9,6 @@ batch, gradient checkpointing, QLoRA, shorter max length) and says which would f
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from studio.errors import StudioError

@@ -19,7 +19,7 @@ class Full(Method):
     result_kind = "model"
     title = "Full fine-tuning"
     summary = "Updates all weights: most capacity, most memory; saves a complete model copy."
-    stages = ("sft", "cpt", "distill", "seq2seq", "classify")
+    stages = ("sft", "cpt", "distill", "seq2seq", "classify", "reward", "dpo", "kto", "orpo", "rl")
 
     @classmethod
     def prepare(cls, model: Any, settings: FullSettings) -> Any:

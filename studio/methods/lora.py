@@ -134,7 +134,7 @@ class Lora(PeftMethod):
     title = "LoRA"
     summary = "Small trainable low-rank matrices beside frozen weights; fast, light, mergeable."
     mergeable = True
-    stages = ("sft", "cpt", "distill", "seq2seq", "classify")
+    stages = ("sft", "cpt", "distill", "seq2seq", "classify", "reward", "dpo", "kto", "orpo", "rl")
 
     @classmethod
     def peft_config(cls, model: Any, settings: LoraSettings) -> Any:

@@ -1,7 +1,8 @@
 """The trainer callback that turns Hugging Face Trainer events into studio progress events.
 
 It observes only: it emits {"type": "progress", ...} dicts through `emit` (step, total_steps,
-loss, lr, grad_norm, epoch, tokens_per_s; and one event per evaluation with every eval_* metric,
+loss, lr, grad_norm, epoch, tokens_per_s, and every other number a trainer logs with the loss, such as
+TRL's rewards/chosen or kl; and one event per evaluation with every eval_* metric,
 including those that callbacks listed before it add, such as generation metrics), and its one way of steering training is the
 documented stop flag: when `should_stop()` turns true it asks the trainer to save a checkpoint
 and stop at the end of the current step.
@@ -14,7 +15,9 @@ from typing import Callable
 from transformers import TrainerCallback
 
 _RENAMES = {"learning_rate": "lr"}
-_LOG_KEYS = ("loss", "eval_loss", "lr", "grad_norm", "epoch")
+_LOG_KEYS = ("loss", "eval_loss", "lr", "grad_norm", "epoch",
+             # the headline numbers of the preference stages (TRL's names), when a step logs them
+             "rewards/margins", "rewards/accuracies", "accuracy", "margin", "reward", "kl")
 
 
 def describe(event: dict) -> str:

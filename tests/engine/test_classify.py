@@ -17,23 +17,6 @@ from tests.engine.test_training import logged_trainable, run_in_process
 CLASSIFY_METHODS = ["full", "lora", "feature_extraction"]
 
 
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory) -> Path:
-    """A 2-layer random BertModel (hidden 32) with the MiniLM tokenizer: shaped like the embedded encoder."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from studio.models.embedded import minilm_path
-
-    tok = AutoTokenizer.from_pretrained(minilm_path())
-    config = BertConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                        num_attention_heads=2, max_position_embeddings=128)
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny-bert")
-    BertModel(config).save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(params=["bert", "llama"])
 def tiny_model_dir(request, tiny_bert_dir, tiny_llama_dir) -> Path:
     return {"bert": tiny_bert_dir, "llama": tiny_llama_dir}[request.param]

@@ -12,7 +12,7 @@ from studio.config import parse_recipe
 from studio.errors import StudioError
 from studio.training import prepare_run
 
-from tests.engine.test_classify import classify_recipe, tiny_bert_dir  # noqa: F401  (fixture)
+from tests.engine.test_classify import classify_recipe
 from tests.engine.test_training import logged_trainable, run_in_process
 
 
@@ -49,7 +49,6 @@ def kl_to(teacher: torch.Tensor, student: torch.Tensor) -> float:
 
 
 def test_a_classify_run_teaches_a_student_with_another_tokenizer(teacher_run, tiny_llama_dir):
-    from peft import PeftModel  # noqa: F401  (the student's result is a full model: no adapter here)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from studio.stages.classify import load_classifier, load_labelled

@@ -9,7 +9,7 @@ import pytest
 from studio.errors import StudioError
 from studio.evaluation import evaluate, parse_metrics, word_diff
 
-from tests.engine.test_classify import classify_recipe, tiny_bert_dir  # noqa: F401  (fixture)
+from tests.engine.test_classify import classify_recipe
 from tests.engine.test_training import run_in_process, tiny_recipe
 
 

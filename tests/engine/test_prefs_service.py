@@ -19,20 +19,6 @@ from studio.prefs.sources import read_prompts_file
 SHORT = [GenerationSettings(max_new_tokens=5, temperature=t, seed=j) for j, t in enumerate((0.7, 1.0, 0.7))]
 
 
-@pytest.fixture(scope="session")
-def other_llama_dir(tmp_path_factory, tiny_llama_dir) -> Path:
-    """A second tiny random Llama (other weights, same tokenizer), so two models answer differently."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(1)
-    model = LlamaForCausalLM(LlamaConfig.from_pretrained(tiny_llama_dir))
-    out = tmp_path_factory.mktemp("other-llama")
-    model.save_pretrained(out, safe_serialization=True)
-    AutoTokenizer.from_pretrained(tiny_llama_dir).save_pretrained(out)
-    return out
-
-
 @pytest.fixture
 def models(tmp_path, tiny_llama_dir, other_llama_dir) -> list[str]:
     """Two model folders with readable names, for candidates and arena sides."""

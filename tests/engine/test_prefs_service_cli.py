@@ -10,7 +10,6 @@ import pytest
 from studio.cli import main
 from studio.prefs.store import PrefStore
 
-from tests.engine.test_prefs_service import other_llama_dir  # noqa: F401  (fixture)
 
 RANKINGS = [
     {"prompt": "Name a primary colour.", "candidates": ["Red", "Green", "Purple"], "ranking": [["Red"], ["Green"],

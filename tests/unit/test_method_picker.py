@@ -1,7 +1,6 @@
 """The method picker's wording: parameter counts, the fits verdict in both languages, and table lines."""
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import pytest
 
