@@ -28,6 +28,11 @@ PANELS = (
     ("exact_match", ("eval_exact_match",)),
     ("classification", ("eval_accuracy", "eval_f1")),
     ("distill", ("distill_kl", "distill_ce")),
+    ("pref_rewards", ("rewards/chosen", "rewards/rejected", "eval_rewards/chosen", "eval_rewards/rejected")),
+    ("pref_margin", ("rewards/margins", "margin", "eval_rewards/margins", "eval_margin")),
+    ("pref_accuracy", ("rewards/accuracies", "accuracy", "eval_rewards/accuracies")),
+    ("reward", ("reward", "reward_std")),
+    ("kl", ("kl", "eval_kl")),
 )
 SKIPPED = {"step", "total_steps", "epoch", "type", "eval_runtime", "eval_samples_per_second",
            "eval_steps_per_second", "eval_num_tokens", "num_tokens", "eval_entropy", "entropy",

@@ -21,6 +21,10 @@ from studio.config import DataConfig, Recipe, TrainConfig, parse_recipe
 from studio.errors import StudioError
 from studio.stages import STAGES
 from studio.stages.distill import DistillConfig
+from studio.stages.dpo import DpoConfig
+from studio.stages.kto import KtoConfig
+from studio.stages.orpo import OrpoConfig
+from studio.stages.rl import RlConfig
 from studio.ui.charts import loss_figure, progress_html, queue_message, samples_table
 from studio.ui.metric_charts import confusion_figure, metrics_figure
 from studio.ui.common import UiShared, error_text, log_text, pick_default
@@ -65,6 +69,9 @@ class TrainView:
     def method_fields(self) -> dict[str, list[FieldWidget]]:
         return self.picker.fields
 
+# The recipe sections that belong to one stage: their fields show only while that stage is picked.
+STAGE_SETTINGS = {"distill": DistillConfig, "dpo": DpoConfig, "kto": KtoConfig, "orpo": OrpoConfig, "rl": RlConfig}
+
 
 def recipe_dict(view: TrainView, values: dict) -> dict:
     """The recipe (plain dict) that the widgets describe; validation is parse_recipe's job."""
@@ -73,8 +80,9 @@ def recipe_dict(view: TrainView, values: dict) -> dict:
     dataset = values[view.dataset] or ""
     name = (values[view.name] or "").strip() or f"{Path(str(dataset)).stem or 'run'}-{method}"
     stage = values[view.stage] or "sft"
-    if stage != "distill":
-        sections.pop("distill", None)
+    for other in STAGE_SETTINGS:
+        if other != stage:
+            sections.pop(other, None)
     return {"name": name, "model": (values[view.model] or "").strip(), "stage": stage,
             "method": {"name": method, **sections.pop("method", {})},
             "data": {"dataset": dataset, **sections.pop("data", {})},
@@ -102,9 +110,11 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
         upload = loc.label(gr.UploadButton(label=t("train.upload"), file_types=[".jsonl"], file_count="single",
                                            scale=1, size="md", elem_id="studio-upload"), "train.upload")
     picker = build_method_picker(ui)
-    # Stage settings that only one stage reads (the teacher of a distillation) show only for that stage.
-    with gr.Group(visible=False) as distill_group:
-        distill_fields = draw_fields(field_specs(DistillConfig, "distill"), loc, lang, per_row=3)
+    # Settings that only one stage reads (a distillation's teacher, DPO's beta, RL's reward) show only for that stage.
+    stage_groups, stage_fields = {}, []
+    for name, settings in STAGE_SETTINGS.items():
+        with gr.Group(visible=False) as stage_groups[name]:
+            stage_fields += draw_fields(field_specs(settings, name), loc, lang, per_row=3)
 
     main = draw_fields(field_specs(TrainConfig, "train", only=MAIN_TRAIN)
                        + field_specs(DataConfig, "data", only=MAIN_DATA), loc, lang, per_row=5)
@@ -135,11 +145,13 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
     log = loc.label(gr.Textbox(label=t("train.log"), lines=8, max_lines=8, autoscroll=True, interactive=False,
                                elem_id="studio-log"), "train.log")
     timer = gr.Timer(POLL_SECONDS, active=False)
-    view = TrainView(model, stage, dataset, upload, picker, main + advanced + distill_fields, run_name, start, cancel,
+    view = TrainView(model, stage, dataset, upload, picker, main + advanced + stage_fields, run_name, start, cancel,
                      message, progress, chart, metrics_chart, confusion, samples, log, timer, gr.State(None),
                      gr.State(-1))
     _wire(view, engine, ui)
-    stage.change(lambda name: gr.update(visible=name == "distill"), [stage], [distill_group], api_visibility="private")
+    groups = list(stage_groups.items())
+    stage.change(lambda name: [gr.update(visible=name == n) for n, _ in groups], [stage], [g for _, g in groups],
+                 api_visibility="private")
     return view
 
 
