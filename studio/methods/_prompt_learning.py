@@ -53,10 +53,11 @@ def fix_generation_cache(peft_model: Any) -> Any:
 
 
 class PromptLearningMethod(PeftMethod):
-    """A peft prompt-learning method: virtual tokens only, nothing to merge, SFT only."""
+    """A peft prompt-learning method: virtual tokens only, nothing to merge; SFT and the preference stages except
+    ORPO (its loss lines labels up with logits that the virtual tokens lengthen)."""
 
     mergeable: ClassVar[bool] = False
-    stages: ClassVar[tuple[str, ...]] = ("sft",)
+    stages: ClassVar[tuple[str, ...]] = ("sft", "dpo", "kto", "rl")
 
     @classmethod
     def prepare(cls, model: Any, settings: Any) -> Any:

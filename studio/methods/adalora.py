@@ -82,6 +82,7 @@ class AdaLora(PeftMethod):
     title = "AdaLoRA"
     summary = "LoRA that moves its rank budget to the layers that need it most while it trains."
     mergeable = True
+    stages = ("sft", "cpt")  # not the preference stages: TRL adds a reference adapter, AdaLoRA trains only one
 
     @classmethod
     def peft_config(cls, model: Any, settings: AdaLoraSettings) -> Any:

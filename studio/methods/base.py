@@ -23,7 +23,7 @@ class Method:
     title: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     mergeable: ClassVar[bool] = False  # can the result be folded into the base weights (export)?
-    stages: ClassVar[tuple[str, ...]] = ("sft", "cpt")  # stages it can serve
+    stages: ClassVar[tuple[str, ...]] = ("sft", "cpt")  # stages it can serve (and is tested on)
     architectures: ClassVar[tuple[str, ...] | None] = None  # model_type values it needs (None: any)
 
     @classmethod
@@ -72,10 +72,15 @@ class Method:
         raise NotImplementedError
 
 
+# The stages that learn from preferences (reward needs a classification head: LoRA and full fine-tuning only).
+PREFERENCE_STAGES = ("dpo", "kto", "orpo", "rl")
+
+
 class PeftMethod(Method):
     """Base for methods built on a `peft` config: subclasses only say how to build the config."""
 
     result_kind: ClassVar[str] = "adapter"
+    stages: ClassVar[tuple[str, ...]] = ("sft", "cpt", *PREFERENCE_STAGES)
 
     @classmethod
     def peft_config(cls, model: Any, settings: Any) -> Any:

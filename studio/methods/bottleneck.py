@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import StudioError
-from studio.methods.base import METHODS, Method
+from studio.methods.base import METHODS, PREFERENCE_STAGES, Method
 from studio.settings import setting
 
 SITES = {"houlsby": ("self_attn", "mlp"), "pfeiffer": ("mlp",)}
@@ -120,6 +120,7 @@ def adapter_state(model: Any) -> dict:
 @METHODS.register("adapters")
 class BottleneckAdapters(Method):
     settings_cls = BottleneckSettings
+    stages = ("sft", "cpt", *PREFERENCE_STAGES)
     title = "Bottleneck adapters"
     summary = ("Small down/up-projection layers inserted after attention and/or the feed-forward network; the base "
                "stays frozen. Not mergeable: the non-linearity inside an adapter is not a weight update that could be "

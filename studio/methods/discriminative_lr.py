@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.methods import _blocks
-from studio.methods.base import METHODS
+from studio.methods.base import METHODS, PREFERENCE_STAGES
 from studio.methods.full import Full
 from studio.settings import setting
 
@@ -29,7 +29,7 @@ class DiscriminativeSettings:
 @METHODS.register("discriminative")
 class DiscriminativeLR(Full):
     settings_cls = DiscriminativeSettings
-    stages = ("sft", "cpt")  # the stages this method has been tested on
+    stages = ("sft", "cpt", *PREFERENCE_STAGES)  # the stages this method has been tested on
     title = "Discriminative learning rates"
     summary = "Full fine-tuning with a lower learning rate for each lower layer; saves a complete model."
 

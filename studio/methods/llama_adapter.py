@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.errors import StudioError
-from studio.methods.base import METHODS, PeftMethod
+from studio.methods.base import METHODS, PREFERENCE_STAGES, PeftMethod
 from studio.settings import setting
 
 
@@ -31,7 +31,7 @@ class LlamaAdapter(PeftMethod):
     title = "LLaMA-Adapter"
     summary = "Gated learned prompts in the top attention layers of a Llama model; starts at the base model."
     mergeable = False
-    stages = ("sft", "cpt")
+    stages = ("sft", "cpt", *PREFERENCE_STAGES)
     architectures = ("llama",)
 
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any
 
 from studio.errors import StudioError
 from studio.methods import _blocks
-from studio.methods.base import METHODS
+from studio.methods.base import METHODS, PREFERENCE_STAGES
 from studio.methods.full import Full
 from studio.settings import setting
 
@@ -36,7 +36,7 @@ class PartialSettings:
 @METHODS.register("partial")
 class PartialFreeze(Full):
     settings_cls = PartialSettings
-    stages = ("sft", "cpt")  # the stages this method has been tested on
+    stages = ("sft", "cpt", *PREFERENCE_STAGES)  # the stages this method has been tested on
     title = "Partial freezing"
     summary = "Trains only the last N blocks (optionally embeddings and norms); saves a complete model."
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.errors import StudioError
-from studio.methods.base import METHODS
+from studio.methods.base import METHODS, PREFERENCE_STAGES
 from studio.methods.lora import Lora, LoraSettings
 from studio.settings import setting
 
@@ -46,7 +46,7 @@ def bitsandbytes_problem() -> str | None:
 @METHODS.register("qlora")
 class Qlora(Lora):
     settings_cls = QloraSettings
-    stages = ("sft", "cpt")  # the stages this method has been tested on
+    stages = ("sft", "cpt", *PREFERENCE_STAGES)  # the stages this method has been tested on
     title = "QLoRA"
     summary = ("LoRA on a 4- or 8-bit quantised base: the least memory for a big model. Measured: on an H100, 35% "
                "less memory than LoRA at half its speed (1.7B model); on a 2-core CPU about 200 tokens/s, no "

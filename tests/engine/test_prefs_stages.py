@@ -11,6 +11,8 @@ import pytest
 from studio.config import parse_recipe
 from studio.errors import StudioError
 from studio.jobs.runfiles import append_metrics
+from studio.methods import METHODS
+from studio.methods.base import PREFERENCE_STAGES
 from studio.training import prepare_run
 from studio.workspace import read_metrics
 
@@ -362,3 +364,21 @@ def test_dpo_with_lora_raises_smollm2s_preference_for_the_chosen_style_on_held_o
           f"{margins[0]:.3f} -> {margins[-1]:.3f}; {result['train_runtime_s']:.0f} s")
     assert after[0] > before[0] + 5.0 and after[0] > 0, (before, after)
     assert after[1] > before[1] and after[1] >= 0.75, (before, after)
+
+
+OTHER_METHODS = [(method, stage) for method, cls in sorted(METHODS.items()) for stage in PREFERENCE_STAGES
+                 if stage in cls.stages and method not in ("lora", "full")]
+
+
+@pytest.mark.parametrize("method,stage", OTHER_METHODS)
+def test_every_method_that_lists_a_preference_stage_trains_it(method, stage, workspace, tiny_llama_dir, pairs_file):
+    section = {"reward": "length", "num_generations": 2} if stage == "rl" else None
+    run_id, events, result = run_in_process(workspace, prefs_recipe(tiny_llama_dir, stage, pairs_file, method, section))
+    losses = [e["loss"] for e in events if "loss" in e]
+    assert not result["stopped"] and losses and all(loss == loss for loss in losses)
+    assert Path(result["result_dir"]).exists()
+
+
+def test_methods_that_cannot_serve_a_preference_stage_say_so(workspace, tiny_llama_dir, pairs_file):
+    with pytest.raises(StudioError, match="cannot train stage 'dpo'"):
+        prepare_run(workspace, prefs_recipe(tiny_llama_dir, "dpo", pairs_file, "adalora"))

@@ -89,9 +89,9 @@ def test_llama_adapter_caps_its_layers_at_the_models_depth():
 
 
 @pytest.mark.parametrize("name", PROMPT_LEARNING)
-def test_prompt_learning_methods_serve_sft_only_and_are_not_mergeable(name):
+def test_prompt_learning_methods_serve_sft_and_preferences_but_not_orpo_and_are_not_mergeable(name):
     method = METHODS.get(name)
-    assert method.stages == ("sft",) and not method.mergeable
+    assert method.stages == ("sft", "dpo", "kto", "rl") and not method.mergeable
     with pytest.raises(StudioError):
         method.check(method.settings_cls(), "classify", "llama")
 
