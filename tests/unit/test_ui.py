@@ -207,7 +207,7 @@ def test_a_keyed_error_reads_in_spanish_and_an_unkeyed_one_stays_english():
     texts = Texts.load()
     with pytest.raises(StudioError) as info:
         METHODS.get("prompt_tuning").check(METHODS.get("prompt_tuning").settings_cls(), "classify", "bert")
-    assert texts.error("es", info.value) == "El método 'prompt_tuning' no sirve para la etapa 'classify'; sirve para sft."
+    assert texts.error("es", info.value) == "El método 'prompt_tuning' no sirve para la etapa 'classify'; sirve para sft, dpo, kto, rl."
     assert texts.error("en", info.value) == info.value.message
     plain = StudioError("Something English.", field="x")
     assert texts.error("es", plain) == "Something English."
