@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from studio.sqlite_schema import apply_migrations
+
 # Each entry upgrades the schema by one version; never edit a released entry, append a new one.
 MIGRATIONS: list[str] = [
     """
@@ -123,16 +125,7 @@ class Workspace:
         """Bring an older (or new, empty) store up to the latest schema, one version at a time."""
         with self.db() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            current = row["version"] if row else 0
-            if row is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute("UPDATE schema_version SET version = ?", (version,))
+            apply_migrations(conn, MIGRATIONS)
             conn.execute("COMMIT")
 
     # --- runs -------------------------------------------------------------------------------

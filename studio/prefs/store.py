@@ -1,7 +1,7 @@
 """The preference store: ranking task sets, their items and candidates, annotators and their submissions.
 
 A `PrefStore` lives in its own SQLite file, `<workspace>/prefs.db` (WAL, foreign keys on, schema versioned
-by its own `schema_version` table and the ordered `MIGRATIONS` list), apart from `studio.db` so annotation
+by its own `schema_version` table and the scripts in `studio.prefs.schema`), apart from `studio.db` so annotation
 traffic never contends with the run table. Every call opens its own short connection and every write is one
 `BEGIN IMMEDIATE` transaction, so threads and processes (the app's annotators, a CLI import) can share the
 store and a submission is on disk the moment `submit` returns.
@@ -33,96 +33,8 @@ from typing import Any, Iterator
 
 from studio.errors import StudioError
 from studio.prefs.ranking import validate_ranking
-
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE task_sets (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL UNIQUE,
-        guidelines TEXT NOT NULL DEFAULT '',
-        k INTEGER NOT NULL CHECK (k >= 2),
-        overlap INTEGER NOT NULL CHECK (overlap >= 1),
-        created_by TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL,
-        source TEXT NOT NULL DEFAULT ''
-    );
-    CREATE TABLE items (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        task_set_id INTEGER NOT NULL REFERENCES task_sets(id) ON DELETE CASCADE,
-        prompt TEXT NOT NULL,
-        system TEXT NOT NULL DEFAULT '',
-        position INTEGER NOT NULL,
-        UNIQUE (task_set_id, position)
-    );
-    CREATE TABLE candidates (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
-        idx INTEGER NOT NULL,
-        text TEXT NOT NULL,
-        model TEXT NOT NULL DEFAULT '',
-        settings_json TEXT NOT NULL DEFAULT '{}',
-        UNIQUE (item_id, idx)
-    );
-    CREATE TABLE annotators (
-        name TEXT PRIMARY KEY,
-        password_hash TEXT,
-        role TEXT NOT NULL CHECK (role IN ('admin', 'annotator')),
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE submissions (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
-        annotator TEXT NOT NULL,
-        ranking_json TEXT,
-        status TEXT NOT NULL CHECK (status IN ('ranked', 'skipped', 'flagged')),
-        flag_reason TEXT,
-        rationale TEXT NOT NULL DEFAULT '',
-        seconds_spent REAL,
-        created_at REAL NOT NULL,
-        UNIQUE (item_id, annotator)
-    );
-    CREATE INDEX submissions_by_item ON submissions (item_id, status);
-    CREATE TABLE suggestions (
-        item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
-        judge TEXT NOT NULL,
-        ranking_json TEXT NOT NULL,
-        rationale TEXT NOT NULL DEFAULT '',
-        PRIMARY KEY (item_id, judge)
-    );
-    CREATE TABLE claims (
-        item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
-        annotator TEXT NOT NULL,
-        claimed_at REAL NOT NULL,
-        PRIMARY KEY (item_id, annotator)
-    );
-    """,
-    # 2: the arena (studio.prefs.service): duels shown but not voted yet, and the votes, answers included
-    """
-    CREATE TABLE arena_duels (
-        id TEXT PRIMARY KEY,
-        prompt TEXT NOT NULL,
-        system TEXT NOT NULL DEFAULT '',
-        model_1 TEXT NOT NULL,
-        model_2 TEXT NOT NULL,
-        answer_1 TEXT NOT NULL,
-        answer_2 TEXT NOT NULL,
-        settings_json TEXT NOT NULL DEFAULT '{}',
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE arena_votes (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        prompt TEXT NOT NULL,
-        system TEXT NOT NULL DEFAULT '',
-        model_a TEXT NOT NULL,
-        model_b TEXT NOT NULL,
-        answer_a TEXT NOT NULL,
-        answer_b TEXT NOT NULL,
-        outcome TEXT NOT NULL CHECK (outcome IN ('a', 'b', 'tie', 'both_bad')),
-        voter TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL
-    );
-    """,
-]
+from studio.prefs.schema import MIGRATIONS
+from studio.sqlite_schema import apply_migrations
 
 ROLES = ("admin", "annotator")
 NAME = re.compile(r"^\w[\w .-]{0,79}$")
@@ -239,16 +151,7 @@ class PrefStore:
         with self._db() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
         with self._tx() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            current = row["version"] if row else 0
-            if row is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute("UPDATE schema_version SET version = ?", (version,))
+            apply_migrations(conn, MIGRATIONS)
 
     def schema_version(self) -> int:
         with self._db() as conn:
