@@ -3,8 +3,10 @@
 `studio ui` serves the app, `studio train RECIPE.yaml [--set k=v ...]` trains in the foreground
 through the same job manager the UI uses (a worker process, a progress bar, Ctrl-C cancels and
 keeps a checkpoint) and prints the run directory last; `studio eval` scores runs and models on a
-dataset split (`studio.evaluation`); `studio data` and `studio rag` manage datasets and document
-collections; `studio runs` and `studio models` list what the workspace holds (`--json` for machines). A `StudioError` prints one sentence and exits 1.
+dataset split (`studio.evaluation`); `studio data`, `studio rag` and `studio prefs` manage datasets,
+document collections and preferences; `studio export` merges, quantises and converts runs and models
+(`studio.cli_export`); `studio runs` and `studio models` list what the workspace holds (`--json` for
+machines). A `StudioError` prints one sentence and exits 1.
 """
 from __future__ import annotations
 
@@ -172,12 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
     from studio.cli_data import add_data_parser
+    from studio.cli_export import add_export_parser
     from studio.cli_prefs import add_prefs_parser
     from studio.cli_rag import add_rag_parser
 
     add_data_parser(sub)
     add_rag_parser(sub)
     add_prefs_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

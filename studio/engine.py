@@ -25,12 +25,13 @@ class Engine:
         self.jobs = JobManager(self.ws)
         self._rag = None
         self._prefs = None
+        self._exports = None
         if start_jobs:
             self.jobs.start()
 
     def shutdown(self) -> None:
         self.jobs.shutdown(kill_running=True)
-        for service in (self._rag, self._prefs):
+        for service in (self._rag, self._prefs, self._exports):
             if service is not None:
                 service.shutdown()
 
@@ -54,6 +55,16 @@ class Engine:
 
             self._prefs = PrefService(self.ws)
         return self._prefs
+
+    # --- export ----------------------------------------------------------------------------
+    @property
+    def exports(self):
+        """Export jobs (merge, bitsandbytes, int8, GGUF) and the finished exports (`studio.export.service`)."""
+        if self._exports is None:
+            from studio.export.service import ExportService
+
+            self._exports = ExportService(self.ws)
+        return self._exports
 
     # --- training -------------------------------------------------------------------------
     def start_training(self, recipe: Recipe | str) -> str:

@@ -1,0 +1,68 @@
+"""`studio export RUN_OR_MODEL --format merged|adapter|bnb8|bnb4|int8|gguf [--quant Q] --out DIR [--json]`.
+
+Runs the export in the foreground (the same `studio.export.pipeline.run_export` the Export tab's jobs run), with
+progress on stderr; prints the artifact's path and the report of what quantisation cost, or with `--json` the
+manifest with the report inside. `--push owner/name` uploads the result to the Hugging Face Hub (token from
+`--token` or HF_TOKEN). Ctrl-C stops it and leaves the previous export in DIR as it was.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_export_parser(sub) -> None:
+    from studio.export.pipeline import FORMATS
+
+    ex = sub.add_parser("export", help="merge, quantise or convert a finished run or a model (GGUF, bitsandbytes, "
+                                       "int8), with a report of what quantisation cost")
+    ex.add_argument("source", metavar="RUN_OR_MODEL", help="a run id (or run:<id>, or its name) or a model")
+    ex.add_argument("--format", required=True, choices=FORMATS)
+    ex.add_argument("--quant", default=None, help="gguf: F16, BF16, Q8_0, Q5_0, Q5_1, Q4_0, Q4_1 (default Q8_0); "
+                                                  "bnb4: nf4 or fp4 (default nf4)")
+    ex.add_argument("--out", default=None, help="the folder to write (default STUDIO_HOME/exports/<name>-<format>)")
+    ex.add_argument("--dtype", default="fp16", help="merged: fp16, bf16 or fp32")
+    ex.add_argument("--no-double-quant", action="store_true", help="bnb4: no double quantisation")
+    ex.add_argument("--calibration", default=None, help="int8: a .txt/.jsonl/.csv file or dataset for activation "
+                                                        "scales")
+    ex.add_argument("--heldout", default=None, help="a text file for the report's perplexity")
+    ex.add_argument("--no-report", action="store_true", help="skip measuring the artifact")
+    ex.add_argument("--system", default=None, help="gguf: a SYSTEM line for the Ollama Modelfile")
+    ex.add_argument("--push", default=None, metavar="OWNER/NAME", help="upload the export to this Hub repo")
+    ex.add_argument("--token", default=None, help="Hub token for --push (default: HF_TOKEN)")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func=cmd_export)
+
+
+def _progress(fraction: float, message: str) -> None:
+    print(f"[{fraction * 100:3.0f}%] {message}", file=sys.stderr, flush=True)
+
+
+def cmd_export(args) -> int:
+    from studio.export.hub import push_to_hub
+    from studio.export.pipeline import ExportRequest, run_export
+    from studio.export.report import report_lines
+    from studio.workspace import Workspace
+
+    request = ExportRequest(source=args.source, format=args.format, out=args.out, quant=args.quant,
+                            dtype=args.dtype, double_quant=not args.no_double_quant, calibration=args.calibration,
+                            report=not args.no_report, heldout=args.heldout, system=args.system)
+    ws = Workspace.open()
+    manifest = run_export(ws, request, progress=_progress)
+    if args.push:
+        manifest["pushed"] = push_to_hub(manifest["path"], args.push, args.token)
+    report_path = f"{manifest['path']}/report.json"
+    if manifest.get("report"):
+        with open(report_path, encoding="utf-8") as handle:
+            manifest["report"] = json.load(handle)
+    if args.json:
+        print(json.dumps(manifest, indent=2, default=str))
+        return 0
+    print(f"{manifest['format']} export of {manifest['source']}: {manifest['bytes'] / 2**20:.1f} MB in "
+          f"{manifest['seconds']} s")
+    if isinstance(manifest.get("report"), dict):
+        print("\n".join(report_lines(manifest["report"])))
+    if manifest.get("pushed"):
+        print(f"Pushed to {manifest['pushed']}")
+    print(manifest["artifact"])
+    return 0
