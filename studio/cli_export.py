@@ -38,10 +38,25 @@ def _progress(fraction: float, message: str) -> None:
     print(f"[{fraction * 100:3.0f}%] {message}", file=sys.stderr, flush=True)
 
 
+HEADERS = {"name": "artifact", "format": "format", "size_mb": "MB", "size_ratio": "x ref", "load_s": "load s",
+           "tokens_per_s": "tok/s", "perplexity": "ppl", "ppl_delta_pct": "ppl +%", "top1": "top-1 %"}
+
+
+def _report_text(report: dict) -> str:
+    """The report as a plain table, then where the held-out text came from."""
+    from studio.cli import _table
+    from studio.export.report import report_table
+
+    table = report_table(report, lambda key: HEADERS.get(key.rsplit(".", 1)[-1], key.rsplit(".", 1)[-1]))
+    rows = [dict(zip(table["headers"], row)) for row in table["data"]]
+    held = report["heldout"]
+    return (f"{_table(rows, table['headers'])}\nPerplexity and top-1 agreement on {held['tokens']} tokens of "
+            f"{held['source']}; speed on {report['device']}.")
+
+
 def cmd_export(args) -> int:
     from studio.export.hub import push_to_hub
     from studio.export.pipeline import ExportRequest, run_export
-    from studio.export.report import report_lines
     from studio.workspace import Workspace
 
     request = ExportRequest(source=args.source, format=args.format, out=args.out, quant=args.quant,
@@ -61,7 +76,7 @@ def cmd_export(args) -> int:
     print(f"{manifest['format']} export of {manifest['source']}: {manifest['bytes'] / 2**20:.1f} MB in "
           f"{manifest['seconds']} s")
     if isinstance(manifest.get("report"), dict):
-        print("\n".join(report_lines(manifest["report"])))
+        print(_report_text(manifest["report"]))
     if manifest.get("pushed"):
         print(f"Pushed to {manifest['pushed']}")
     print(manifest["artifact"])

@@ -81,6 +81,10 @@ def check_request(ws, request: ExportRequest) -> tuple[ExportRequest, ExportSour
 
         request.quant = gguf.check_quant(request.quant or "Q8_0")
         gguf.check_architecture(_config(ws, source))
+    if request.heldout and not Path(request.heldout).is_file():
+        raise StudioError(f"The held-out text file '{request.heldout}' does not exist; give a .txt file or leave "
+                          "'heldout' empty to use the run's validation data.", field="heldout",
+                          key="export.pipeline.heldout_missing", path=str(request.heldout))
     if request.calibration and fmt != "int8":
         raise StudioError("A calibration set is used by the int8 export only; clear 'calibration' or choose int8.",
                           field="calibration", key="export.pipeline.calibration_format")
@@ -218,25 +222,29 @@ def _row_text(value: Any) -> str:
 
 def _report(ws, request: ExportRequest, source: ExportSource, tmp: Path, artifact: dict, reference, step) -> dict:
     from studio.export import report as measure
+    from studio.export.heldout import HeldOut, heldout_text
 
     model, tokenizer = reference
-    heldout = measure.heldout_for(ws, source.run, request.heldout)
-    candidate = measure.Candidate(name=request.format + (f" {request.quant}" if request.quant else ""),
-                                  format=request.format, path=Path(artifact["path"]),
+    if request.heldout:
+        path = Path(request.heldout)
+        heldout = HeldOut(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    else:
+        heldout = heldout_text(ws, source.run)
+    name = request.format + (f" {request.quant}" if request.quant else "")
+    candidate = measure.Candidate(name=name, format=request.format, path=Path(artifact["path"]),
                                   load=_loader(request, Path(artifact["path"])))
-    ref = measure.Candidate(name="fp32 (unquantised)", format="fp32", path=None, load=lambda: (model, tokenizer),
+    ref = measure.Candidate(name="fp32", format="fp32", path=tmp, load=lambda: (model, tokenizer),
                             size_bytes=sum(p.numel() * 4 for p in model.parameters()))
     report = measure.build_report(ref, [candidate], heldout,
-                                  progress=lambda fraction, message: step(0.7 + 0.28 * fraction, message))
+                                  progress=lambda done, total, what: step(0.7 + 0.28 * done / total,
+                                                                          f"measured {what}"))
     measure.save_report(report, tmp / "report.json")
     return report
 
 
 def _loader(request: ExportRequest, path: Path) -> Callable[[], tuple[Any, Any]]:
     if request.format == "merged":
-        from studio.export.report import load_pretrained
-
-        return lambda: load_pretrained(path)
+        return lambda: _load_merged(path)
     if request.format in ("bnb8", "bnb4"):
         from studio.export.bnb import load_bnb
 
@@ -248,3 +256,11 @@ def _loader(request: ExportRequest, path: Path) -> Callable[[], tuple[Any, Any]]
     from studio.export.gguf import load_gguf
 
     return lambda: load_gguf(path)
+
+
+def _load_merged(path: Path) -> tuple[Any, Any]:
+    """A merged export as any transformers user loads it: in the dtype it was saved in."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype="auto").eval(), AutoTokenizer.from_pretrained(path)
+
