@@ -36,13 +36,28 @@ def folder_bytes(path: Path) -> int:
 
 def save_merged(model: Any, tokenizer: Any, out_dir: Path, source: ExportSource, dtype: str = "fp16",
                 extra: dict | None = None) -> dict:
-    """Write `model` (already merged) as a full model in `dtype`; returns {path, dtype, bytes}."""
+    """Write `model` (already merged) as a full model in `dtype`, leaving `model` as it was; returns {path, dtype,
+    bytes}."""
     from studio.models.loading import torch_dtype
 
     dtype = check_dtype(dtype)
     out_dir = Path(out_dir)
-    model = model.to(torch_dtype(dtype))
-    model.save_pretrained(out_dir, safe_serialization=True)
+    target = torch_dtype(dtype)
+    # Cast tensor by tensor on the way out: the float32 model in memory stays the report's reference, and no
+    # second full copy of it is made.
+    cast: dict[int, Any] = {}  # by storage: tied weights (embeddings = lm_head) stay one tensor, saved once
+    state = {k: cast.setdefault(v.data_ptr(), v.to(target) if v.is_floating_point() else v)
+             for k, v in model.state_dict().items()}
+    previous = model.config.dtype
+    try:
+        model.save_pretrained(out_dir, state_dict=state, safe_serialization=True)
+    finally:
+        model.config.dtype = previous
+    # save_pretrained records the dtype of the model in memory; the file holds `target`.
+    config_path = out_dir / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["dtype"] = str(target).removeprefix("torch.")
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tokenizer.save_pretrained(out_dir)
     if getattr(model, "generation_config", None) is not None and model.can_generate():
         model.generation_config.save_pretrained(out_dir)

@@ -155,11 +155,7 @@ def _write(ws, request: ExportRequest, source: ExportSource, tmp: Path, step) ->
     reference = (model, tokenizer) if source.head == CAUSAL else None
     step(0.3, f"writing the {request.format} export")
     if request.format == "merged":
-        import copy
-
-        # save_merged casts to the export dtype; the report needs the float32 weights as the reference.
-        details = save_merged(copy.deepcopy(model) if reference else model, tokenizer, tmp, source, request.dtype)
-        return details, reference
+        return save_merged(model, tokenizer, tmp, source, request.dtype), reference
     if request.format in ("bnb8", "bnb4"):
         from studio.export.bnb import save_bnb
 
