@@ -151,8 +151,10 @@ def _write(ws, request: ExportRequest, source: ExportSource, tmp: Path, step) ->
         step(0.1, "copying the adapter")
         return save_adapter(source, tmp), None
     step(0.05, f"loading {source.spec}")
+    started = time.perf_counter()
     model, tokenizer = load_source(ws, source)
-    reference = (model, tokenizer) if source.head == CAUSAL else None
+    # The reference is measured from memory; its load time is the real one, loading (and merging) the source.
+    reference = (model, tokenizer, time.perf_counter() - started) if source.head == CAUSAL else None
     step(0.3, f"writing the {request.format} export")
     if request.format == "merged":
         return save_merged(model, tokenizer, tmp, source, request.dtype), reference
@@ -220,7 +222,7 @@ def _report(ws, request: ExportRequest, source: ExportSource, tmp: Path, artifac
     from studio.export import report as measure
     from studio.export.heldout import HeldOut, heldout_text
 
-    model, tokenizer = reference
+    model, tokenizer, load_s = reference
     if request.heldout:
         path = Path(request.heldout)
         heldout = HeldOut(path.read_text(encoding="utf-8", errors="replace"), str(path))
@@ -229,11 +231,12 @@ def _report(ws, request: ExportRequest, source: ExportSource, tmp: Path, artifac
     name = request.format + (f" {request.quant}" if request.quant else "")
     candidate = measure.Candidate(name=name, format=request.format, path=Path(artifact["path"]),
                                   load=_loader(request, Path(artifact["path"])))
-    ref = measure.Candidate(name="fp32", format="fp32", path=tmp, load=lambda: (model, tokenizer),
-                            size_bytes=sum(p.numel() * 4 for p in model.parameters()))
+    ref = measure.Candidate(name="fp32 (source)", format="fp32", path=tmp, load=lambda: (model, tokenizer),
+                            size_bytes=_fp32_bytes(model, tmp))
     report = measure.build_report(ref, [candidate], heldout,
                                   progress=lambda done, total, what: step(0.7 + 0.28 * done / total,
                                                                           f"measured {what}"))
+    report["reference"]["load_s"] = round(load_s, 4)
     measure.save_report(report, tmp / "report.json")
     return report
 
@@ -259,4 +262,14 @@ def _load_merged(path: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     return AutoModelForCausalLM.from_pretrained(path, dtype="auto").eval(), AutoTokenizer.from_pretrained(path)
+
+
+def _fp32_bytes(model, folder: Path) -> int:
+    """What the float32 model would take as a folder: its weights at 4 bytes, plus the tokenizer files the
+    export wrote beside its own weights (so small models compare folder to folder)."""
+    weights = sum(p.numel() * 4 for p in model.parameters())
+    tokenizer = sum(f.stat().st_size for f in folder.iterdir()
+                    if f.is_file() and (f.name.startswith(("tokenizer", "special_tokens", "chat_template"))
+                                        or f.name in ("vocab.json", "merges.txt")))
+    return weights + tokenizer
 

@@ -174,3 +174,16 @@ def test_a_classifier_run_merges_with_its_labels_but_is_not_quantised(workspace,
     merged = AutoModelForSequenceClassification.from_pretrained(out)
     labels = json.loads((Path(result["result_dir"]) / "labels.json").read_text())["labels"]
     assert [merged.config.id2label[i] for i in range(len(labels))] == labels
+
+
+def test_the_report_measures_the_export_against_the_source(workspace, lora_run, tmp_path):
+    out = tmp_path / "measured"
+    manifest = run_export(workspace, ExportRequest(lora_run, "merged", out=str(out), dtype="bf16"))
+    assert manifest["report"] is True
+    report = json.loads((out / "report.json").read_text())
+    reference, (artifact,) = report["reference"], report["artifacts"]
+    assert reference["name"] == "fp32 (source)" and reference["load_s"] > 0
+    assert artifact["format"] == "merged" and 0.45 < artifact["size_ratio"] < 0.65  # + card and config
+    assert artifact["top1_agreement"] >= 0.95 and artifact["tokens_per_s"] > 0 and artifact["load_s"] > 0
+    assert abs(artifact["ppl_delta_pct"]) < 5 and len(artifact["samples"]) == 3
+    assert report["heldout"]["source"].startswith(f"run:{lora_run}/validation")
