@@ -66,10 +66,6 @@ def cmd_export(args) -> int:
     manifest = run_export(ws, request, progress=_progress)
     if args.push:
         manifest["pushed"] = push_to_hub(manifest["path"], args.push, args.token)
-    report_path = f"{manifest['path']}/report.json"
-    if manifest.get("report"):
-        with open(report_path, encoding="utf-8") as handle:
-            manifest["report"] = json.load(handle)
     if args.json:
         print(json.dumps(manifest, indent=2, default=str))
         return 0

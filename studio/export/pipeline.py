@@ -9,6 +9,7 @@ message)`; `should_stop()` is checked between steps.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
@@ -106,9 +107,20 @@ def _config(ws, source: ExportSource):
         converted = ws.models_dir / embedded.SMOLLM2_DIRNAME
         if embedded.is_converted(converted):
             return AutoConfig.from_pretrained(converted)
-        packaged = embedded.smollm2_gguf_path()
-        return AutoConfig.from_pretrained(packaged.parent, gguf_file=packaged.name)
+        return _gguf_architecture(str(embedded.smollm2_gguf_path()))
     return AutoConfig.from_pretrained(catalogue.resolve_model(source.base, ws))
+
+
+@functools.lru_cache(maxsize=4)
+def _gguf_architecture(path: str):
+    """The model type a GGUF file declares, read from its metadata (parsing its config through transformers
+    dequantises every tensor: seconds for a small model)."""
+    from types import SimpleNamespace
+
+    from gguf import GGUFReader
+
+    field = GGUFReader(path).fields["general.architecture"]
+    return SimpleNamespace(model_type=bytes(field.parts[field.data[0]]).decode())
 
 
 def run_export(ws, request: ExportRequest, progress: Progress | None = None,
@@ -139,10 +151,15 @@ def run_export(ws, request: ExportRequest, progress: Progress | None = None,
                     "base_model": source.base, "method": source.method, "path": str(out),
                     "artifact": str(out / Path(artifact["path"]).relative_to(tmp)) if artifact.get("path") else str(out),
                     "bytes": folder_bytes(tmp), "created": time.time(), "seconds": round(time.time() - started, 1),
-                    "request": asdict(request), "details": artifact, "report": bool(report)}
+                    "request": asdict(request), "details": _moved(artifact, tmp, out), "report": bool(report)}
         (tmp / "export.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
     progress(1.0, "done")
-    return manifest
+    return {**manifest, "report": report}
+
+
+def _moved(details: dict, tmp: Path, out: Path) -> dict:
+    """`details` with the staged folder's paths replaced by the final ones."""
+    return {k: v.replace(str(tmp), str(out.resolve())) if isinstance(v, str) else v for k, v in details.items()}
 
 
 def _write(ws, request: ExportRequest, source: ExportSource, tmp: Path, step) -> tuple[dict, Any]:

@@ -1,8 +1,8 @@
 """The whole browser app: header with the language switch, the tabs, and the named API endpoints.
 
-`build_app(engine)` lays out the header and one tab per module (train, data, runs, playground), each
-built by its own `build_<tab>` function, then wires the language switch: it stores the choice in
-a per-user `gr.State`, returns one `gr.update` per registered component (labels, tooltips,
+`build_app(engine)` lays out the header and one tab per module (train, data, runs, evaluate, playground, RAG,
+preferences, export), each built by its own `build_<tab>` function, then wires the language switch: it stores
+the choice in a per-user `gr.State`, returns one `gr.update` per registered component (labels, tooltips,
 button texts) and runs the tabs' own language hooks. Styling (`APP_CSS`, `make_theme`) is
 applied at launch, where Gradio 6 takes it. Serving and authentication live in `studio.ui.serve`.
 """
@@ -20,6 +20,7 @@ from studio.ui.playground_tab import build_playground
 from studio.ui.prefs_tab import build_prefs
 from studio.ui.rag_tab import build_rag
 from studio.ui.evaluate_tab import build_evaluate
+from studio.ui.export_tab import build_export
 from studio.ui.runs_tab import build_runs
 from studio.ui.train_tab import build_train
 
@@ -91,9 +92,11 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
                 build_rag(engine, ui, rag_tab)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.prefs"), id="prefs", elem_id="studio-tab-prefs") as prefs_tab:
                 build_prefs(engine, ui, prefs_tab)
+            with gr.Tab(texts.t(DEFAULT_LANG, "tab.export"), id="export", elem_id="studio-tab-export") as export_tab:
+                build_export(engine, ui, export_tab)
         for tab, key in ((train_tab, "tab.train"), (data_tab, "tab.data"), (runs_tab, "tab.runs"),
                          (eval_tab, "tab.evaluate"), (play_tab, "tab.playground"), (rag_tab, "tab.rag"),
-                         (prefs_tab, "tab.prefs")):
+                         (prefs_tab, "tab.prefs"), (export_tab, "tab.export")):
             ui.localizer.label(tab, key)
         # A dataset saved in the Data tab is offered as soon as the user comes back to Train.
         train_tab.select(lambda: gr.update(choices=engine.dataset_choices()), None, [train.dataset],

@@ -82,7 +82,7 @@ def test_adapter_export_loads_with_peft_and_names_its_base(workspace, tiny_llama
 
     out = tmp_path / "adapter"
     manifest = run_export(workspace, ExportRequest(lora_run, "adapter", out=str(out)))
-    assert manifest["report"] is False
+    assert manifest["report"] is None
     reference = json.loads((out / "base_model.json").read_text())
     assert reference["base_model"] == str(tiny_llama_dir) and reference["method"] == "lora"
     expected, tokenizer = base_plus_adapter(workspace, lora_run)
@@ -179,7 +179,7 @@ def test_a_classifier_run_merges_with_its_labels_but_is_not_quantised(workspace,
 def test_the_report_measures_the_export_against_the_source(workspace, lora_run, tmp_path):
     out = tmp_path / "measured"
     manifest = run_export(workspace, ExportRequest(lora_run, "merged", out=str(out), dtype="bf16"))
-    assert manifest["report"] is True
+    assert manifest["report"]["artifacts"][0]["format"] == "merged"
     report = json.loads((out / "report.json").read_text())
     reference, (artifact,) = report["reference"], report["artifacts"]
     assert reference["name"] == "fp32 (source)" and reference["load_s"] > 0

@@ -1,7 +1,10 @@
 """A deterministic in-memory stand-in for `studio.engine.Engine`, for UI tests that need no training."""
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import asdict
+from pathlib import Path
 
 from studio.config import Recipe, parse_recipe_yaml, recipe_to_yaml
 from studio.errors import StudioError
@@ -16,6 +19,7 @@ class FakeEngine:
         self.runs: dict[str, dict] = {}
         self.recipes: dict[str, str] = {}
         self.calls: list[tuple] = []
+        self.exports = FakeExports(ws)
 
     def start_training(self, recipe):
         if isinstance(recipe, str):
@@ -101,3 +105,89 @@ class FakeEngine:
 
     def shutdown(self):
         pass
+
+
+def fake_report(name: str = "merged") -> dict:
+    """A report shaped like `studio.export.report.build_report`'s, with round numbers."""
+    def entry(label, fmt, size, ppl, top1, answer):
+        return {"name": label, "format": fmt, "path": "/tmp/x", "size_bytes": size, "size_ratio": size / 4e6,
+                "load_s": 0.5, "tokens_per_s": 40.0, "perplexity": ppl, "ppl_delta": ppl - 10.0,
+                "ppl_delta_pct": 10.0 * (ppl - 10.0), "top1_agreement": top1, "tokens": 100,
+                "samples": [f"{answer} {i}" for i in range(3)]}
+
+    return {"reference": entry("fp32", "fp32", 4_000_000, 10.0, 1.0, "reference answer"),
+            "artifacts": [entry(name, name, 2_000_000, 10.5, 0.97, "artifact answer")],
+            "prompts": ["First prompt", "Second prompt", "Third prompt"], "heldout": {"source": "t", "tokens": 100},
+            "max_new_tokens": 8, "device": "cpu", "torch": "x", "created": "2025-01-01T00:00:00Z"}
+
+
+class FakeExports:
+    """Export jobs that finish on their second `job` call. With a workspace, requests are checked by the engine's
+    own `check_request` (so refusals are the real ones) and each export writes a small folder with export.json and
+    report.json, as the real service does."""
+
+    def __init__(self, ws=None):
+        self.ws = ws
+        self.jobs: dict[str, dict] = {}
+        self.manifests: list[dict] = []
+        self.names: dict[str, str] = {}  # job id -> the source's file-safe name
+
+    def start(self, request):
+        from studio.export.pipeline import ExportRequest, check_request
+
+        if isinstance(request, dict):
+            request = ExportRequest.from_dict(request)
+        name = request.source.removeprefix("run:")
+        if self.ws is not None:
+            request, source = check_request(self.ws, request)
+            name = source.name
+        job_id = f"export-{len(self.jobs) + 1}"
+        self.jobs[job_id] = {"id": job_id, "state": "running", "fraction": 0.0, "message": "starting", "seconds": 0.0,
+                             "result": None, "error": None, "request": asdict(request)}
+        self.names[job_id] = name
+        return job_id
+
+    def _job(self, job_id):
+        if job_id not in self.jobs:
+            raise StudioError(f"There is no export job '{job_id}'.", field="export", key="export.service.no_job",
+                              job_id=job_id)
+        return self.jobs[job_id]
+
+    def job(self, job_id):
+        job = self._job(job_id)
+        if job["state"] == "running" and job["fraction"] == 0.0:
+            job.update(fraction=0.5, message="writing the export", seconds=1.0)
+        elif job["state"] == "running":
+            job.update(state="completed", fraction=1.0, message="done", seconds=2.0, result=self._write(job["request"], self.names[job_id]))
+        return dict(job)
+
+    def _write(self, request: dict, name: str) -> dict:
+        folder = Path(request["out"] or "/tmp/fake-export")
+        report = fake_report(request["format"]) if request["report"] and request["format"] != "adapter" else None
+        manifest = {"format": request["format"], "quant": request["quant"], "source": request["source"],
+                    "source_name": name, "run": None, "base_model": "m",
+                    "method": "lora", "path": str(folder), "artifact": str(folder / "model.safetensors"),
+                    "bytes": 2_000_000, "created": time.time(), "seconds": 2.0, "request": request, "details": {},
+                    "report": bool(report)}
+        if self.ws is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "model.safetensors").write_bytes(b"\0" * 2048)
+            (folder / "export.json").write_text(json.dumps(manifest), encoding="utf-8")
+            if report:
+                (folder / "report.json").write_text(json.dumps(report), encoding="utf-8")
+        self.manifests.append({**manifest, "report": report})  # exports() reads report.json back, as the real one
+        return manifest  # the job's copy says only whether there is a report, as the real one
+
+    def failure(self, job_id):
+        if self._job(job_id)["state"] == "cancelled":
+            return StudioError("The export was cancelled; the previous export in that folder is unchanged.",
+                               field="export", key="export.service.cancelled")
+        return None
+
+    def cancel(self, job_id):
+        job = self._job(job_id)
+        if job["state"] == "running":
+            job["state"] = "cancelled"
+
+    def exports(self):
+        return sorted(self.manifests, key=lambda m: m["created"], reverse=True)
