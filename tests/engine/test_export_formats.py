@@ -35,3 +35,32 @@ def test_gguf_for_an_unsupported_architecture_names_the_supported_ones(workspace
     assert info.value.key in ("export.gguf.architecture", "model.not_causal_lm")
     with pytest.raises(StudioError, match="Q8_0"):
         check_request(workspace, ExportRequest(str(tiny_bert_dir), "gguf", quant="Q3_K"))
+
+
+def test_int8_export_with_calibration_chooses_its_scheme_by_measurement(workspace, lora_run, tmp_path):
+    calibration = tmp_path / "calibration.txt"
+    calibration.write_text("The lighthouse keeper climbed the stairs at dusk.\n\nBread rises when yeast "
+                           "ferments the sugars in the dough.\n\nA bicycle chain needs oil every few hundred "
+                           "kilometres.", encoding="utf-8")
+    out = tmp_path / "int8"
+    manifest = run_export(workspace, ExportRequest(lora_run, "int8", out=str(out), calibration=str(calibration)))
+    details = manifest["details"]
+    assert details["calibration_texts"] in (0, 3)
+    assert set(details["chosen_by"]["calibration_perplexity"]) == {"dynamic", "smoothed", "static"}
+    assert (out / "model-int8.safetensors").exists() and (out / "int8.json").exists()
+    (artifact,) = manifest["report"]["artifacts"]
+    assert artifact["size_ratio"] < 0.5 and artifact["top1_agreement"] >= 0.9
+
+
+def test_bnb4_export_reloads_and_is_measured(workspace, lora_run, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "bnb4"
+    manifest = run_export(workspace, ExportRequest(lora_run, "bnb4", quant="fp4", double_quant=False, out=str(out)))
+    assert manifest["details"]["quant_type"] == "fp4" and manifest["details"]["double_quant"] is False
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantization_config"]["bnb_4bit_quant_type"] == "fp4"
+    assert AutoModelForCausalLM.from_pretrained(out) is not None
+    assert "| quant | fp4 |" in (out / "README.md").read_text()
+    (artifact,) = manifest["report"]["artifacts"]
+    assert artifact["format"] == "bnb4" and artifact["tokens_per_s"] > 0
