@@ -125,9 +125,11 @@ def choose_scheme(model, tokenizer, texts: list[str], progress=None) -> tuple[to
     """Quantise every way, keep the int8 model with the lowest calibration perplexity; its meta lists all scores."""
     progress = progress or (lambda fraction, message: None)
     best, scores = None, {}
+    progress(0.0, "calibrating activation ranges")
+    maxima = calibration.input_channel_maxima(model, tokenizer, texts)
     for i, scheme in enumerate(("dynamic", "smoothed", "static")):
         progress(i / 3, f"trying the {scheme} int8 scheme on the calibration texts")
-        qmodel, meta = quantize(model, tokenizer, texts, scheme)
+        qmodel, meta = quantize(model, tokenizer, texts, scheme, maxima=maxima)
         scores[scheme] = round(calibration_perplexity(qmodel, tokenizer, texts), 4)
         if best is None or scores[scheme] < best[2]:
             best = (qmodel, meta, scores[scheme])
@@ -139,15 +141,15 @@ def choose_scheme(model, tokenizer, texts: list[str], progress=None) -> tuple[to
 
 
 def quantize(model: torch.nn.Module, tokenizer=None, calibration_texts: list[str] | None = None,
-             scheme: str = "auto",
-             progress: Callable[[float, str], None] | None = None) -> tuple[torch.nn.Module, dict]:
-    """An int8 copy of `model` (the original is left as it was) and its `int8.json` description."""
+             scheme: str = "auto", progress: Callable[[float, str], None] | None = None,
+             maxima: dict | None = None) -> tuple[torch.nn.Module, dict]:
+    """An int8 copy of `model` (the original is left as it was) and its `int8.json` description; `maxima` are
+    input channel maxima already measured on the calibration texts."""
     scheme = resolve_scheme(scheme, calibration_texts)
     progress = progress or (lambda fraction, message: None)
     if scheme == "auto":
         return choose_scheme(model, tokenizer, calibration_texts, progress)
-    maxima = {}
-    if scheme in CALIBRATED:
+    if scheme in CALIBRATED and maxima is None:
         progress(0.0, "calibrating activation ranges")
         maxima = calibration.input_channel_maxima(model, tokenizer, calibration_texts)
     progress(0.4, "quantising weights")
