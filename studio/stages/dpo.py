@@ -8,15 +8,16 @@ adapter-disabled base for peft methods and a frozen copy of the starting weights
 fine-tuning. TRL's DPOTrainer logs rewards/chosen, rewards/rejected, rewards/margins (chosen minus
 rejected) and rewards/accuracies (share of pairs where chosen wins), each reward being beta x the
 log-probability gained since the reference; evaluations log the same names with the eval_ prefix.
-The data is a preference dataset or file (`studio.stages.preference_data`); the loop is shared with
-the other policy stages (`studio.stages.preference_training`).
+The data is a preference dataset or file (`studio.stages.preference_data`); the registration shape and
+the loop are shared with kto and orpo (`studio.stages.preference_base`, `studio.stages.preference_training`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from studio.settings import parse_settings, setting
-from studio.stages.base import STAGES, Stage, TrainContext
+from studio.settings import setting
+from studio.stages.base import STAGES
+from studio.stages.preference_base import PreferenceStage
 
 LOSSES = ("sigmoid", "ipo", "hinge")
 REPORTED = ("eval_rewards/accuracies", "eval_rewards/margins", "rewards/accuracies", "rewards/margins")
@@ -35,31 +36,18 @@ class DpoConfig:
                              "stops once the chosen answer wins by a margin.", choices=LOSSES)
 
 
-def dpo_settings(recipe) -> DpoConfig:
-    return parse_settings(DpoConfig, recipe.dpo, "dpo")
-
-
 @STAGES.register("dpo")
-class DirectPreference(Stage):
+class DirectPreference(PreferenceStage):
     title = "Direct preference optimisation (DPO)"
     summary = "Learns to prefer the chosen answer of each pair over the rejected one; no reward model needed."
+    settings_class = DpoConfig
+    trl_classes = ("trl", "DPOConfig", "DPOTrainer")
+    report = REPORTED
 
     @classmethod
-    def check_data(cls, recipe, ws) -> None:
-        from studio.stages.preference_data import load_preference_records
-
-        dpo_settings(recipe)
-        load_preference_records(recipe, ws, ("preference",), "dpo")
+    def describe(cls, settings: DpoConfig) -> str:
+        return f"DPO with the {settings.loss_type} loss, beta={settings.beta}"
 
     @classmethod
-    def run(cls, ctx: TrainContext) -> dict:
-        from trl import DPOConfig, DPOTrainer
-
-        from studio.stages.preference_data import pair_datasets
-        from studio.stages.preference_training import train_policy
-
-        settings = dpo_settings(ctx.recipe)
-        ctx.emit({"type": "log", "message": f"DPO with the {settings.loss_type} loss, beta={settings.beta}"})
-        return train_policy(ctx, pair_datasets("dpo"), DPOTrainer, DPOConfig,
-                            {"beta": settings.beta, "loss_type": [settings.loss_type],
-                             "max_length": ctx.recipe.data.max_length}, report=REPORTED)
+    def trl_settings(cls, settings: DpoConfig, recipe) -> dict:
+        return {"beta": settings.beta, "loss_type": [settings.loss_type]}

@@ -15,8 +15,9 @@ import random
 from dataclasses import dataclass
 
 from studio.errors import StudioError
-from studio.settings import parse_settings, setting
-from studio.stages.base import STAGES, Stage, TrainContext
+from studio.settings import setting
+from studio.stages.base import STAGES
+from studio.stages.preference_base import PreferenceStage
 
 FORMATS = ("feedback", "preference")
 REPORTED = ("eval_rewards/margins", "eval_kl", "rewards/margins", "kl")
@@ -35,55 +36,45 @@ class KtoConfig:
                                         gt=0.0, max=100.0)
 
 
-def kto_settings(recipe) -> KtoConfig:
-    return parse_settings(KtoConfig, recipe.kto, "kto")
-
-
-def build_feedback_datasets(recipe, ws, tokenizer, emit):
-    """Judged answers as TRL's unpaired rows (pairs are split into a good and a bad answer), shuffled."""
-    from studio.stages.preference_data import feedback_row, load_preference_records, pairs_as_feedback, rows_dataset
-
-    data = load_preference_records(recipe, ws, FORMATS, "kto")
-    if data.skipped:
-        emit({"type": "log", "message": f"{data.skipped} unusable row(s) of the file were left out"})
-    seed = recipe.train.seed
-    if data.format == "preference":
-        train, val = pairs_as_feedback(data.train, seed), pairs_as_feedback(data.validation, seed)
-        emit({"type": "log", "message": f"{len(data.train) + len(data.validation)} pairs became one good and one "
-                                        "bad answer each"})
-    else:
-        train, val = list(data.train), list(data.validation)
-        random.Random(seed).shuffle(train)
-    system = recipe.data.system_prompt
-    return (rows_dataset([feedback_row(r, tokenizer, system) for r in train]),
-            rows_dataset([feedback_row(r, tokenizer, system) for r in val]))
-
-
 @STAGES.register("kto")
-class KahnemanTversky(Stage):
+class KahnemanTversky(PreferenceStage):
     title = "KTO (learning from good/bad judgements)"
     summary = "Learns from answers marked good or bad (thumbs up/down), or from preference pairs."
+    settings_class = KtoConfig
+    trl_classes = ("trl", "KTOConfig", "KTOTrainer")
+    formats = FORMATS
+    report = REPORTED
 
     @classmethod
-    def check_data(cls, recipe, ws) -> None:
-        from studio.stages.preference_data import load_preference_records
-
-        kto_settings(recipe)
+    def check_settings(cls, recipe, settings: KtoConfig) -> None:
         if recipe.train.batch_size < 2:
             raise StudioError("'train.batch_size' is 1; KTO compares each answer with the others of its batch, so "
                               "set it to 2 or more.", field="train.batch_size", key="stage.kto.batch_size")
-        load_preference_records(recipe, ws, FORMATS, "kto")
 
     @classmethod
-    def run(cls, ctx: TrainContext) -> dict:
-        from trl import KTOConfig, KTOTrainer
+    def trl_settings(cls, settings: KtoConfig, recipe) -> dict:
+        return {"beta": settings.beta, "desirable_weight": settings.desirable_weight,
+                "undesirable_weight": settings.undesirable_weight,
+                # the KL estimate pairs each example with its batch neighbours: keep the order
+                "train_sampling_strategy": "sequential"}
 
-        from studio.stages.preference_training import train_policy
+    @classmethod
+    def build_datasets(cls, recipe, ws, tokenizer, emit):
+        """Judged answers as TRL's unpaired rows (pairs are split into a good and a bad answer), shuffled."""
+        from studio.stages.preference_data import feedback_row, load_preference_records, pairs_as_feedback, \
+            rows_dataset
 
-        settings = kto_settings(ctx.recipe)
-        return train_policy(ctx, build_feedback_datasets, KTOTrainer, KTOConfig,
-                            {"beta": settings.beta, "desirable_weight": settings.desirable_weight,
-                             "undesirable_weight": settings.undesirable_weight,
-                             "max_length": ctx.recipe.data.max_length,
-                             # the KL estimate pairs each example with its batch neighbours: keep the order
-                             "train_sampling_strategy": "sequential"}, report=REPORTED)
+        data = load_preference_records(recipe, ws, FORMATS, "kto")
+        if data.skipped:
+            emit({"type": "log", "message": f"{data.skipped} unusable row(s) of the file were left out"})
+        seed = recipe.train.seed
+        if data.format == "preference":
+            train, val = pairs_as_feedback(data.train, seed), pairs_as_feedback(data.validation, seed)
+            emit({"type": "log", "message": f"{len(data.train) + len(data.validation)} pairs became one good and "
+                                            "one bad answer each"})
+        else:
+            train, val = list(data.train), list(data.validation)
+            random.Random(seed).shuffle(train)
+        system = recipe.data.system_prompt
+        return (rows_dataset([feedback_row(r, tokenizer, system) for r in train]),
+                rows_dataset([feedback_row(r, tokenizer, system) for r in val]))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from studio.settings import parse_settings, setting
-from studio.stages.base import STAGES, Stage, TrainContext
+from studio.settings import setting
+from studio.stages.base import STAGES
+from studio.stages.preference_base import PreferenceStage
 
 REPORTED = ("eval_rewards/accuracies", "eval_rewards/margins", "rewards/accuracies", "rewards/margins")
 
@@ -25,31 +26,16 @@ class OrpoConfig:
                           "0.05 to 0.5.", gt=0.0, max=10.0)
 
 
-def orpo_settings(recipe) -> OrpoConfig:
-    return parse_settings(OrpoConfig, recipe.orpo, "orpo")
-
-
 @STAGES.register("orpo")
-class OddsRatioPreference(Stage):
+class OddsRatioPreference(PreferenceStage):
     title = "ORPO (fine-tuning and preferences in one step)"
     summary = "Learns the chosen answers and to prefer them over the rejected ones, without a reference model."
+    settings_class = OrpoConfig
+    trl_classes = ("trl.experimental.orpo", "ORPOConfig", "ORPOTrainer")
+    reference = False
+    report = REPORTED
 
     @classmethod
-    def check_data(cls, recipe, ws) -> None:
-        from studio.stages.preference_data import load_preference_records
-
-        orpo_settings(recipe)
-        load_preference_records(recipe, ws, ("preference",), "orpo")
-
-    @classmethod
-    def run(cls, ctx: TrainContext) -> dict:
-        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
-
-        from studio.stages.preference_data import pair_datasets
-        from studio.stages.preference_training import train_policy
-
-        settings = orpo_settings(ctx.recipe)
-        return train_policy(ctx, pair_datasets("orpo"), ORPOTrainer, ORPOConfig,
-                            {"beta": settings.beta, "max_length": ctx.recipe.data.max_length,
-                             # its collator has no input_ids key for the Trainer's token count
-                             "include_num_input_tokens_seen": "no"}, reference=False, report=REPORTED)
+    def trl_settings(cls, settings: OrpoConfig, recipe) -> dict:
+        # its collator has no input_ids key for the Trainer's token count
+        return {"beta": settings.beta, "include_num_input_tokens_seen": "no"}
