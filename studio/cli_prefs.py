@@ -12,11 +12,15 @@ It prints "N items -> M pairs (D dropped: chosen == rejected)", or a JSON summar
 The other commands work on the workspace's task sets through `studio.prefs.service.PrefService`:
 
     studio prefs generate faq-round1 --prompts prompts.txt --models smollm2-135m-instruct,run:abc --k 4
+    studio prefs generate faq-round2 --prompts prompts.txt --models smollm2-135m-instruct --k 2 \\
+        --slot "temperature=0.3,max_new_tokens=64,seed=1" --slot "model=run:abc,top_p=0.8,seed=2"
     studio prefs import faq-round1 rankings.jsonl
     studio prefs export faq-round1 --strategy best_vs_rest --format dpo
     studio prefs agreement faq-round1 --json
     studio prefs arena leaderboard
     studio prefs arena export --name arena-pairs
+    studio prefs arena duel --model-a smollm2-135m-instruct --model-b run:abc --prompts prompts.txt
+    studio prefs arena vote 3f2a9c41d0be a --voter ana
     studio prefs list
 """
 from __future__ import annotations
@@ -92,7 +96,7 @@ def _print_json(data) -> int:
 
 
 def cmd_generate(args) -> int:
-    from studio.prefs.service import candidate_settings
+    from studio.prefs.slots import candidate_settings, slot_plan
     from studio.prefs.sources import read_prompts_file
 
     svc = _service()
@@ -100,9 +104,10 @@ def cmd_generate(args) -> int:
         prompts = read_prompts_file(args.prompts, limit=args.limit)
     else:
         prompts = svc.load_prompts("dataset", args.dataset, column=args.column, limit=args.limit)
-    settings = candidate_settings(args.k, args.temperatures, args.max_new_tokens)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    job_id = svc.start_generation(args.task_set, prompts, models, args.k, settings, overlap=args.overlap,
+    base = candidate_settings(args.k, args.temperatures, args.max_new_tokens)
+    targets, settings = slot_plan(args.k, (args.models or "").split(","), args.slot or [], base)
+    models = list(dict.fromkeys(targets))
+    job_id = svc.start_generation(args.task_set, prompts, targets, args.k, settings, overlap=args.overlap,
                                   guidelines=args.guidelines, created_by=args.created_by)
     while (job := svc.job(job_id))["state"] in ("queued", "running"):
         if not args.json:
@@ -192,6 +197,77 @@ def cmd_arena_export(args) -> int:
     return 0
 
 
+# The terminal's vote words -> the service's outcomes (sides 1 and 2 are shown as A and B).
+CLI_VOTES = {"a": "1", "b": "2", "tie": "tie", "bad": "both_bad"}
+
+
+def _duel_prompt(svc, args) -> dict:
+    """{"prompt", "system"}: --prompt as given, or one drawn at random from a prompts file, dataset or exchanges."""
+    import random
+
+    from studio.prefs.sources import read_prompts_file
+
+    if args.prompt is not None:
+        return {"prompt": args.prompt, "system": args.system}
+    if args.prompts:
+        prompts = read_prompts_file(args.prompts)
+    elif args.dataset:
+        prompts = svc.load_prompts("dataset", args.dataset, column=args.column)
+    else:
+        prompts = svc.load_prompts("exchanges", args.exchanges)
+    return random.choice(prompts)
+
+
+def _ask_vote() -> str | None:
+    """A vote word read from stdin (asked again until it is one of CLI_VOTES); None at an empty line or its end."""
+    while True:
+        print(f"Vote {'/'.join(CLI_VOTES)} (Enter: leave the duel open): ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        word = line.strip().lower()
+        if not word:
+            return None
+        if word in CLI_VOTES:
+            return word
+        print(f"'{word}' is not a vote.", file=sys.stderr)
+
+
+def _reveal(svc, duel_id: str, vote: str, voter: str) -> dict:
+    shown = svc.arena_vote(duel_id, CLI_VOTES[vote], voter=voter)
+    return {"duel_id": duel_id, "vote": vote, "model_a": shown["model_1"], "model_b": shown["model_2"]}
+
+
+def cmd_arena_duel(args) -> int:
+    from studio.generation import GenerationSettings
+
+    svc = _service()
+    prompt = _duel_prompt(svc, args)
+    settings = GenerationSettings(temperature=args.temperature, max_new_tokens=args.max_new_tokens)
+    duel = svc.arena_duel(prompt["prompt"], args.model_a, args.model_b, settings, system=prompt["system"])
+    shown = {"duel_id": duel["duel_id"], "prompt": prompt["prompt"], "system": prompt["system"],
+             "answer_a": duel["answer_1"], "answer_b": duel["answer_2"]}
+    if not args.json:
+        print(f"Prompt: {prompt['prompt']}\n\n--- A ---\n{duel['answer_1']}\n\n--- B ---\n{duel['answer_2']}\n")
+    # --json never asks: a script votes with --vote now or `arena vote DUEL_ID` later.
+    vote = args.vote or (None if args.json else _ask_vote())
+    result = {**shown, **(_reveal(svc, duel["duel_id"], vote, args.voter) if vote else {"vote": None})}
+    if args.json:
+        return _print_json(result)
+    if vote:
+        print(f"Voted {vote}: A was {result['model_a']}, B was {result['model_b']}")
+    else:
+        print(f"Duel {duel['duel_id']} left open; vote later with `studio prefs arena vote {duel['duel_id']} "
+              f"{'|'.join(CLI_VOTES)}`")
+    return 0
+
+
+def cmd_arena_vote(args) -> int:
+    result = _reveal(_service(), args.duel_id, args.vote, args.voter)
+    if args.json:
+        return _print_json(result)
+    print(f"Voted {args.vote}: A was {result['model_a']}, B was {result['model_b']}")
+    return 0
+
+
 def cmd_list(args) -> int:
     sets = _service().task_sets()
     if args.json:
@@ -229,13 +305,17 @@ def add_prefs_parser(sub) -> None:
     source.add_argument("--dataset", help="a studio dataset or sample whose prompts to use")
     gen.add_argument("--column", help="with --dataset: the column holding the prompt (default: the format's own)")
     gen.add_argument("--limit", type=int, help="use at most this many prompts")
-    gen.add_argument("--models", required=True, help="comma list of models or run:<id>; candidate j uses model "
-                                                     "j modulo their number")
+    gen.add_argument("--models", default="", help="comma list of models or run:<id>; candidate j uses model j "
+                                                  "modulo their number unless its --slot names a model")
     gen.add_argument("--k", type=int, default=4, help="candidates per prompt, 2 to 6")
     gen.add_argument("--overlap", type=int, default=1, help="annotators needed per item")
     gen.add_argument("--temperatures", default="0.7,1.0", help="comma list used in turn by the candidates (each "
                                                                "also gets its own seed)")
     gen.add_argument("--max-new-tokens", type=int, default=128)
+    gen.add_argument("--slot", action="append", metavar="KEY=VALUE,...",
+                     help="settings of the next candidate slot (repeat per slot, in order; \"\" keeps the defaults): "
+                          "model, temperature, top_p, top_k, max_new_tokens, seed, e.g. "
+                          "\"temperature=0.7,top_p=0.9,max_new_tokens=128,seed=3\"")
     gen.add_argument("--guidelines", default="", help="markdown shown to the annotators")
     gen.add_argument("--created-by", default="", help="who made the task set")
     gen.add_argument("--json", action="store_true")
@@ -264,7 +344,7 @@ def add_prefs_parser(sub) -> None:
     agr.add_argument("--json", action="store_true")
     agr.set_defaults(func=cmd_agreement)
 
-    arena = psub.add_parser("arena", help="blind A/B votes between models: leaderboard and pairs")
+    arena = psub.add_parser("arena", help="blind A/B votes between models: duels, votes, leaderboard and pairs")
     asub = arena.add_subparsers(dest="arena_command", required=True)
     board = asub.add_parser("leaderboard", help="Bradley-Terry ratings with 95%% bootstrap intervals")
     board.add_argument("--rounds", type=int, default=1000, help="bootstrap rounds (0: no intervals)")
@@ -275,6 +355,29 @@ def add_prefs_parser(sub) -> None:
     aexp.add_argument("--conversational", action="store_true")
     aexp.add_argument("--json", action="store_true")
     aexp.set_defaults(func=cmd_arena_export)
+
+    duel = asub.add_parser("duel", help="two models answer one prompt unnamed as A and B; vote, then see who was who")
+    duel.add_argument("--model-a", required=True, help="a model or run:<id>")
+    duel.add_argument("--model-b", required=True, help="another model or run:<id> (the sides are shuffled)")
+    ask = duel.add_mutually_exclusive_group(required=True)
+    ask.add_argument("--prompt", help="the prompt both answer")
+    ask.add_argument("--prompts", help="draw the prompt at random from a .txt (one per line) or .jsonl file")
+    ask.add_argument("--dataset", help="draw the prompt at random from a studio dataset or sample")
+    ask.add_argument("--exchanges", help="draw the prompt at random from saved playground/RAG exchanges")
+    duel.add_argument("--column", help="with --dataset: the column holding the prompt")
+    duel.add_argument("--system", default="", help="with --prompt: a system prompt")
+    duel.add_argument("--temperature", type=float, default=0.7)
+    duel.add_argument("--max-new-tokens", type=int, default=128)
+    duel.add_argument("--vote", choices=tuple(CLI_VOTES), help="vote at once instead of reading it from stdin")
+    duel.add_argument("--voter", default="", help="who votes")
+    duel.add_argument("--json", action="store_true", help="print the duel as JSON (never asks; use --vote)")
+    duel.set_defaults(func=cmd_arena_duel)
+    vote = asub.add_parser("vote", help="vote on an open duel (from `duel --json` without --vote)")
+    vote.add_argument("duel_id")
+    vote.add_argument("vote", choices=tuple(CLI_VOTES), help="a, b, tie or bad (both bad)")
+    vote.add_argument("--voter", default="")
+    vote.add_argument("--json", action="store_true")
+    vote.set_defaults(func=cmd_arena_vote)
 
     lst = psub.add_parser("list", help="the workspace's task sets and how far their annotation is")
     lst.add_argument("--json", action="store_true")

@@ -7,5 +7,6 @@ how much annotators agree (Kendall's W, Krippendorff's alpha, each annotator aga
 votes (Bradley-Terry with bootstrap intervals). Those are pure Python on plain lists and dicts.
 `store` keeps task sets, items, annotators and submissions in their own SQLite file; `service` is what
 the Preferences tab and `studio prefs` call: candidate generation and the AI judge as background jobs
-(`sources`, `judge`), export to studio datasets (`export`), agreement reports and the arena.
+(`sources`, `judge`; `slots` gives each candidate slot its own model and settings), export to studio
+datasets (`export`), agreement reports and the arena.
 """

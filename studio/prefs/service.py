@@ -28,36 +28,13 @@ from studio.prefs import arena
 from studio.prefs.consensus import borda
 from studio.prefs.export import export_task_set, save_rows, usable_rows
 from studio.prefs.ranking import PreferenceRows, ranks
+from studio.prefs.slots import default_settings
 from studio.prefs.sources import load_prompts, prompt_sources, resolve_target
 from studio.prefs.store import PrefStore, _check_set_name
 
 MIN_K, MAX_K = 2, 6
 VOTES = {"1": "a", "2": "b", "tie": "tie", "both_bad": "both_bad"}
 ARENA_DATASET = "arena-pairs"
-
-
-def default_settings(k: int) -> list[GenerationSettings]:
-    """One setting per candidate: sampling at temperature 0.7 and 1.0 in turn, candidate j seeded with j, so
-    the K answers differ and the same prompts give the same candidates again."""
-    return candidate_settings(k)
-
-
-def candidate_settings(k: int, temperatures: str | Sequence[float] = (0.7, 1.0), max_new_tokens: int = 128
-                       ) -> list[GenerationSettings]:
-    """K sampling settings: candidate j takes the j-th temperature in turn and seed j, so candidates sharing a
-    temperature still differ. `temperatures` may be a comma list such as "0.7,1.0" (each from 0 to 2)."""
-    values: list[float] = []
-    try:
-        values = [float(t) for t in (temperatures.split(",") if isinstance(temperatures, str) else temperatures)
-                  if str(t).strip()]
-    except ValueError:
-        pass
-    if not values or any(not 0 <= v <= 2 for v in values):
-        text = temperatures if isinstance(temperatures, str) else ",".join(map(str, temperatures))
-        raise StudioError(f"Temperatures '{text}' must be a comma list of numbers from 0 to 2, such as 0.7,1.0.",
-                          field="prefs.temperatures", key="prefs.service.bad_temperatures", value=text)
-    return [GenerationSettings(do_sample=True, temperature=values[j % len(values)], seed=j,
-                               max_new_tokens=max_new_tokens) for j in range(k)]
 
 
 @dataclass
@@ -176,7 +153,8 @@ class PrefService:
                          guidelines: str = "", created_by: str = "") -> str:
         """Queue K candidates per prompt; candidate j comes from targets[j % len(targets)] with
         settings[j % len(settings)] (default: `default_settings`); when fewer settings than K are given, a reused
-        fixed seed becomes seed + j so no two candidates repeat each other. Checks everything it can before
+        fixed seed becomes seed + j so no two candidates repeat each other (`slots.slot_plan` gives K targets and K
+        settings, one per slot, for per-candidate models and settings). Checks everything it can before
         queueing; the task set is created when the last answer is in. Returns the job id."""
         name = _check_set_name(task_set)
         if any(row["name"] == name for row in self.store.task_sets()) or any(
@@ -215,8 +193,10 @@ class PrefService:
 
     def _generate(self, job: PrefJob, prompts, targets, k, settings, overlap, guidelines, created_by) -> dict:
         texts: dict[tuple[int, int], dict] = {}
-        # Model by model, so a pool smaller than the model list loads each one once.
-        for t, target in enumerate(targets):
+        # Model by model (slots sharing a model together), so a pool smaller than the model list loads each once.
+        labels = [t.label for t in targets]
+        for t in sorted(range(len(targets)), key=lambda t: labels.index(labels[t])):
+            target = targets[t]
             for p, prompt in enumerate(prompts):
                 for j in range(t, k, len(targets)):
                     if job.cancel.is_set():

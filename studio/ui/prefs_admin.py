@@ -1,7 +1,8 @@
 """The admin side of the Preferences tab: create a task set, then read its agreement and export it.
 
 "Create" takes prompts (typed, a dataset, or saved playground/RAG exchanges), one or more models or
-runs, K candidates per prompt and the overlap (annotators per item), and generates the candidates as a
+runs, K candidates per prompt, each with its own settings (model, temperature, top-p, max new tokens,
+seed: `studio.prefs.slots`), and the overlap (annotators per item), and generates the candidates as a
 background job with progress (`PrefService.start_generation`); rankings collected elsewhere can be
 imported, and an AI judge can pre-rank the answers as suggestions. "Results" shows progress per annotator,
 agreement (Krippendorff's alpha, Kendall's W per item, the most contested items) and exports the consensus
@@ -9,13 +10,15 @@ rankings as preference pairs (DPO) or labelled answers (KTO): a studio dataset, 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from studio.errors import StudioError
-from studio.prefs.service import candidate_settings
+from studio.prefs.service import MAX_K
+from studio.prefs.slots import candidate_settings, slot_plan
 from studio.ui.common import UiShared, error_text
 from studio.ui.playground_tab import target_choices
 
@@ -23,6 +26,41 @@ SOURCES = ("typed", "dataset", "exchanges")
 STRATEGIES = ("all_pairs", "best_vs_rest", "adjacent")
 PEOPLE = ("annotator", "ranked", "skipped", "flagged", "agreement")
 CONTESTED = ("item", "prompt", "w", "annotators")
+# The settings each candidate slot of the Create form sets, and what they start at (0.7/1.0 in turn, seed j).
+SLOT_FIELDS = ("model", "temperature", "top_p", "max_new_tokens", "seed")
+SLOT_DEFAULTS = candidate_settings(MAX_K, (0.7, 1.0), 96)
+
+
+@dataclass
+class SlotWidgets:
+    """One row per candidate slot (shown for the first K): {field: component} for the fields of SLOT_FIELDS."""
+
+    rows: list[Any]
+    fields: list[dict[str, Any]]
+
+
+def _build_slots(ui: UiShared) -> SlotWidgets:
+    """The per-candidate settings: model (shown when several are picked), temperature, top-p, max new tokens, seed."""
+    texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
+    rows, fields = [], []
+    with loc.label(gr.Accordion(texts.t(lang, "prefs.create.slots"), open=False), "prefs.create.slots"):
+        loc.value(gr.Markdown(texts.t(lang, "prefs.create.slots.info")), "prefs.create.slots.info")
+        for j, start in enumerate(SLOT_DEFAULTS):
+            with gr.Row(visible=j < 4, equal_height=True, elem_id=f"studio-prefs-slot-{j + 1}") as row:
+                title = gr.Markdown(f"**{texts.t(lang, 'prefs.create.slot', n=j + 1)}**")
+                loc.add(title, lambda lang, n=j + 1: gr.update(
+                    value=f"**{texts.t(lang, 'prefs.create.slot', n=n)}**"))
+                widgets = {"model": loc.label(gr.Dropdown(choices=[], visible=False, scale=2,
+                                                          label=texts.t(lang, "prefs.create.slot.model")),
+                                              "prefs.create.slot.model")}
+                for name in SLOT_FIELDS[1:]:
+                    widget = gr.Number(value=getattr(start, name), label=texts.field_label(lang, "gen", name),
+                                       elem_id=f"studio-prefs-slot-{j + 1}-{name}", min_width=90)
+                    widgets[name] = loc.add(widget, lambda lang, n=name: gr.update(
+                        label=texts.field_label(lang, "gen", n)))
+            rows.append(row)
+            fields.append(widgets)
+    return SlotWidgets(rows, fields)
 
 
 def build_create(engine: Any, ui: UiShared) -> None:
@@ -47,12 +85,7 @@ def build_create(engine: Any, ui: UiShared) -> None:
         overlap = loc.label(gr.Slider(1, 5, value=1, step=1, label=t("prefs.create.overlap"),
                                       info=t("prefs.create.overlap.info")), "prefs.create.overlap",
                             "prefs.create.overlap.info")
-    with gr.Row():
-        temperatures = loc.label(gr.Textbox(value="0.7, 1.0", label=t("prefs.create.temperatures"),
-                                            info=t("prefs.create.temperatures.info")), "prefs.create.temperatures",
-                                 "prefs.create.temperatures.info")
-        max_tokens = loc.label(gr.Slider(8, 512, value=96, step=8, label=t("prefs.create.max_tokens")),
-                               "prefs.create.max_tokens")
+    slots = _build_slots(ui)
     guidelines = loc.label(gr.Textbox(label=t("prefs.create.guidelines"), lines=3, info=t("prefs.create.guidelines.info"),
                                       elem_id="studio-prefs-new-guidelines"), "prefs.create.guidelines",
                            "prefs.create.guidelines.info")
@@ -91,21 +124,38 @@ def build_create(engine: Any, ui: UiShared) -> None:
     ui.demo.load(refresh, [ui.lang], [dataset, exchanges, models, judge_model], api_visibility="private",
                  show_progress="hidden")
 
-    def on_generate(lang, name, source, typed, dataset, exchanges, models, k, overlap, temperatures, max_tokens,
-                    guidelines, request: gr.Request):
+    # the request comes first: gradio fills in a gr.Request only among the positional parameters
+    def on_generate(request: gr.Request, lang, name, source, typed, dataset, exchanges, models, k, overlap,
+                    guidelines, *slot_values):
         try:
             value = {"typed": typed, "dataset": dataset, "exchanges": exchanges}[source]
             prompts = engine.prefs.load_prompts(source, value or "")
-            settings = candidate_settings(int(k), temperatures, int(max_tokens))
-            job_id = engine.prefs.start_generation((name or "").strip(), prompts, list(models or []), int(k),
+            picked = list(models or [])
+            rows = [dict(zip(SLOT_FIELDS, slot_values[j::MAX_K])) for j in range(int(k))]
+            if len(picked) < 2:  # the slot model pickers are hidden: every slot uses the one model
+                rows = [{**row, "model": None} for row in rows]
+            targets, settings = slot_plan(int(k), picked, rows, SLOT_DEFAULTS[:int(k)])
+            job_id = engine.prefs.start_generation((name or "").strip(), prompts, targets, int(k),
                                                    settings, overlap=int(overlap), guidelines=guidelines or "",
                                                    created_by=getattr(request, "username", None) or "")
         except StudioError as exc:
             return None, gr.Timer(active=False), error_text(texts, lang, exc)
         return job_id, gr.Timer(active=True), texts.t(lang, "prefs.create.started", n=len(prompts), k=int(k))
 
-    generate.click(on_generate, [ui.lang, name, source, typed, dataset, exchanges, models, k, overlap, temperatures,
-                                 max_tokens, guidelines], [job, timer, status], api_visibility="private")
+    # slot inputs field by field: all models, then all temperatures, ... (on_generate slices them back)
+    slot_inputs = [row[f] for f in SLOT_FIELDS for row in slots.fields]
+    generate.click(on_generate, [ui.lang, name, source, typed, dataset, exchanges, models, k, overlap, guidelines,
+                                 *slot_inputs], [job, timer, status], api_visibility="private")
+    k.change(lambda k: [gr.update(visible=j < int(k)) for j in range(MAX_K)], [k], slots.rows,
+             api_visibility="private", show_progress="hidden")
+
+    def on_models(models):
+        picked = list(models or [])
+        return [gr.update(choices=picked, value=picked[j % len(picked)] if picked else None, visible=len(picked) > 1)
+                for j in range(MAX_K)]
+
+    models.change(on_models, [models], [row["model"] for row in slots.fields], api_visibility="private",
+                  show_progress="hidden")
 
     def on_tick(lang, job_id):
         if not job_id:

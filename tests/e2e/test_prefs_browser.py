@@ -1,5 +1,6 @@
 """Runs in a real Chromium: two annotators rank a task set's items with the keyboard only (answer numbers, '=' for a
-tie, Enter to submit), every ranking is stored at once, and the export holds the pairs their consensus gives."""
+tie, Enter to submit), every ranking is stored at once, and the export holds the pairs their consensus gives; a
+third ranks by dragging the answers in the drag list (and its buttons and keys), which writes the ranking text."""
 from __future__ import annotations
 
 import json
@@ -82,3 +83,60 @@ def test_two_annotators_rank_with_the_keyboard_and_the_export_has_their_pairs(pa
     assert len(rows) == 6
     assert all(r["chosen"].startswith(("Good", "Fair")) and not r["chosen"].startswith("Bad") for r in rows)
     assert sum(r["chosen"].startswith("Good") and r["rejected"].startswith("Fair") for r in rows) == 2
+
+
+def test_an_annotator_ranks_by_dragging_and_the_text_and_store_follow(page, studio_server):
+    url, home = studio_server
+    store = PrefStore(Workspace.open(home))
+    store.create_task_set("drag-answers", items=ITEMS[:1], overlap=1)
+    open_page(page, url)
+    page.get_by_role("tab", name="Preferences").click()
+    page.get_by_role("tab", name="Rank").click()
+    page.locator("#studio-prefs-taskset input").first.click()
+    page.get_by_role("option", name="drag-answers", exact=True).click()
+    name = page.locator("#studio-prefs-annotator input, #studio-prefs-annotator textarea").first
+    name.fill("cy")
+    page.locator("#studio-prefs-start").click()
+    wait_text(page, "#studio-prefs-prompt", "Question 1")
+    shown = [page.locator(f"#studio-prefs-answer-{n}").inner_text() for n in (1, 2, 3)]
+    slot = {kind: next(n for n, text in enumerate(shown, start=1) if kind in text) for kind in ("Good", "Fair", "Bad")}
+    row = {kind: page.locator(f"#studio-prefs-dnd-{n}") for kind, n in slot.items()}
+    ranked = page.locator("#studio-prefs-dnd ol")
+    box = "#studio-prefs-ranking textarea, #studio-prefs-ranking input"
+
+    def expect(text: str) -> None:
+        page.wait_for_function("([sel, v]) => (document.querySelector(sel) || {}).value === v", arg=[box, text])
+
+    row["Bad"].wait_for()
+    row["Bad"].drag_to(ranked)                                          # into the empty ranking
+    expect(f"{slot['Bad']}")
+    row["Good"].drag_to(row["Bad"], target_position={"x": 40, "y": 2})  # the upper edge: before Bad
+    expect(f"{slot['Good']} > {slot['Bad']}")
+    height = row["Good"].bounding_box()["height"]
+    row["Fair"].drag_to(row["Good"], target_position={"x": 40, "y": height / 2})  # the middle: tied with Good
+    expect(f"{slot['Good']} = {slot['Fair']} > {slot['Bad']}")
+    assert page.locator("#studio-prefs-dnd ul li").count() == 0  # nothing left unranked
+    page.screenshot(path=str(ARTIFACTS / "19-prefs-drag.png"), full_page=True)
+    row["Fair"].locator("button").click()                               # '= above' off: Fair gets its own place
+    expect(f"{slot['Good']} > {slot['Fair']} > {slot['Bad']}")
+    row["Fair"].locator("button").click()                               # and on again
+    expect(f"{slot['Good']} = {slot['Fair']} > {slot['Bad']}")
+    # the number keys still work and redraw the list: Backspace takes Bad back out, then it is keyed again
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("Backspace")
+    expect(f"{slot['Good']} = {slot['Fair']}")
+    page.wait_for_function("(n) => !!document.querySelector('#studio-prefs-dnd ul #studio-prefs-dnd-' + n)",
+                           arg=slot["Bad"])
+    page.keyboard.press(str(slot["Bad"]))
+    expect(f"{slot['Good']} = {slot['Fair']} > {slot['Bad']}")
+    row["Bad"].focus()                                                  # Alt+Up / Alt+Down move a focused row
+    page.keyboard.press("Alt+ArrowUp")
+    expect(f"{slot['Bad']} > {slot['Good']} = {slot['Fair']}")
+    page.keyboard.press("Alt+ArrowDown")
+    expect(f"{slot['Good']} = {slot['Fair']} > {slot['Bad']}")
+    page.keyboard.press("Enter")
+    tied = " = ".join(sorted([str(slot["Good"]), str(slot["Fair"])]))
+    wait_text(page, "#studio-prefs-notice", f"Saved: {tied} > {slot['Bad']}")
+    [item] = store.rankings("drag-answers")
+    # candidates are stored Good (0), Bad (1), Fair (2): Good and Fair tied above Bad
+    assert [r["ranking"] for r in item["rankings"]] == [[[0, 2], [1]]]

@@ -86,3 +86,73 @@ def test_bad_input_prints_one_sentence_and_exits_1(rankings, tmp_path, capsys):
     assert not (tmp_path / "p.jsonl").exists()
     assert main(["prefs", "pairs", str(rankings), "--out", str(tmp_path / "p.csv")]) == 1
     assert ".jsonl or .parquet" in capsys.readouterr().err
+
+
+# --- `studio prefs arena duel / vote`: blind A/B from a terminal, stored through PrefService.arena_vote ---------
+
+def _arena_votes(ws) -> list[dict]:
+    from studio.prefs.store import PrefStore
+
+    with PrefStore(ws)._db() as conn:
+        return [dict(r) for r in conn.execute("SELECT * FROM arena_votes ORDER BY id")]
+
+
+def _duel_argv(model_a, model_b, *extra) -> list[str]:
+    return ["prefs", "arena", "duel", "--model-a", str(model_a), "--model-b", str(model_b), "--max-new-tokens", "3",
+            *extra]
+
+
+def test_duel_hides_the_models_until_the_vote_read_from_stdin(workspace, tiny_llama_dir, other_llama_dir, capsys,
+                                                              monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("maybe\na\n"))  # a word that is no vote is asked again
+    assert main(_duel_argv(tiny_llama_dir, other_llama_dir, "--prompt", "Name a colour.", "--voter", "ana")) == 0
+    out = capsys.readouterr()
+    shown, revealed = out.out.split("Voted a: ")
+    assert "Prompt: Name a colour." in shown and "--- A ---" in shown and "--- B ---" in shown
+    assert str(tiny_llama_dir) not in shown and str(other_llama_dir) not in shown
+    assert "'maybe' is not a vote." in out.err
+    [vote] = _arena_votes(workspace)
+    assert vote["outcome"] == "a" and vote["voter"] == "ana" and vote["prompt"] == "Name a colour."
+    assert revealed.strip() == f"A was {vote['model_a']}, B was {vote['model_b']}"
+    assert {vote["model_a"], vote["model_b"]} == {str(tiny_llama_dir), str(other_llama_dir)}
+
+
+def test_duel_json_leaves_the_duel_open_for_a_later_vote(workspace, tiny_llama_dir, other_llama_dir, capsys):
+    assert main(_duel_argv(tiny_llama_dir, other_llama_dir, "--prompt", "Say hi.", "--json")) == 0
+    duel = json.loads(capsys.readouterr().out)
+    assert duel["vote"] is None and set(duel) == {"duel_id", "prompt", "system", "answer_a", "answer_b", "vote"}
+    assert _arena_votes(workspace) == []
+    assert main(["prefs", "arena", "vote", duel["duel_id"], "b", "--voter", "bot", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    [vote] = _arena_votes(workspace)
+    assert vote["outcome"] == "b" and vote["answer_b"] == duel["answer_b"] and vote["model_b"] == result["model_b"]
+    # a duel takes one vote
+    assert main(["prefs", "arena", "vote", duel["duel_id"], "a"]) == 1
+    assert f"There is no open duel '{duel['duel_id']}'" in capsys.readouterr().err
+
+
+def test_duel_draws_its_prompt_from_a_file_and_votes_at_once(workspace, tmp_path, tiny_llama_dir, other_llama_dir,
+                                                             capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Name a fruit.\nName a tree.\n", encoding="utf-8")
+    assert main(_duel_argv(tiny_llama_dir, other_llama_dir, "--prompts", str(prompts), "--vote", "bad",
+                           "--json")) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["prompt"] in ("Name a fruit.", "Name a tree.") and result["vote"] == "bad"
+    assert [v["outcome"] for v in _arena_votes(workspace)] == ["both_bad"]
+    assert main(["prefs", "arena", "leaderboard", "--rounds", "0", "--json"]) == 0
+    assert {r["both_bad"] for r in json.loads(capsys.readouterr().out)} == {1}
+
+
+def test_duel_refuses_one_model_on_both_sides_and_an_empty_stdin_keeps_it_open(workspace, tiny_llama_dir,
+                                                                               other_llama_dir, capsys, monkeypatch):
+    import io
+
+    assert main(_duel_argv(tiny_llama_dir, tiny_llama_dir, "--prompt", "Hi")) == 1
+    assert "Both sides are" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(_duel_argv(tiny_llama_dir, other_llama_dir, "--prompt", "Hi")) == 0
+    assert "left open; vote later with `studio prefs arena vote" in capsys.readouterr().out
+    assert _arena_votes(workspace) == []

@@ -13,7 +13,8 @@ from studio.data.store import dataset_names
 from studio.errors import StudioError
 from studio.generation import GenerationSettings, ModelPool
 from studio.prefs.judge import judge_prompt, ranking_from_scores
-from studio.prefs.service import PrefService, candidate_settings, default_settings
+from studio.prefs.service import PrefService
+from studio.prefs.slots import candidate_settings, default_settings
 from studio.prefs.sources import read_prompts_file
 
 SHORT = [GenerationSettings(max_new_tokens=5, temperature=t, seed=j) for j, t in enumerate((0.7, 1.0, 0.7))]
