@@ -28,8 +28,14 @@ def test_upload_ask_and_see_a_citation_with_its_page(page, studio_server, tmp_pa
     page.locator("#studio-rag-collection input").fill("house-docs")
     page.locator("#studio-rag-collection input").press("Enter")
     page.locator("#studio-rag-files input[type=file]").set_input_files([str(p) for p in pdfs[:2]])
+    # The upload must reach the server before Index is pressed (a loaded CI machine once timed out here).
+    wait_text(page, "#studio-rag-files", pdfs[1].name, timeout=60_000)
     page.locator("#studio-rag-index").click()
-    page.wait_for_selector("#studio-rag-job[data-status=completed]", timeout=180_000)
+    try:
+        page.wait_for_selector("#studio-rag-job[data-status=completed]", timeout=180_000)
+    except Exception:
+        print("RAG job panel:", text_of(page, "#studio-rag-job"), "| notice:", text_of(page, "#studio-rag-notice"))
+        raise
     wait_text(page, "#studio-rag-job", "pages/s")
     wait_text(page, "#studio-rag-library", "brewmatic-300-manual.pdf")
     assert "16 of 16 pages" in text_of(page, "#studio-rag-job")
