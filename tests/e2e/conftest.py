@@ -96,3 +96,11 @@ def page(browser):
         yield page
     finally:
         context.close()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the export browser test last of the whole session: on this 2-core machine the browser tests that came
+    after it failed (the RAG test's upload never reached its server; once the method picker's Spanish table), while
+    each passes alone and all passed before it existed. Cause not found yet; see issue 8's note."""
+    last = [item for item in items if item.nodeid.startswith("tests/e2e/test_export_browser.py")]
+    items[:] = [item for item in items if item not in last] + last
