@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+from studio.access import AccessControl
 from studio.config import Recipe, parse_recipe_yaml
 from studio.errors import StudioError
 from studio.jobs import JobManager
@@ -26,6 +27,8 @@ class Engine:
         self._rag = None
         self._prefs = None
         self._exports = None
+        self.access = AccessControl(self.ws.home / "audit.jsonl", self._account_role)
+        """Who calls and what they may do (`studio.access`); `launch` switches it to server mode under --auth."""
         if start_jobs:
             self.jobs.start()
 
@@ -34,6 +37,10 @@ class Engine:
         for service in (self._rag, self._prefs, self._exports):
             if service is not None:
                 service.shutdown()
+
+    def _account_role(self, name: str) -> str | None:
+        account = self.prefs.store.annotator(name)
+        return account["role"] if account else None
 
     # --- documents (RAG) ------------------------------------------------------------------
     @property

@@ -21,6 +21,7 @@ from studio.ui.prefs_tab import build_prefs
 from studio.ui.rag_tab import build_rag
 from studio.ui.evaluate_tab import build_evaluate
 from studio.ui.export_tab import build_export
+from studio.ui.guard import StudioBlocks, allow, may
 from studio.ui.runs_tab import build_runs
 from studio.ui.train_tab import build_train
 
@@ -73,7 +74,8 @@ def _header(ui: UiShared) -> gr.Radio:
 def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
     """The studio's Blocks, bound to `engine` (which it never creates or shuts down)."""
     texts = texts or Texts.load()
-    with gr.Blocks(title=texts.t(DEFAULT_LANG, "app.title"), analytics_enabled=False) as demo:
+    with StudioBlocks(title=texts.t(DEFAULT_LANG, "app.title"), analytics_enabled=False) as demo:
+        demo.studio_engine = engine
         ui = UiShared(texts, Localizer(texts), gr.State(DEFAULT_LANG), demo)
         language = _header(ui)
         with gr.Tabs():
@@ -101,6 +103,14 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
         # A dataset saved in the Data tab is offered as soon as the user comes back to Train.
         train_tab.select(lambda: gr.update(choices=engine.dataset_choices()), None, [train.dataset],
                          api_visibility="private", show_progress="hidden")
+        # An annotator sees only Preferences (ranking and the arena); the server refuses the rest anyway.
+        admin_tabs = [train_tab, data_tab, runs_tab, eval_tab, play_tab, rag_tab, export_tab]
+
+        @allow("page")
+        def tabs_for(request: gr.Request):
+            return [gr.update(visible=may(engine, request, "admin"))] * len(admin_tabs)
+
+        demo.load(tabs_for, None, admin_tabs, api_visibility="private", show_progress="hidden")
         _wire_language(language, ui)
         add_api(engine)
     return demo
@@ -109,6 +119,7 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
 def _wire_language(language: gr.Radio, ui: UiShared) -> None:
     components = ui.localizer.components
 
+    @allow("page")
     def switch(lang: str):
         lang = lang if lang in ui.texts.locales else DEFAULT_LANG
         return [lang, *ui.localizer.redraw(lang)]

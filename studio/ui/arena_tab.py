@@ -11,6 +11,7 @@ import gradio as gr
 
 from studio.errors import StudioError
 from studio.ui.common import UiShared, error_text
+from studio.ui.guard import allow, caller_of
 from studio.ui.playground_tab import target_choices
 
 OUTCOMES = ("1", "2", "tie", "both_bad")
@@ -40,13 +41,15 @@ def build_arena(engine: Any, ui: UiShared) -> None:
         export = loc.value(gr.Button(t("arena.export"), elem_id="studio-arena-export"), "arena.export")
     duel = gr.State(None)
 
+    @allow("arena")
     def refresh(lang):
         choices = target_choices(engine.model_choices(), engine.finished_runs(), texts, lang, False)
         return gr.update(choices=choices), gr.update(choices=choices), _board(engine)
 
     ui.demo.load(refresh, [ui.lang], [model_a, model_b, board], api_visibility="private", show_progress="hidden")
 
-    def on_fight(lang, prompt, a, b, request: gr.Request):
+    @allow("arena")
+    def on_fight(lang, prompt, a, b):
         try:
             result = engine.prefs.arena_duel((prompt or "").strip(), a or "", b or "")
         except StudioError as exc:
@@ -57,18 +60,23 @@ def build_arena(engine: Any, ui: UiShared) -> None:
     fight.click(on_fight, [ui.lang, prompt, model_a, model_b], [duel, answer_1, answer_2, reveal],
                 concurrency_limit=1, concurrency_id="studio-generate", api_visibility="private")
 
-    def on_vote(outcome, lang, duel_id, request: gr.Request):
+    def on_vote(outcome, lang, duel_id, request):
         if not duel_id:
             return None, texts.t(lang, "arena.no_duel"), gr.update()
         try:
-            who = engine.prefs.arena_vote(duel_id, outcome, getattr(request, "username", None) or "")
+            who = engine.prefs.arena_vote(duel_id, outcome, caller_of(engine, request).name)
         except StudioError as exc:
             return duel_id, error_text(texts, lang, exc), gr.update()
         return None, texts.t(lang, "arena.revealed", one=who["model_1"], two=who["model_2"]), _board(engine)
 
+    def voting(outcome: str):
+        @allow("arena")
+        def on_vote_click(request: gr.Request, lang, duel_id):
+            return on_vote(outcome, lang, duel_id, request)
+        return on_vote_click
+
     for outcome, button in zip(OUTCOMES, votes):
-        button.click(lambda *v, outcome=outcome: on_vote(outcome, *v), [ui.lang, duel], [duel, reveal, board],
-                     api_visibility="private")
+        button.click(voting(outcome), [ui.lang, duel], [duel, reveal, board], api_visibility="private")
 
     def on_export(lang, name):
         try:

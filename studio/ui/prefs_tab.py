@@ -20,6 +20,7 @@ from studio.errors import StudioError
 from studio.prefs.ranking import format_ranking_text, parse_ranking_text
 from studio.prefs.store import to_candidate_ranking
 from studio.ui.common import UiShared, error_text
+from studio.ui.guard import allow, caller_of, may
 
 MAX_K = 6
 # Keyboard shortcuts of the annotator screen: answer numbers build the ranking, '=' ties the next answer with the
@@ -196,19 +197,21 @@ def build_prefs(engine: Any, ui: UiShared, tab: Any) -> None:
     for sub, key in ((rank_tab, "prefs.tab.rank"), (create_tab, "prefs.tab.create"),
                      (results_tab, "prefs.tab.results"), (arena_tab, "prefs.tab.arena")):
         ui.localizer.label(sub, key)
-    # Creating task sets and exporting are for admins (the --auth accounts, or annotator accounts made admin);
-    # without accounts the one local user is the admin.
-    ui.demo.load(lambda request: [gr.update(visible=is_admin(engine, request))] * 2, None, [create_tab, results_tab],
-                 api_visibility="private", show_progress="hidden")
+    # Creating task sets and exporting are for admins (the --auth accounts, or accounts made admin); without
+    # accounts the one local user is the admin. The server refuses their handlers to others anyway.
+    @allow("page")
+    def admin_parts(request: gr.Request):
+        return [gr.update(visible=may(engine, request, "admin"))] * 2
+
+    ui.demo.load(admin_parts, None, [create_tab, results_tab], api_visibility="private", show_progress="hidden")
     _wire_rank(view, engine, ui, tab)
 
 
-def is_admin(engine: Any, request: Any) -> bool:
-    user = getattr(request, "username", None) if request else None
-    if not user or user in getattr(engine, "ui_admins", set()):
-        return True
-    account = engine.prefs.store.annotator(user)
-    return bool(account and account["role"] == "admin")
+def annotator_of(engine: Any, request: Any, typed: str | None) -> str:
+    """Whose ranking this is: the logged-in account in server mode (whatever the page sent), else the typed name."""
+    if engine.access.server_mode:
+        return caller_of(engine, request).name
+    return (typed or "").strip()
 
 
 def _build_rank(ui: UiShared) -> RankView:
@@ -264,9 +267,10 @@ def _wire_rank(view: RankView, engine: Any, ui: UiShared, tab: Any) -> None:
     texts = ui.texts
     prefs = lambda: engine.prefs  # noqa: E731 - made on first use
 
+    @allow("rank")
     def refresh(current, who, request: gr.Request):
         names = [s["name"] for s in prefs().store.task_sets()]
-        user = getattr(request, "username", None) if request else None
+        user = annotator_of(engine, request, None)
         return (gr.update(choices=names, value=current if current in names else (names[0] if names else None)),
                 gr.update(value=user, interactive=False) if user else gr.update())
 
@@ -305,9 +309,10 @@ def _wire_rank(view: RankView, engine: Any, ui: UiShared, tab: Any) -> None:
                 *(cards + [""] * (MAX_K - k)), hint, item["guidelines"] or texts.t(lang, "prefs.guidelines.none"),
                 progress, "", "", ""], note
 
-    def on_start(lang, task_set, who):
+    @allow("rank")
+    def on_start(request: gr.Request, lang, task_set, who):
         try:
-            outputs, note = show(lang, task_set, who)
+            outputs, note = show(lang, task_set, annotator_of(engine, request, who))
         except StudioError as exc:
             return [gr.update()] * len(item_outputs) + [error_text(texts, lang, exc)]
         return outputs + [note]
@@ -338,8 +343,14 @@ def _wire_rank(view: RankView, engine: Any, ui: UiShared, tab: Any) -> None:
             return [gr.update()] * len(item_outputs) + [error_text(texts, lang, exc)]
         return outputs + [note]
 
+    def answering(action: str):
+        @allow("rank")
+        def on_answer(request: gr.Request, lang, task_set, who, item, ranking, rationale, reason):
+            return answer(action, lang, task_set, annotator_of(engine, request, who), item, ranking, rationale,
+                          reason)
+        return on_answer
+
     inputs = [ui.lang, view.task_set, view.annotator, view.item, view.ranking, view.rationale, view.flag_reason]
     for action, trigger in (("submit", view.submit.click), ("submit", view.ranking.submit),
                             ("skip", view.skip.click), ("flag", view.flag.click)):
-        trigger(lambda *values, action=action: answer(action, *values), inputs, item_outputs + [view.notice],
-                api_visibility="private")
+        trigger(answering(action), inputs, item_outputs + [view.notice], api_visibility="private")

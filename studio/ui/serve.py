@@ -3,18 +3,30 @@
 The studio binds loopback by default. Binding any other address exposes training jobs and files
 to the network, so `check_host_auth` refuses it (`StudioError`) unless credentials are given:
 either "user:password" or the path of a file with one `user:password` per line (blank lines and
-`#` comments ignored). `launch` opens the engine, builds the app, applies the theme and CSS
-(Gradio 6 takes them at launch) and shuts the engine down when the server stops.
+`#` comments ignored). With credentials the engine switches to server mode (`studio.access`: roles
+checked on the server for every call, paths kept inside the workspace and `--allow-dir` folders).
+`ThrottledLogin` sits in front of Gradio's login route and refuses guesses while
+`studio.login_throttle` says an account or an address is locked. `launch` opens the engine, builds the
+app, applies the theme and CSS (Gradio 6 takes them at launch) and shuts the engine down when the server
+stops.
 """
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
+import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable
 
+from studio.access import Caller
 from studio.errors import StudioError
+from studio.login_throttle import LoginThrottle
+
+log = logging.getLogger("studio.access")
+MAX_LOGIN_BODY = 64 * 1024
 
 Credentials = list[tuple[str, str]]
 
@@ -83,8 +95,68 @@ def authenticator(creds: Credentials, engine: Any) -> Callable[[str, str], bool]
     return check
 
 
+class ThrottledLogin:
+    """ASGI middleware: counts Gradio's login answers (400 wrong, 200 right) per account and client address and
+    answers 429 with the wait while `throttle` has them locked, before the password is looked at."""
+
+    def __init__(self, app: Any, throttle: LoginThrottle, audit: Any = None):
+        self.app, self.throttle, self.audit = app, throttle, audit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or not scope["path"].rstrip("/").endswith(
+                "/login"):
+            await self.app(scope, receive, send)
+            return
+        messages, body = [], b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if not message.get("more_body") or len(body) > MAX_LOGIN_BODY:
+                break
+        if len(body) > MAX_LOGIN_BODY:
+            await _answer(send, 413, "The login form is too large.")
+            return
+        from urllib.parse import parse_qs
+
+        user = (parse_qs(body.decode("utf-8", "replace")).get("username") or [""])[0].strip()
+        address = (scope.get("client") or ("?",))[0]
+        wait = self.throttle.wait_s(user, address)
+        if wait > 0:
+            log.warning("login throttled for %r from %s (%.0f s)", user[:80], address, wait)
+            if self.audit is not None:
+                self.audit.record(Caller(user[:80], None), "login", "log in", "throttled", f"from {address}")
+            await _answer(send, 429, f"Too many failed logins; try again in {math.ceil(wait)} s.")
+            return
+
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
+
+        status: dict[str, int] = {}
+
+        async def watch(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        await self.app(scope, replay, watch)
+        if status.get("code") == 200:
+            self.throttle.succeeded(user, address)
+        elif status.get("code") == 400:
+            self.throttle.failed(user, address)
+            if self.audit is not None:
+                self.audit.record(Caller(user[:80], None), "login", "log in", "wrong password", f"from {address}")
+
+
+async def _answer(send: Callable, code: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": code,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, engine: Any = None,
-           block: bool = True) -> Any:
+           block: bool = True, throttle: LoginThrottle | None = None) -> Any:
     """Serve the studio. With block=False, return the running Blocks (the caller closes it)."""
     from studio.ui.app import APP_CSS, build_app, make_theme
     from studio.ui.prefs_tab import RANK_KEYS_JS
@@ -95,13 +167,20 @@ def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, e
         from studio.engine import Engine
 
         engine = Engine()
-    engine.ui_admins = {user for user, _ in creds or []}
+    app_kwargs: dict[str, Any] = {}
+    if creds:
+        from starlette.middleware import Middleware
+
+        engine.access.serve_for_team({user for user, _ in creds})
+        app_kwargs["middleware"] = [Middleware(ThrottledLogin, throttle=throttle or LoginThrottle(),
+                                               audit=engine.access.audit)]
     try:
         demo = build_app(engine)
         demo.queue(default_concurrency_limit=4)
-        demo.launch(server_name=host, server_port=port, auth=authenticator(creds, engine) if creds else None, auth_message=None, css=APP_CSS, head=RANK_KEYS_JS,
-                    theme=make_theme(), footer_links=["api"], run_history=False, show_error=False,
-                    prevent_thread_lock=not block, quiet=not block)
+        demo.launch(server_name=host, server_port=port, auth=authenticator(creds, engine) if creds else None,
+                    auth_message=None, css=APP_CSS, head=RANK_KEYS_JS, theme=make_theme(), footer_links=["api"],
+                    run_history=False, show_error=False, prevent_thread_lock=not block, quiet=not block,
+                    app_kwargs=app_kwargs)
     except BaseException:
         if own_engine:
             engine.shutdown()

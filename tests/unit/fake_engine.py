@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+from studio.access import AccessControl
 from studio.config import Recipe, parse_recipe_yaml, recipe_to_yaml
 from studio.errors import StudioError
 
@@ -20,6 +22,9 @@ class FakeEngine:
         self.recipes: dict[str, str] = {}
         self.calls: list[tuple] = []
         self.exports = FakeExports(ws)
+        self.accounts: dict[str, str] = {}
+        home = Path(ws.home) if ws is not None else Path(tempfile.mkdtemp(prefix="fake-engine-"))
+        self.access = AccessControl(home / "audit.jsonl", self.accounts.get)
 
     def start_training(self, recipe):
         if isinstance(recipe, str):

@@ -5,12 +5,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from studio.prefs.store import PrefStore
-from studio.ui.prefs_tab import is_admin
+from studio.access import ADMIN, ANNOTATOR, AccessControl
 from studio.ui.serve import authenticator
 
 
 def test_admins_from_auth_and_annotators_from_the_store(workspace):
-    engine = SimpleNamespace(prefs=SimpleNamespace(store=PrefStore(workspace)), ui_admins={"ana"})
+    store = PrefStore(workspace)
+    engine = SimpleNamespace(prefs=SimpleNamespace(store=store))
     engine.prefs.store.add_annotator("luis", "tomate", role="annotator")
     engine.prefs.store.add_annotator("eva", "pimiento", role="admin")
     engine.prefs.store.add_annotator("sin-clave")
@@ -18,9 +19,13 @@ def test_admins_from_auth_and_annotators_from_the_store(workspace):
     assert check("ana", "s3cret") and not check("ana", "wrong")
     assert check("luis", "tomate") and not check("luis", "s3cret")
     assert not check("sin-clave", "") and not check("nobody", "x")
-    assert is_admin(engine, SimpleNamespace(username="ana")) and is_admin(engine, SimpleNamespace(username="eva"))
-    assert not is_admin(engine, SimpleNamespace(username="luis"))
-    assert is_admin(engine, SimpleNamespace(username=None))  # no accounts: the local user is the admin
+    access = AccessControl(workspace.home / "audit.jsonl", lambda n: (store.annotator(n) or {}).get("role"))
+    assert access.caller(True, None).role == ADMIN  # no accounts: the local user is the admin
+    access.serve_for_team({"ana"})
+    assert access.caller(True, "ana").role == ADMIN and access.caller(True, "eva").role == ADMIN
+    assert access.caller(True, "luis").role == ANNOTATOR
+    assert access.caller(True, "nobody").role is None and access.caller(True, None).role is None
+    assert access.caller(False, "ana").role is None  # no request, no rights
 
 
 def test_an_engine_without_a_preference_store_has_only_the_auth_accounts():

@@ -162,6 +162,9 @@ def test_a_served_app_with_auth_refuses_anonymous_clients():
         demo.close()
 
 
+KEYED_ERRORS = ("StudioError", "AccessDenied")  # StudioError and its subclasses raised with a key
+
+
 def _keyed_errors() -> list[tuple[str, str, set[str]]]:
     """(file:line, key, keyword names) of every `StudioError(..., key="...", name=value...)` in the package."""
     import ast
@@ -172,7 +175,7 @@ def _keyed_errors() -> list[tuple[str, str, set[str]]]:
     found = []
     for path in Path(studio.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "StudioError":
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in KEYED_ERRORS:
                 kw = {k.arg: k.value for k in node.keywords if k.arg}
                 if isinstance(kw.get("key"), ast.Constant):
                     found.append((f"{path.name}:{node.lineno}", kw["key"].value, set(kw) - {"key", "field"}))
