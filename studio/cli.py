@@ -137,7 +137,7 @@ def cmd_eval(args) -> int:
 def cmd_ui(args) -> int:
     from studio.ui import launch
 
-    launch(host=args.host, port=args.port, auth=args.auth)
+    launch(host=args.host, port=args.port, auth=args.auth, allow_dirs=args.allow_dir)
     return 0
 
 
@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=7860)
     ui.add_argument("--auth", default=None, help="user:password, or a file with one user:password per line")
+    ui.add_argument("--allow-dir", action="append", default=[], metavar="DIR",
+                    help="with --auth: a folder (besides the workspace) whose files users may name; repeatable")
     ui.set_defaults(func=cmd_ui)
     train = sub.add_parser("train", help="train a recipe in the foreground")
     train.add_argument("recipe")

@@ -19,6 +19,7 @@ from typing import Any
 
 from studio.data.sample import SAMPLE_NAME, SAMPLE_PATH
 from studio.errors import StudioError
+from studio.paths import user_path
 
 FIELD = "data.dataset"
 SAMPLES: dict[str, Path] = {SAMPLE_NAME: SAMPLE_PATH,
@@ -50,7 +51,7 @@ def resolve_dataset(spec: str, ws: Any = None) -> Path:
                           field=FIELD, key="data.loaders.empty", sample=SAMPLE_NAME)
     if spec in SAMPLES:
         return SAMPLES[spec]
-    path = Path(spec).expanduser()
+    path = user_path(spec, FIELD)
     if path.is_dir():
         raise StudioError(f"'{FIELD}' points to the folder '{path}'; give a .jsonl or .json file inside it.",
                           field=FIELD, key="data.loaders.folder", path=str(path))

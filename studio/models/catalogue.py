@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from studio.errors import StudioError
+from studio.paths import confined, user_path
 from studio.models import embedded
 
 CAUSAL_LM = "causal-lm"
@@ -120,6 +121,8 @@ def resolve_model(spec: str, ws) -> Path | str:
     if name.lower() == DEFAULT_EMBEDDER:
         return embedded.minilm_path()
     path = Path(name).expanduser()
+    if confined() and (path.exists() or name.startswith(("/", ".", "~"))):
+        return user_path(name, "model").resolve()  # a folder outside the allowed ones reads as missing
     if path.exists():
         return path.resolve()
     if name.startswith(("/", ".", "~")):

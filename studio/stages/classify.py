@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import StudioError
+from studio.paths import user_path
 from studio.stages.base import STAGES, Stage, TrainContext
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def _file_records(spec: str, ws) -> list[dict]:
     from studio.data.loaders import SAMPLES
     from studio.data.readers import open_table
 
-    path = SAMPLES.get(spec) or Path(spec).expanduser()
+    path = SAMPLES.get(spec) or user_path(spec, FIELD)
     if not path.is_file():
         raise StudioError(f"'{FIELD}' is '{spec}': for classification give a classification dataset or a .csv, "
                           ".jsonl, .json or .parquet file with text and label columns.", field=FIELD,
@@ -67,7 +68,7 @@ def is_classification_data(recipe, ws) -> bool:
     try:
         if is_studio_dataset(ws, spec):
             return dataset_card(ws, spec)["format"] == "classification"
-        path = SAMPLES.get(spec) or Path(spec).expanduser()
+        path = SAMPLES.get(spec) or user_path(spec, FIELD)
         if not path.is_file():
             return False
         table = open_table(path)

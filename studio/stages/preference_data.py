@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import StudioError
+from studio.paths import user_path
 
 FIELD = "data.dataset"
 NEEDS = {"preference": "prompt, chosen and rejected columns",
@@ -46,7 +47,7 @@ def _fields(formats: tuple[str, ...]) -> str:
 def _file_path(spec: str, stage: str) -> Path:
     from studio.data.loaders import SAMPLES
 
-    path = SAMPLES.get(spec) or Path(spec).expanduser()
+    path = SAMPLES.get(spec) or user_path(spec, FIELD)
     if not path.is_file():
         raise StudioError(f"'{FIELD}' is '{spec}', which is neither a studio dataset nor a file; the {stage} stage "
                           "needs a preference dataset or a .jsonl, .csv or .parquet file.", field=FIELD,

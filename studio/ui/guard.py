@@ -70,6 +70,14 @@ class StudioBlocks(gr.Blocks):
     """gr.Blocks whose every function call is authorised first (see the module docstring)."""
 
     studio_engine: Any = None
+    on_close: list[Callable[[], None]] | None = None
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().close(*args, **kwargs)
+        finally:
+            for release in self.on_close or []:
+                release()
 
     def check_call(self, block_fn: Any, request: Any) -> None:
         """Raise gr.Error unless the caller of `request` may run `block_fn`; record admin actions and refusals."""

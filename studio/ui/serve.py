@@ -24,6 +24,7 @@ from typing import Any, Callable
 from studio.access import Caller
 from studio.errors import StudioError
 from studio.login_throttle import LoginThrottle
+from studio.paths import SERVED
 
 log = logging.getLogger("studio.access")
 MAX_LOGIN_BODY = 64 * 1024
@@ -148,6 +149,17 @@ class ThrottledLogin:
                 self.audit.record(Caller(user[:80], None), "login", "log in", "wrong password", f"from {address}")
 
 
+def confine_paths(workspace: Path, allow_dirs: list[str]) -> None:
+    """Server mode for paths (`studio.paths`): the workspace, Gradio's upload folder and the allowed folders."""
+    from gradio.utils import get_upload_folder
+
+    for folder in allow_dirs:
+        if not Path(folder).expanduser().is_dir():
+            raise StudioError(f"--allow-dir {folder} is not a folder; give an existing folder.", field="allow_dir",
+                              key="ui.allow_dir_missing", folder=str(folder))
+    SERVED.confine([workspace, get_upload_folder(), *allow_dirs])
+
+
 async def _answer(send: Callable, code: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": code,
@@ -156,8 +168,9 @@ async def _answer(send: Callable, code: int, detail: str) -> None:
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, engine: Any = None,
-           block: bool = True, throttle: LoginThrottle | None = None) -> Any:
-    """Serve the studio. With block=False, return the running Blocks (the caller closes it)."""
+           block: bool = True, throttle: LoginThrottle | None = None, allow_dirs: list[str] | None = None) -> Any:
+    """Serve the studio. With block=False, return the running Blocks (the caller closes it). With `auth`, paths
+    users name must lie in the workspace, the upload folder or one of `allow_dirs`."""
     from studio.ui.app import APP_CSS, build_app, make_theme
     from studio.ui.prefs_tab import RANK_KEYS_JS
 
@@ -168,24 +181,28 @@ def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, e
 
         engine = Engine()
     app_kwargs: dict[str, Any] = {}
-    if creds:
-        from starlette.middleware import Middleware
-
-        engine.access.serve_for_team({user for user, _ in creds})
-        app_kwargs["middleware"] = [Middleware(ThrottledLogin, throttle=throttle or LoginThrottle(),
-                                               audit=engine.access.audit)]
     try:
+        if creds:
+            from starlette.middleware import Middleware
+
+            engine.access.serve_for_team({user for user, _ in creds})
+            confine_paths(engine.ws.home, allow_dirs or [])
+            app_kwargs["middleware"] = [Middleware(ThrottledLogin, throttle=throttle or LoginThrottle(),
+                                                   audit=engine.access.audit)]
         demo = build_app(engine)
+        demo.on_close = [SERVED.release] if creds else []
         demo.queue(default_concurrency_limit=4)
         demo.launch(server_name=host, server_port=port, auth=authenticator(creds, engine) if creds else None,
                     auth_message=None, css=APP_CSS, head=RANK_KEYS_JS, theme=make_theme(), footer_links=["api"],
                     run_history=False, show_error=False, prevent_thread_lock=not block, quiet=not block,
                     app_kwargs=app_kwargs)
     except BaseException:
+        SERVED.release()
         if own_engine:
             engine.shutdown()
         raise
     if block:
+        SERVED.release()
         if own_engine:
             engine.shutdown()
         return None
