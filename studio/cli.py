@@ -92,6 +92,23 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from studio.access import AuditLog
+    from studio.workspace import Workspace
+
+    entries = AuditLog(Workspace.open().home / "audit.jsonl").entries(limit=args.limit, user=args.user)
+    if args.json:
+        print(json.dumps(entries, indent=2, ensure_ascii=False))
+        return 0
+    rows = [{"when": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"])), "user": e["user"],
+             "role": e.get("role") or "-", "action": e["action"], "what": e["what"], "outcome": e["outcome"]}
+            for e in entries]
+    print(_table(rows, ["when", "user", "role", "action", "what", "outcome"]) if rows else
+          "The audit log is empty (it records admin actions, refusals and failed logins of a studio served with "
+          "--auth).")
+    return 0
+
+
 def cmd_models(args) -> int:
     from studio.models.catalogue import list_models
     from studio.workspace import Workspace
@@ -151,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--allow-dir", action="append", default=[], metavar="DIR",
                     help="with --auth: a folder (besides the workspace) whose files users may name; repeatable")
     ui.set_defaults(func=cmd_ui)
+    audit = sub.add_parser("audit", help="who did what on a studio served with --auth (newest first)")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--user", default=None, help="only this account's entries")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(func=cmd_audit)
     train = sub.add_parser("train", help="train a recipe in the foreground")
     train.add_argument("recipe")
     train.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")

@@ -19,6 +19,7 @@ import gradio as gr
 from studio.errors import StudioError
 from studio.prefs.service import MAX_K
 from studio.prefs.slots import candidate_settings, slot_plan
+from studio.ui.audit_view import build_audit
 from studio.ui.common import UiShared, error_text
 from studio.ui.playground_tab import target_choices
 
@@ -108,6 +109,7 @@ def build_create(engine: Any, ui: UiShared) -> None:
             role = loc.label(gr.Radio(["annotator", "admin"], value="annotator", label=t("prefs.accounts.role")),
                              "prefs.accounts.role")
             add_account = loc.value(gr.Button(t("prefs.accounts.add")), "prefs.accounts.add")
+        build_audit(engine, ui)
     with loc.label(gr.Accordion(t("prefs.judge"), open=False), "prefs.judge"):
         with gr.Row(equal_height=True):
             judge_model = loc.label(gr.Dropdown(choices=[], label=t("prefs.judge.model")), "prefs.judge.model")

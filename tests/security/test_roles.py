@@ -120,3 +120,17 @@ def test_an_annotator_ranks_under_their_login_name_whatever_the_page_sends(serve
     rankings = store.rankings("forgery")
     names = {r["annotator"] for item in rankings for r in item["rankings"]}
     assert names == {ANNOTATOR}, json.dumps(rankings)[:500]
+
+
+def test_the_admin_reads_the_audit_log_in_the_page_and_the_terminal(served, monkeypatch, capsys):
+    from studio.cli import main
+
+    admin, annotator = served.client(ADMIN, ADMIN_PASSWORD), served.client(ANNOTATOR, ANNOTATOR_PASSWORD)
+    show = fn_index(served.demo, "studio-audit-refresh", "click")
+    assert _refused(annotator.call(show, []))
+    rows = admin.call(show, [])["output"]["data"][0]["data"]
+    assert any(row[1] == ANNOTATOR and row[5] == "refused" for row in rows)
+    monkeypatch.setenv("STUDIO_HOME", str(served.engine.ws.home))
+    assert main(["audit", "--json", "--user", ANNOTATOR]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert entries and all(e["user"] == ANNOTATOR for e in entries)
