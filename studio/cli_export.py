@@ -1,9 +1,11 @@
-"""`studio export RUN_OR_MODEL --format merged|adapter|bnb8|bnb4|int8|gguf [--quant Q] --out DIR [--json]`.
+"""`studio export RUN_OR_MODEL --format FORMAT [--quant Q] --out DIR [--overwrite] [--json]`.
 
-Runs the export in the foreground (the same `studio.export.pipeline.run_export` the Export tab's jobs run), with
-progress on stderr; prints the artifact's path and the report of what quantisation cost, or with `--json` the
-manifest with the report inside. `--push owner/name` uploads the result to the Hugging Face Hub (token from
-`--token` or HF_TOKEN). Ctrl-C stops it and leaves the previous export in DIR as it was.
+FORMAT is merged, adapter, bnb8, bnb4, int8 or gguf. Runs the export in the foreground (the same
+`studio.export.pipeline.run_export` the Export tab's jobs run), with progress on stderr; prints the artifact's path
+and the report of what quantisation cost, or with `--json` the manifest with the report inside. `--push owner/name`
+uploads the result to the Hugging Face Hub (token from `--token` or HF_TOKEN). Ctrl-C stops it and leaves the
+previous export in DIR as it was. DIR must be new, empty, or a previous studio export, which is replaced only with
+`--overwrite`; a folder holding other files is refused.
 """
 from __future__ import annotations
 
@@ -20,7 +22,10 @@ def add_export_parser(sub) -> None:
     ex.add_argument("--format", required=True, choices=FORMATS)
     ex.add_argument("--quant", default=None, help="gguf: F16, BF16, Q8_0, Q5_0, Q5_1, Q4_0, Q4_1 (default Q8_0); "
                                                   "bnb4: nf4 or fp4 (default nf4)")
-    ex.add_argument("--out", default=None, help="the folder to write (default STUDIO_HOME/exports/<name>-<format>)")
+    ex.add_argument("--out", default=None, help="a new or empty folder to write (default "
+                                                "STUDIO_HOME/exports/<name>-<format>, or -2, -3... when taken)")
+    ex.add_argument("--overwrite", action="store_true", help="replace the previous studio export in --out (a folder "
+                                                             "holding other files is never replaced)")
     ex.add_argument("--dtype", default="fp16", help="merged: fp16, bf16 or fp32")
     ex.add_argument("--no-double-quant", action="store_true", help="bnb4: no double quantisation")
     ex.add_argument("--calibration", default=None, help="int8: a .txt/.jsonl/.csv file or dataset for activation "
@@ -61,7 +66,8 @@ def cmd_export(args) -> int:
 
     request = ExportRequest(source=args.source, format=args.format, out=args.out, quant=args.quant,
                             dtype=args.dtype, double_quant=not args.no_double_quant, calibration=args.calibration,
-                            report=not args.no_report, heldout=args.heldout, system=args.system)
+                            report=not args.no_report, heldout=args.heldout, system=args.system,
+                            overwrite=args.overwrite)
     ws = Workspace.open()
     manifest = run_export(ws, request, progress=_progress)
     if args.push:

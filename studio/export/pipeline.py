@@ -2,10 +2,12 @@
 
 `ExportRequest` is what the Export tab and `studio export` send; `check_request` refuses what cannot work before
 any weights load (an unknown format, GGUF for an architecture it does not support, a quantised format for a
-classifier). `run_export` writes the artifact into a staged folder (`studio.export.staging`), so a failure or a
-full disk leaves the previous export at `out` as it was, then adds `report.json` (what quantisation cost, measured
-by `studio.export.report`) and `export.json` (the manifest the Export tab lists). Progress goes to `progress(fraction,
-message)`; `should_stop()` is checked between steps.
+classifier, an `out` folder holding anything but a previous export, or a previous export without `overwrite`).
+`run_export` writes the artifact into a staged folder (`studio.export.staging`), so a failure or a full disk leaves
+the previous export at `out` as it was, then adds `report.json` (what quantisation cost, measured by
+`studio.export.report`) and `export.json` (the manifest the Export tab lists; it names every file written, so a
+later export knows what it may replace). Progress goes to `progress(fraction, message)`; `should_stop()` is checked
+between steps.
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from studio.errors import StudioError
+from studio.paths import confined, user_path
 from studio.export.merge import check_dtype, folder_bytes, save_adapter, save_merged, write_model_card
 from studio.export.source import CAUSAL, ExportSource, load_source, resolve_source
+from studio.export.staging import MANIFEST, check_out, export_files, folder_state, staged
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ Progress = Callable[[float, str], None]
 class ExportRequest:
     source: str
     format: str = "merged"
-    out: str | None = None           # default: STUDIO_HOME/exports/<name>-<format>[-<quant>]
+    out: str | None = None           # default: STUDIO_HOME/exports/<name>-<format>[-<quant>][-2, -3...]
     quant: str | None = None         # gguf: F16, Q8_0, Q4_0...; bnb4: nf4 or fp4
     dtype: str = "fp16"              # merged models
     double_quant: bool = True        # bnb4
@@ -42,6 +46,7 @@ class ExportRequest:
     report: bool = True
     heldout: str | None = None       # a text file for the report's perplexity (default: the run's validation data)
     system: str | None = None        # gguf: the Ollama Modelfile's SYSTEM line
+    overwrite: bool = False          # replace a previous studio export in `out` (never a folder of other files)
 
     @classmethod
     def from_dict(cls, values: dict) -> "ExportRequest":
@@ -82,6 +87,13 @@ def check_request(ws, request: ExportRequest) -> tuple[ExportRequest, ExportSour
 
         request.quant = gguf.check_quant(request.quant or "Q8_0")
         gguf.check_architecture(_config(ws, source))
+    if request.heldout:
+        user_path(request.heldout, "heldout")  # on a shared studio: inside the workspace or an allowed folder
+    if request.calibration and confined():
+        from studio.data.examples import is_studio_dataset
+
+        if not is_studio_dataset(ws, request.calibration):
+            user_path(request.calibration, "calibration")
     if request.heldout and not Path(request.heldout).is_file():
         raise StudioError(f"The held-out text file '{request.heldout}' does not exist; give a .txt file or leave "
                           "'heldout' empty to use the run's validation data.", field="heldout",
@@ -89,10 +101,25 @@ def check_request(ws, request: ExportRequest) -> tuple[ExportRequest, ExportSour
     if request.calibration and fmt != "int8":
         raise StudioError("A calibration set is used by the int8 export only; clear 'calibration' or choose int8.",
                           field="calibration", key="export.pipeline.calibration_format")
-    if not request.out:
+    if request.out:
+        user_path(request.out, "out", must_exist=False)
+    else:
         suffix = f"-{request.quant}" if request.quant and fmt in ("gguf", "bnb4") else ""
-        request.out = str(ws.home / "exports" / f"{source.name}-{fmt}{suffix}")
+        request.out = str(default_out(ws.home / "exports" / f"{source.name}-{fmt}{suffix}", request.overwrite))
+    check_out(Path(request.out), request.overwrite)
     return request, source
+
+
+def default_out(base: Path, overwrite: bool) -> Path:
+    """`base`, unless it holds something this export may not replace: then the first of `base-2`, `base-3`... that
+    is free (so exporting the same run again never stops on the default folder, and never deletes the last one
+    unless `overwrite` asks for it)."""
+    allowed = ("free", "export") if overwrite else ("free",)
+    folder, n = base, 1
+    while folder_state(folder) not in allowed:
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
+    return folder
 
 
 def _config(ws, source: ExportSource):
@@ -126,8 +153,6 @@ def _gguf_architecture(path: str):
 def run_export(ws, request: ExportRequest, progress: Progress | None = None,
                should_stop: Callable[[], bool] | None = None) -> dict:
     """Write the export and its report; returns the manifest (also saved as export.json)."""
-    from studio.export.staging import staged
-
     progress = progress or (lambda fraction, message: None)
     should_stop = should_stop or (lambda: False)
     request, source = check_request(ws, request)
@@ -140,7 +165,7 @@ def run_export(ws, request: ExportRequest, progress: Progress | None = None,
         log.info("%3.0f%% %s", fraction * 100, message)
         progress(fraction, message)
 
-    with staged(out) as tmp:
+    with staged(out, overwrite=request.overwrite) as tmp:
         artifact, reference = _write(ws, request, source, tmp, step)
         report = None
         if request.report and reference is not None:
@@ -151,8 +176,9 @@ def run_export(ws, request: ExportRequest, progress: Progress | None = None,
                     "base_model": source.base, "method": source.method, "path": str(out),
                     "artifact": str(out / Path(artifact["path"]).relative_to(tmp)) if artifact.get("path") else str(out),
                     "bytes": folder_bytes(tmp), "created": time.time(), "seconds": round(time.time() - started, 1),
-                    "request": asdict(request), "details": _moved(artifact, tmp, out), "report": bool(report)}
-        (tmp / "export.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+                    "request": asdict(request), "details": _moved(artifact, tmp, out), "report": bool(report),
+                    "files": sorted([*export_files(tmp), MANIFEST])}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
     progress(1.0, "done")
     return {**manifest, "report": report}
 

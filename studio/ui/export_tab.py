@@ -3,8 +3,10 @@
 Left, the request: the source (finished runs, then models) with a line saying what it is; a run whose method
 cannot be merged says why and is offered the 'adapter' format only. The format radio explains each format in one
 line and shows only that format's options (dtype, GGUF type, 4-bit type and double quantisation, calibration
-texts, the Modelfile's system prompt); the output folder's placeholder is the default the engine would pick, and
-a request the engine would refuse (e.g. GGUF for an unsupported architecture) says so before anything runs.
+texts, the Modelfile's system prompt); the output folder's placeholder is the default the engine would pick (a new
+`-2`, `-3`... folder when the default holds a previous export, unless 'Replace the previous export' is ticked), and
+a request the engine would refuse (GGUF for an unsupported architecture, a folder holding other files or a previous
+export without that box ticked) says so before anything runs.
 Export starts a background job (`engine.exports.start`); a 1 s timer redraws its bar until it ends. Right, the
 result: the files written, the report (table, chart, samples side by side; drawn by
 `studio.ui.export_report_view`), a zip download and a push to the Hub. Below, the previous exports; a row shows
@@ -22,6 +24,7 @@ from studio.errors import StudioError
 from studio.export.merge import DTYPES
 from studio.export.pipeline import BNB4_TYPES, FORMATS, ExportRequest, check_request
 from studio.export.source import CAUSAL, resolve_source
+from studio.export.staging import check_out
 from studio.ui.common import UiShared, error_text
 from studio.ui.export_report_view import completed_export, job_html, previous_table, show_export
 
@@ -49,6 +52,7 @@ class ExportView:
     explain: gr.Markdown
     options: dict[str, Any]  # OPTION_FORMAT's widgets by name
     out: gr.Textbox
+    overwrite: gr.Checkbox
     report: gr.Checkbox
     heldout: gr.File
     start: gr.Button
@@ -129,10 +133,10 @@ def _upload_path(value: Any) -> str | None:
 
 
 def export_request(source: str | None, fmt: str | None, options: dict[str, Any], out: str | None, report: bool,
-                   heldout: Any) -> dict:
+                   heldout: Any, overwrite: bool = False) -> dict:
     """The widgets' values as an `ExportRequest` dict; options of other formats are left out."""
     fmt = fmt or ""
-    return {"source": source or "", "format": fmt, "out": (out or "").strip() or None,
+    return {"source": source or "", "format": fmt, "out": (out or "").strip() or None, "overwrite": bool(overwrite),
             "quant": options.get("gguf_quant") if fmt == "gguf" else options.get("bnb4_quant") if fmt == "bnb4"
             else None, "dtype": options.get("dtype") or "fp16", "double_quant": bool(options.get("double_quant")),
             "calibration": _upload_path(options.get("calibration")) if fmt == "int8" else None,
@@ -140,15 +144,33 @@ def export_request(source: str | None, fmt: str | None, options: dict[str, Any],
             "system": ((options.get("system") or "").strip() or None) if fmt == "gguf" else None}
 
 
+def refusal(texts: Any, lang: str, exc: StudioError) -> str:
+    """An engine refusal's sentence in `lang`, as this tab words it: a previous export in the folder is replaced by
+    ticking the box (the engine's own sentence names the CLI's --overwrite)."""
+    if exc.key == "export.staging.previous_export":
+        return texts.t(lang, "export.out.previous", out=exc.params.get("out", ""))
+    return texts.error(lang, exc)
+
+
+def refusal_text(texts: Any, lang: str, exc: StudioError) -> str:
+    """`refusal` as the message shown under a button or a plan (markdown)."""
+    return texts.t(lang, "msg.error", message=refusal(texts, lang, exc))
+
+
 def check_plan(ws: Any, request: dict, texts: Any, lang: str) -> tuple[str, str]:
-    """(the folder the request would write to by default, '' or why the engine would refuse it), read without
-    loading any weights."""
+    """(the folder the request would write to when 'out' is left empty, '' or why the engine would refuse it,
+    the folder typed in 'out' included), read without loading any weights."""
     if not request["source"] or not request["format"]:
         return "", ""
     try:
         checked, _ = check_request(ws, ExportRequest.from_dict({**request, "out": None, "heldout": None}))
     except StudioError as exc:
-        return "", error_text(texts, lang, exc)
+        return "", refusal_text(texts, lang, exc)
+    try:
+        if request.get("out"):
+            check_out(Path(request["out"]), bool(request.get("overwrite")))
+    except StudioError as exc:
+        return checked.out, refusal_text(texts, lang, exc)
     return checked.out, ""
 
 
@@ -157,7 +179,7 @@ def start_export(engine: Any, request: dict, texts: Any, lang: str) -> tuple[str
     try:
         job_id = engine.exports.start(request)
     except StudioError as exc:
-        return None, error_text(texts, lang, exc)
+        return None, refusal_text(texts, lang, exc)
     return job_id, texts.t(lang, "export.started")
 
 
@@ -167,7 +189,7 @@ def poll_export(engine: Any, job_id: str | None, texts: Any, lang: str) -> tuple
         return None, job_html(None, texts, lang)
     job = engine.exports.job(job_id)
     failure = engine.exports.failure(job_id) if job["state"] in ("failed", "cancelled") else None
-    return job, job_html(job, texts, lang, texts.error(lang, failure) if failure else None)
+    return job, job_html(job, texts, lang, refusal(texts, lang, failure) if failure else None)
 
 
 # --- layout -------------------------------------------------------------------------------------------------
@@ -220,6 +242,9 @@ def build_export(engine: Any, ui: UiShared, tab: Any) -> ExportView:
             options = _options(ui)
             out = loc.label(gr.Textbox(label=t("export.out"), info=t("export.out.info"), elem_id="studio-export-out"),
                             "export.out", "export.out.info")
+            overwrite = loc.label(gr.Checkbox(value=False, label=t("export.overwrite"),
+                                              info=t("export.overwrite.info"), elem_id="studio-export-overwrite"),
+                                  "export.overwrite", "export.overwrite.info")
             report = loc.label(gr.Checkbox(value=True, label=t("export.report"), elem_id="studio-export-report"),
                                "export.report")
             with loc.label(gr.Accordion(t("export.options"), open=False), "export.options"):
@@ -259,10 +284,10 @@ def build_export(engine: Any, ui: UiShared, tab: Any) -> ExportView:
     previous = loc.label(gr.Dataframe(value=previous_table([], texts, lang), interactive=False, wrap=True,
                                       label=t("export.previous"), elem_id="studio-export-previous"), "export.previous")
     loc.value(gr.Markdown(t("export.previous.info"), elem_classes=["studio-muted"]), "export.previous.info")
-    view = ExportView(source, refresh, describe, fmt, explain, options, out, report, heldout, start, cancel, notice,
-                      progress, gr.Timer(1.0, active=False), gr.State(None), result, files, table, chart, samples,
-                      zip_button, download, hub_repo, hub_token, hub_private, hub_push, hub_notice, gr.State(None),
-                      previous, gr.State([]))
+    view = ExportView(source, refresh, describe, fmt, explain, options, out, overwrite, report, heldout, start, cancel,
+                      notice, progress, gr.Timer(1.0, active=False), gr.State(None), result, files, table, chart,
+                      samples, zip_button, download, hub_repo, hub_token, hub_private, hub_push, hub_notice,
+                      gr.State(None), previous, gr.State([]))
     _wire(view, engine, ui, tab)
     return view
 
@@ -272,12 +297,13 @@ def _wire(view: ExportView, engine: Any, ui: UiShared, tab: Any) -> None:
     texts = ui.texts
     names = list(view.options)
     option_widgets = [view.options[n] for n in names]
-    request_inputs = [view.source, view.format, *option_widgets, view.out, view.report, view.heldout]
+    request_inputs = [view.source, view.format, *option_widgets, view.out, view.report, view.heldout,
+                      view.overwrite]
     result_outputs = [view.result, view.files, view.table, view.chart, view.samples, view.download]
 
     def request_of(source, fmt, *rest):
-        *values, out, report, heldout = rest
-        return export_request(source, fmt, dict(zip(names, values)), out, report, heldout)
+        *values, out, report, heldout, overwrite = rest
+        return export_request(source, fmt, dict(zip(names, values)), out, report, heldout, overwrite)
 
     def on_refresh(lang, spec):
         choices = source_choices(engine.finished_runs(), engine.model_choices(), texts, lang)
@@ -308,8 +334,9 @@ def _wire(view: ExportView, engine: Any, ui: UiShared, tab: Any) -> None:
                 *(gr.update(visible=shown[n]) for n in names))
 
     plan_outputs = [view.explain, view.out, *option_widgets]
+    # The folder is checked when the user leaves the box (not at every keystroke) and when the box is ticked.
     for trigger in (view.format.change, view.source.change, view.options["gguf_quant"].change,
-                    view.options["bnb4_quant"].change):
+                    view.options["bnb4_quant"].change, view.overwrite.change, view.out.blur, view.out.submit):
         trigger(on_plan, [ui.lang, *request_inputs], plan_outputs, api_visibility="private", show_progress="hidden")
 
     def on_start(lang, *values):

@@ -149,7 +149,7 @@ class ThrottledLogin:
                 self.audit.record(Caller(user[:80], None), "login", "log in", "wrong password", f"from {address}")
 
 
-def confine_paths(workspace: Path, allow_dirs: list[str]) -> None:
+def confine_paths(workspace: Path | None, allow_dirs: list[str]) -> None:
     """Server mode for paths (`studio.paths`): the workspace, Gradio's upload folder and the allowed folders."""
     from gradio.utils import get_upload_folder
 
@@ -157,7 +157,7 @@ def confine_paths(workspace: Path, allow_dirs: list[str]) -> None:
         if not Path(folder).expanduser().is_dir():
             raise StudioError(f"--allow-dir {folder} is not a folder; give an existing folder.", field="allow_dir",
                               key="ui.allow_dir_missing", folder=str(folder))
-    SERVED.confine([workspace, get_upload_folder(), *allow_dirs])
+    SERVED.confine([root for root in (workspace, get_upload_folder(), *allow_dirs) if root is not None])
 
 
 async def _answer(send: Callable, code: int, detail: str) -> None:
@@ -186,7 +186,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, e
             from starlette.middleware import Middleware
 
             engine.access.serve_for_team({user for user, _ in creds})
-            confine_paths(engine.ws.home, allow_dirs or [])
+            confine_paths(getattr(engine.ws, "home", None), allow_dirs or [])
             app_kwargs["middleware"] = [Middleware(ThrottledLogin, throttle=throttle or LoginThrottle(),
                                                    audit=engine.access.audit)]
         demo = build_app(engine)

@@ -144,7 +144,7 @@ def test_a_failed_export_leaves_the_previous_one_untouched(workspace, lora_run, 
 
     monkeypatch.setattr("studio.export.pipeline.save_merged", disk_fills)
     with pytest.raises(StudioError, match="disk filled up .* the previous export there is untouched") as info:
-        run_export(workspace, ExportRequest(lora_run, "merged", out=str(out), report=False))
+        run_export(workspace, ExportRequest(lora_run, "merged", out=str(out), report=False, overwrite=True))
     assert info.value.key == "export.staging.disk_full"
     assert {p.name: p.stat().st_size for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

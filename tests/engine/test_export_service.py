@@ -60,9 +60,10 @@ def test_cancelling_an_export_keeps_the_previous_one(workspace, lora_run, tmp_pa
     run_export(workspace, ExportRequest(lora_run, "merged", out=str(out), report=False))
     before = sorted(p.name for p in out.iterdir())
     service = ExportService(workspace)
-    job_id = service.start({"source": lora_run, "format": "merged", "out": str(out), "report": False})
+    job_id = service.start({"source": lora_run, "format": "merged", "out": str(out), "report": False,
+                            "overwrite": True})
     with pytest.raises(StudioError, match="already running"):
-        service.start({"source": lora_run, "format": "merged", "out": str(out)})
+        service.start({"source": lora_run, "format": "merged", "out": str(out), "overwrite": True})
     service.cancel(job_id)
     status = service.wait(job_id, timeout=60)
     assert status["state"] == "cancelled"
@@ -104,8 +105,11 @@ def test_studio_export_prints_the_artifact_and_json(workspace, lora_run, tmp_pat
     printed = capsys.readouterr()
     assert printed.out.strip().splitlines()[-1] == str(out.resolve())
     assert "[100%] done" in printed.err
+    # The folder now holds that export: it is replaced only when asked.
+    assert main(["export", lora_run, "--format", "merged", "--out", str(out)]) == 1
+    assert "holds a previous export; pass --overwrite" in capsys.readouterr().err
     assert main(["export", lora_run, "--format", "merged", "--dtype", "fp32", "--out", str(out), "--no-report",
-                 "--json"]) == 0
+                 "--json", "--overwrite"]) == 0
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["format"] == "merged" and manifest["request"]["dtype"] == "fp32"
     assert main(["export", "run:missing", "--format", "merged"]) == 1

@@ -86,3 +86,22 @@ def test_a_recipe_sent_to_the_server_cannot_open_server_files(served, tmp_path):
     with pytest.raises(Exception, match="not a file or folder this studio can use"):
         admin.predict(RECIPE.format(model="/etc", dataset="sample-format-tutor"), api_name="/train_start")
     assert served.engine.ws.list_runs() == []
+
+
+def test_exports_read_and_write_only_allowed_folders(confined):
+    from studio.export.pipeline import ExportRequest, check_request
+    from studio.workspace import Workspace
+
+    inside, outside = confined
+    ws = Workspace.open(inside)
+    (outside / "calib.txt").write_text("some text\n")
+    request = lambda **kw: ExportRequest.from_dict({"source": "smollm2-135m-instruct", "format": "merged", **kw})  # noqa: E731
+    for field, value in (("out", str(outside / "export")), ("heldout", "/etc/passwd"),
+                         ("heldout", str(inside / "missing.txt")), ("out", "/proc/self/x")):
+        with pytest.raises(StudioError, match="not a file or folder this studio can use") as caught:
+            check_request(ws, request(**{field: value}))
+        assert caught.value.field == field
+    with pytest.raises(StudioError, match="not a file or folder this studio can use"):
+        check_request(ws, request(format="int8", calibration=str(outside / "calib.txt")))
+    checked, _ = check_request(ws, request(out=str(inside / "exports" / "mine")))
+    assert checked.out == str(inside / "exports" / "mine")

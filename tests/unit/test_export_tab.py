@@ -83,6 +83,47 @@ def test_the_default_folder_is_shown_before_exporting(workspace, tmp_path, texts
     assert problem == "" and default == str(workspace.home / "exports" / "tiny-lora-bnb4-fp4")
 
 
+def test_the_plan_check_refuses_a_folder_of_user_files_before_export_is_clicked(workspace, tmp_path, texts):
+    spec = add_run(workspace, tmp_path, "lora")
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_bytes(b"my notes\n")
+    for overwrite in (False, True):
+        request = export_request(spec, "merged", OPTIONS, str(out), True, None, overwrite)
+        assert request["overwrite"] is overwrite
+        default, problem = check_plan(workspace, request, texts, "en")
+        assert default == str(workspace.home / "exports" / "tiny-lora-merged")  # the placeholder stays
+        assert "holds files that are not a studio export (notes.txt); choose an empty or new folder" in problem
+        _, problem = check_plan(workspace, request, texts, "es")
+        assert "contiene archivos que no son de una exportación del estudio (notes.txt)" in problem
+        job_id, message = start_export(FakeEngine(workspace), request, texts, "es")
+        assert job_id is None and "elige una carpeta vacía o nueva" in message
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_bytes() == b"my notes\n"
+
+
+def test_a_previous_export_asks_for_the_box_and_the_default_folder_moves_on(workspace, tmp_path, texts):
+    engine = FakeEngine(workspace)
+    spec = add_run(workspace, tmp_path, "lora")
+    default = str(workspace.home / "exports" / "tiny-lora-merged")
+    job_id, _ = start_export(engine, export_request(spec, "merged", OPTIONS, "", True, None), texts, "en")
+    poll_export(engine, job_id, texts, "en")
+    assert poll_export(engine, job_id, texts, "en")[0]["result"]["path"] == default
+    # Exporting the same run again with the folder left empty goes to a new folder, without a question...
+    assert check_plan(workspace, export_request(spec, "merged", OPTIONS, "", True, None), texts, "en") == (
+        f"{default}-2", "")
+    # ...or replaces the previous one when the box is ticked.
+    assert check_plan(workspace, export_request(spec, "merged", OPTIONS, "", True, None, True), texts, "en") == (
+        default, "")
+    # Naming that folder without the box says which box to tick, in either language.
+    request = export_request(spec, "merged", OPTIONS, default, True, None)
+    _, problem = check_plan(workspace, request, texts, "en")
+    assert "holds a previous export; tick 'Replace the previous export in this folder'" in problem
+    assert "--overwrite" not in problem
+    job_id, message = start_export(engine, request, texts, "es")
+    assert job_id is None and "marca 'Reemplazar la exportación anterior en esta carpeta'" in message
+    assert check_plan(workspace, {**request, "overwrite": True}, texts, "en")[1] == ""
+
+
 def test_polling_a_job_to_completion_draws_the_report_files_and_previous_exports(workspace, tmp_path, texts):
     engine = FakeEngine(workspace)
     spec = add_run(workspace, tmp_path, "lora")
@@ -137,7 +178,9 @@ def test_the_tab_builds_with_every_widget_labelled_in_both_languages(workspace, 
             view = build_export(FakeEngine(workspace), ui, tab)
     assert set(view.options) == set(OPTION_FORMAT)
     labels = {str(update.get("label")) for update in ui.localizer.redraw("es") if isinstance(update, dict)}
-    assert {"Qué exportar", "Formato", "Tipo GGUF", "Exportaciones anteriores"} <= labels
+    assert {"Qué exportar", "Formato", "Tipo GGUF", "Exportaciones anteriores",
+            "Reemplazar la exportación anterior en esta carpeta"} <= labels
+    assert view.overwrite.value is False
 
 
 def test_english_and_spanish_export_texts_have_the_same_keys():
