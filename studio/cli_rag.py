@@ -29,9 +29,14 @@ def _store(args=None):
 def cmd_ingest(args) -> int:
     from studio.rag.chunking import ChunkSettings
     from studio.rag.embedder import load_embedder
+    from studio.rag.parsing import check_files
+    from studio.rag.store import check_name
 
-    ws, store = _store(args)
+    # What takes milliseconds first: a bad name or file is refused before the index opens or the embedder loads.
+    check_name(args.collection)
     settings = ChunkSettings(chunk_tokens=args.chunk_size, overlap_tokens=args.overlap)
+    check_files([Path(f) for f in args.files])
+    ws, store = _store(args)
     embedder = load_embedder(args.embedder, ws)
     began = time.perf_counter()
 
@@ -64,6 +69,7 @@ def cmd_search(args) -> int:
     from studio.rag.embedder import load_embedder
 
     ws, store = _store(args)
+    store.require(args.collection)
     embedder = load_embedder(args.embedder, ws)
     hits = store.search(args.collection, args.question, embedder, k=args.k, mode=args.mode)
     rows = [{"file": h.file, "pages": h.pages, "score": round(h.score, 4),
@@ -85,6 +91,7 @@ def cmd_eval(args) -> int:
 
     ws, store = _store(args)
     questions = read_questions(Path(args.questions))
+    store.require(args.collection)
     embedder = load_embedder(args.embedder, ws)
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     report = evaluate_retrieval(store, args.collection, embedder, questions, k=args.k, modes=modes)

@@ -2,8 +2,9 @@
 
 A recipe names the model, the stage, the method (with that method's own settings dataclass,
 found in the method registry), the data and the training hyperparameters. `load_recipe` and
-`parse_recipe` refuse malformed YAML, unknown keys, wrong types and out-of-range values with a
-`StudioError` naming the field; `apply_overrides` implements `--set train.lr=1e-4`. What a
+`parse_recipe` refuse malformed YAML, repeated keys (with their line), unknown keys, wrong types
+and out-of-range values (every number has a floor and a ceiling) with a `StudioError` naming the
+field; `apply_overrides` implements `--set train.lr=1e-4`. What a
 method or stage does with these settings lives in `studio.methods` and `studio.stages`.
 """
 from __future__ import annotations
@@ -17,6 +18,11 @@ import yaml
 
 from studio.errors import StudioError
 from studio.settings import parse_settings, setting, settings_to_dict
+from studio.yaml_loader import DuplicateKeyError, strict_load
+
+# Ceilings generous enough for any real run, low enough that a typo cannot ask for one that never ends.
+MAX_STEPS = 10_000_000
+MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit
 
 
 @dataclass
@@ -30,7 +36,7 @@ class DataConfig:
     multi_turn: str = setting("all", help="In conversations, learn every assistant turn or only the last one.",
                               choices=("all", "last"), advanced=True)
     system_prompt: str = setting("", help="Optional system message put before every example.")
-    max_length: int = setting(512, help="Longest example in tokens; longer ones are cut.", min=16, max=131072)
+    max_length: int = setting(512, help="Longest example in tokens; longer ones are cut.", min=16, max=1_048_576)
     validation: float = setting(0.1, help="Share of examples held out to measure eval loss (0 to skip).",
                                 min=0.0, max=0.5)
     train_on_prompt: bool = setting(False, help="Also learn to predict the prompt, not only the answer.")
@@ -42,25 +48,27 @@ class TrainConfig:
     """Optimisation hyperparameters."""
 
     epochs: float = setting(1.0, help="How many times to go over the training data.", gt=0.0, max=1000.0)
-    max_steps: int = setting(-1, help="Stop after this many optimiser steps (-1: run all epochs).", min=-1)
+    max_steps: int = setting(-1, help="Stop after this many optimiser steps (-1: run all epochs).", min=-1,
+                            max=MAX_STEPS)
     lr: float = setting(2.0e-4, help="Learning rate: how big each update is. LoRA likes ~2e-4, full FT ~2e-5.",
                         gt=0.0, max=1.0)
     batch_size: int = setting(8, help="Examples per step on the device.", min=1, max=4096)
     grad_accum: int = setting(1, help="Steps whose gradients are added before one update (bigger effective batch).",
                               min=1, max=1024)
-    eval_every: int = setting(50, help="Measure the validation loss every this many steps.", min=1)
+    eval_every: int = setting(50, help="Measure the validation loss every this many steps.", min=1, max=MAX_STEPS)
     eval_samples: int = setting(16, help="Validation examples the model answers at each evaluation, scored with "
                                 "ROUGE, BLEU and exact match against their references (0: loss and perplexity "
                                 "only).", min=0, max=1000, advanced=True)
     save_every: int = setting(50, help="Save a checkpoint every this many steps (cancel and resume use it).",
-                              min=1)
+                              min=1, max=MAX_STEPS)
     keep_best: bool = setting(False, help="At the end, keep the checkpoint with the best validation metric instead "
                               "of the last one (needs save_every to be a multiple of eval_every).", advanced=True)
     metric_for_best: str = setting("eval_loss", help="Which validation metric decides 'best' (e.g. eval_loss, "
                                    "eval_rougeL, eval_accuracy); lower is better for losses and perplexity, higher "
                                    "for the rest.", advanced=True)
     early_stopping_patience: int = setting(0, help="Stop when the best metric has not improved for this many "
-                                           "evaluations in a row (0: never stop early).", min=0, advanced=True)
+                                           "evaluations in a row (0: never stop early).", min=0, max=10_000,
+                                           advanced=True)
     warmup_ratio: float = setting(0.0, help="Share of steps spent raising the learning rate from 0.", min=0.0,
                                   max=0.5, advanced=True)
     weight_decay: float = setting(0.0, help="Pulls weights towards zero; a mild regulariser.", min=0.0, max=1.0,
@@ -68,14 +76,14 @@ class TrainConfig:
     scheduler: str = setting("linear", help="How the learning rate changes over training.",
                              choices=("linear", "cosine", "constant", "constant_with_warmup"), advanced=True)
     max_grad_norm: float = setting(1.0, help="Clip gradients to this norm to keep training stable.", gt=0.0,
-                                   advanced=True)
+                                   max=1.0e6, advanced=True)
     group_by_length: bool = setting(True, help="Put examples of similar length in the same batch: less padding, "
                                     "faster steps; batches are still shuffled.", advanced=True)
     gradient_checkpointing: bool = setting(False, help="Recompute activations instead of storing them: less "
                                            "memory, about a third slower.", advanced=True)
     precision: str = setting("auto", help="Number format for training; 'auto' picks bf16 where the hardware has it.",
                              choices=("auto", "bf16", "fp16", "fp32"))
-    seed: int = setting(42, help="Random seed: the same seed gives the same run.", min=0)
+    seed: int = setting(42, help="Random seed: the same seed gives the same run.", min=0, max=MAX_SEED)
 
     def __post_init__(self):
         if (self.keep_best or self.early_stopping_patience) and self.save_every % self.eval_every:
@@ -150,38 +158,54 @@ def recipe_to_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, allow_unicode=True)
 
 
-def parse_recipe_yaml(text: str) -> Recipe:
+def _read_yaml(text: str, path: Path | None = None) -> Any:
+    """Parse recipe YAML strictly (see `studio.yaml_loader`); a syntax error or a repeated key is a StudioError
+    with its line, naming the file when there is one."""
     try:
-        data = yaml.safe_load(text)
+        return strict_load(text)
+    except DuplicateKeyError as exc:
+        name = str(exc.key)
+        where = f"'{path}' repeats" if path else "The recipe repeats"
+        message = f"{where} the key '{name}' at line {exc.line} (first at line {exc.first_line}); keep one of them."
+        if path:
+            raise StudioError(message, key="recipe.file_duplicate_key", path=str(path), name=name, line=exc.line,
+                              first_line=exc.first_line) from None
+        raise StudioError(message, key="recipe.duplicate_key", name=name, line=exc.line,
+                          first_line=exc.first_line) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, 'problem', exc)
-        message = f"The recipe is not valid YAML{where}: {problem}; fix the syntax."
+        what = f"'{path}'" if path else "The recipe"
+        message = f"{what} is not valid YAML{where}: {problem}; fix the syntax."
+        prefix, named = ("recipe.file_", {"path": str(path)}) if path else ("recipe.", {})
         if mark:
-            raise StudioError(message, key="recipe.bad_yaml_at", line=mark.line + 1, column=mark.column + 1,
-                              problem=str(problem)) from None
-        raise StudioError(message, key="recipe.bad_yaml", problem=str(problem)) from None
-    return parse_recipe(data)
+            raise StudioError(message, key=f"{prefix}bad_yaml_at", **named, line=mark.line + 1,
+                              column=mark.column + 1, problem=str(problem)) from None
+        raise StudioError(message, key=f"{prefix}bad_yaml", **named, problem=str(problem)) from None
+
+
+def parse_recipe_yaml(text: str) -> Recipe:
+    return parse_recipe(_read_yaml(text))
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except OSError:  # e.g. a name too long for the file system: it cannot exist either
+        exists = False
+    if not exists:
         raise StudioError(f"Recipe file '{path}' does not exist; check the path.", field="recipe",
                           key="recipe.file_missing", path=str(path))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, 'problem', exc)
-        message = f"'{path}' is not valid YAML{where}: {problem}; fix the syntax."
-        if mark:
-            raise StudioError(message, key="recipe.file_bad_yaml_at", path=str(path), line=mark.line + 1,
-                              column=mark.column + 1, problem=str(problem)) from None
-        raise StudioError(message, key="recipe.file_bad_yaml", path=str(path), problem=str(problem)) from None
-    return parse_recipe(apply_overrides(data, overrides or []))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise StudioError(f"Recipe file '{path}' cannot be read ({reason}); make it a UTF-8 text file you may "
+                          "read.", field="recipe", key="recipe.file_unreadable", path=str(path),
+                          reason=reason) from None
+    return parse_recipe(apply_overrides(_read_yaml(text, path), overrides or []))
 
 
 def apply_overrides(data: Any, overrides: list[str]) -> dict:
@@ -207,8 +231,24 @@ def apply_overrides(data: Any, overrides: list[str]) -> dict:
                                   key="recipe.override_not_section", name=key, section=part)
             node[part] = dict(child)
             node = node[part]
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+        node[parts[-1]] = _override_value(item, value)
     return data
+
+
+def _override_value(item: str, value: str) -> Any:
+    """The YAML value of one `--set key=value`, read as strictly as a recipe file."""
+    if not value.strip():
+        return ""
+    try:
+        return strict_load(value)
+    except DuplicateKeyError as exc:
+        raise StudioError(f"Override '{item}' repeats the key '{exc.key}'; keep one of them.", field="--set",
+                          key="recipe.override_duplicate_key", item=item, name=str(exc.key)) from None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise StudioError(f"Override '{item}' has a value that is not valid YAML ({problem}); fix it, e.g. "
+                          "train.lr=1e-4.", field="--set", key="recipe.override_bad_yaml", item=item,
+                          problem=str(problem)) from None
 
 
 def replace(recipe: Recipe, **changes: Any) -> Recipe:

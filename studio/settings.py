@@ -9,6 +9,7 @@ dotted field path. The UI renders labels and tooltips from the same metadata.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -72,9 +73,16 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise StudioError(f"'{path}' must be a whole number, got {value!r}.", field=path,
                               key="setting.not_int", name=path, value=value)
+        if isinstance(value, int):
+            return value  # as is: through float, 99999999999999999999999 would come back as another number
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass  # maybe "1e3"
         try:
             as_float = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise StudioError(f"'{path}' must be a whole number, got {value!r}.", field=path,
                               key="setting.not_int", name=path, value=value) from None
         if not as_float.is_integer():
@@ -87,15 +95,32 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                               key="setting.not_number", name=path, value=value)
         try:
             return float(value)
-        except (TypeError, ValueError):
-            raise StudioError(f"'{path}' must be a number, got {value!r}.", field=path,
-                              key="setting.not_number", name=path, value=value) from None
+        except (TypeError, ValueError, OverflowError):
+            raise StudioError(f"'{path}' must be a number, got {_shown(value)}.", field=path,
+                              key="setting.not_number", name=path, value=_param(value)) from None
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
             raise StudioError(f"'{path}' must be text, got {value!r}.", field=path,
                               key="setting.not_text", name=path, value=value)
         return str(value)
     raise TypeError(f"unsupported settings type {_type_name(tp)} at {path}")
+
+
+def _huge(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000
+
+
+def _shown(value: Any) -> str:
+    """A value as a message shows it; a whole number past ~300 digits by its size (Python refuses to print
+    one past 4300 digits, and one typo should not fill the screen)."""
+    if _huge(value):
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _param(value: Any) -> Any:
+    """`value` for an error's params: as is, unless it is too long a number to print."""
+    return _shown(value) if _huge(value) else value
 
 
 def check_field(f: dataclasses.Field, value: Any, path: str) -> None:
@@ -106,18 +131,23 @@ def check_field(f: dataclasses.Field, value: Any, path: str) -> None:
     choices = meta.get("choices")
     if choices and value not in choices:
         options = ', '.join(map(str, choices))
-        raise StudioError(f"'{path}' is {value!r}; choose one of {options}.", field=path,
-                          key="setting.not_a_choice", name=path, value=value, choices=options)
+        raise StudioError(f"'{path}' is {_shown(value)}; choose one of {options}.", field=path,
+                          key="setting.not_a_choice", name=path, value=_param(value), choices=options)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        shown = _shown(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            # NaN compares false with every bound, so without this it would pass them all.
+            raise StudioError(f"'{path}' must be a finite number, got {shown}.", field=path,
+                              key="setting.not_finite", name=path, value=_param(value))
         if meta.get("gt") is not None and not value > meta["gt"]:
-            raise StudioError(f"'{path}' must be greater than {meta['gt']}, got {value}.", field=path,
-                              key="setting.not_greater", name=path, low=meta["gt"], value=value)
+            raise StudioError(f"'{path}' must be greater than {meta['gt']}, got {shown}.", field=path,
+                              key="setting.not_greater", name=path, low=meta["gt"], value=_param(value))
         if meta.get("min") is not None and value < meta["min"]:
-            raise StudioError(f"'{path}' must be at least {meta['min']}, got {value}.", field=path,
-                              key="setting.too_small", name=path, low=meta["min"], value=value)
+            raise StudioError(f"'{path}' must be at least {meta['min']}, got {shown}.", field=path,
+                              key="setting.too_small", name=path, low=meta["min"], value=_param(value))
         if meta.get("max") is not None and value > meta["max"]:
-            raise StudioError(f"'{path}' must be at most {meta['max']}, got {value}.", field=path,
-                              key="setting.too_large", name=path, high=meta["max"], value=value)
+            raise StudioError(f"'{path}' must be at most {meta['max']}, got {shown}.", field=path,
+                              key="setting.too_large", name=path, high=meta["max"], value=_param(value))
 
 
 def parse_settings(cls: type, data: dict | None, path: str = "") -> Any:

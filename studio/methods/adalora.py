@@ -23,7 +23,7 @@ PLACEHOLDER_STEPS = 1000  # peft needs a step count at construction; the callbac
 class AdaLoraSettings:
     init_r: int = setting(12, help="Starting rank of every targeted layer, before pruning.", min=1, max=1024)
     target_r: int = setting(8, help="Average rank left after pruning: the final budget.", min=1, max=1024)
-    alpha: float = setting(32.0, help="Scale of the update, as in LoRA.", gt=0.0)
+    alpha: float = setting(32.0, help="Scale of the update, as in LoRA.", gt=0.0, max=65536.0)
     dropout: float = setting(0.05, help="Dropout on the adapter input during training.", min=0.0, max=0.9)
     target_modules: str = setting("all-linear", help="Which layers get AdaLoRA: 'all-linear', 'attention' or a "
                                   "comma-separated list of module names.")

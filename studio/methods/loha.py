@@ -18,7 +18,8 @@ from studio.settings import setting
 class LohaSettings:
     r: int = setting(8, help="Rank of each of the two factor pairs; the update can reach rank r x r.",
                      min=1, max=1024)
-    alpha: float = setting(8.0, help="Scale of the update (effective scale = alpha / r).", gt=0.0)
+    alpha: float = setting(8.0, help="Scale of the update (effective scale = alpha / r).", gt=0.0,
+                           max=65536.0)
     rank_dropout: float = setting(0.0, help="Dropout on the update's rank components during training.",
                                   min=0.0, max=0.9, advanced=True)
     module_dropout: float = setting(0.0, help="Chance of skipping a layer's update on a training step.",

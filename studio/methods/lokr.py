@@ -18,7 +18,8 @@ from studio.settings import setting
 @dataclass
 class LokrSettings:
     r: int = setting(8, help="Rank of the low-rank Kronecker factor.", min=1, max=1024)
-    alpha: float = setting(8.0, help="Scale of the update (effective scale = alpha / r).", gt=0.0)
+    alpha: float = setting(8.0, help="Scale of the update (effective scale = alpha / r).", gt=0.0,
+                           max=65536.0)
     decompose_both: bool = setting(False, help="Also split the small Kronecker factor into low-rank parts "
                                    "(fewer parameters, less capacity).", advanced=True)
     decompose_factor: int = setting(-1, help="How to split each layer's size between the two factors; -1 picks "

@@ -27,7 +27,8 @@ MUTATING_INITS = ("pissa", "olora")  # they move part of W into A·B, so the bas
 @dataclass
 class LoraSettings:
     r: int = setting(16, help="Rank of the update matrices: higher learns more, costs more memory.", min=1, max=1024)
-    alpha: float = setting(32.0, help="Scale of the update (effective scale = alpha / r). Usually 2 x r.", gt=0.0)
+    alpha: float = setting(32.0, help="Scale of the update (effective scale = alpha / r). Usually 2 x r.", gt=0.0,
+                           max=65536.0)
     dropout: float = setting(0.05, help="Dropout on the LoRA input during training, against overfitting.",
                              min=0.0, max=0.9)
     target_modules: str = setting("all-linear", help="Which layers get LoRA: 'all-linear', 'attention' or a "

@@ -24,7 +24,8 @@ class VeraSettings:
     dropout: float = setting(0.0, help="Dropout on the adapter input during training.", min=0.0, max=0.9)
     target_modules: str = setting("all-linear", help="Which layers get VeRA: 'all-linear', 'attention' or a "
                                   "comma-separated list of module names.")
-    projection_prng_key: int = setting(0, help="Seed of the shared random projections.", min=0, advanced=True)
+    projection_prng_key: int = setting(0, help="Seed of the shared random projections.", min=0, max=2**32 - 1,
+                                       advanced=True)
     save_projection: bool = setting(True, help="Store the random projections in the adapter, so it reloads "
                                     "exactly anywhere (bigger file).", advanced=True)
     d_initial: float = setting(0.1, help="Starting value of the trained per-rank scaling vector d.", gt=0.0,

@@ -182,6 +182,15 @@ def fit_sources(sources: list[Source], tokenizer: Any, budget: int) -> list[Sour
     return kept
 
 
+def check_question(question: str | None) -> str:
+    """The question without surrounding spaces; an empty one is refused."""
+    question = (question or "").strip()
+    if not question:
+        raise StudioError("The question is empty; type a question about your documents.", field="question",
+                          key="rag.answer.empty_question")
+    return question
+
+
 def answer_question(ws: Any, store: Any, collection: str, question: str, embedder: Any, *,
                     model: str, run_id: str | None = None, generation: Any = None, ask: AskSettings | None = None,
                     history: list[dict] | None = None, previous_queries: list[str] | None = None,
@@ -192,10 +201,7 @@ def answer_question(ws: Any, store: Any, collection: str, question: str, embedde
     earlier questions (for follow-ups). `model`/`run_id` pick the answering model as in the playground."""
     from studio.generation import GenerationSettings, ModelPool, stream_chat
 
-    question = (question or "").strip()
-    if not question:
-        raise StudioError("The question is empty; type a question about your documents.", field="question",
-                          key="rag.answer.empty_question")
+    question = check_question(question)
     ask = ask or AskSettings()
     query = standalone_query(question, previous_queries or []) if ask.rewrite_followups else question
     if ask.reranker.strip():

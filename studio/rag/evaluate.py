@@ -108,13 +108,10 @@ def _pages(value: Any) -> list[int]:
     return []
 
 
-def evaluate_retrieval(store: Any, collection: str, embedder: Any, questions: list[dict], k: int = 5,
-                       modes: tuple[str, ...] = MODES) -> dict:
-    """Ask `collection` every question in each mode; hit rate@k, MRR and nDCG@10 per mode, and one row per question.
-
-    Returns {"k", "questions", "modes": {mode: {"hit_rate", "mrr", "ndcg@10", "recall", "seconds"}}, "rows"}; a
-    row gives the question, its file and pages, and per mode the rank of the first relevant chunk (None when
-    none is in the top 10) and the top hit's file and pages."""
+def check_request(store: Any, collection: str, questions: list[dict], k: int = 5,
+                  modes: tuple[str, ...] = MODES) -> None:
+    """Refuse a bad k or mode, no questions, a missing collection or a question about a file it lacks: all
+    known without an embedder, so `studio rag eval` checks them before loading one."""
     if not 1 <= k <= DEPTH:
         raise StudioError(f"k is {k}; use a number from 1 to {DEPTH}.", field="rag.k", key="rag.eval.bad_k", k=k,
                           high=DEPTH)
@@ -125,7 +122,7 @@ def evaluate_retrieval(store: Any, collection: str, embedder: Any, questions: li
     if not questions:
         raise StudioError("There are no questions to evaluate; give a questions file with at least one line.",
                           field=FIELD, key="rag.eval.no_questions")
-    store.collection(collection, embedder)  # a missing collection or another embedder is refused here
+    store.require(collection)
     files = list(store.manifest(collection)["files"])
     for q in questions:
         if q["file"] not in files:
@@ -133,6 +130,17 @@ def evaluate_retrieval(store: Any, collection: str, embedder: Any, questions: li
                               f"'{collection}'; use one of its files: {', '.join(files)}.", field=FIELD,
                               key="rag.eval.unknown_file", file=q["file"], collection=collection,
                               files=", ".join(files))
+
+
+def evaluate_retrieval(store: Any, collection: str, embedder: Any, questions: list[dict], k: int = 5,
+                       modes: tuple[str, ...] = MODES) -> dict:
+    """Ask `collection` every question in each mode; hit rate@k, MRR and nDCG@10 per mode, and one row per question.
+
+    Returns {"k", "questions", "modes": {mode: {"hit_rate", "mrr", "ndcg@10", "recall", "seconds"}}, "rows"}; a
+    row gives the question, its file and pages, and per mode the rank of the first relevant chunk (None when
+    none is in the top 10) and the top hit's file and pages."""
+    check_request(store, collection, questions, k, modes)
+    store.collection(collection, embedder)  # another embedder's collection is refused here
     rows = [{"question": q["question"], "file": q["file"], "pages": q["pages"], "rank": {}, "top": {}}
             for q in questions]
     summary = {}

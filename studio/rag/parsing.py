@@ -4,14 +4,18 @@ PDFs go through pypdf page by page; Word files (.docx) are cut where Word put it
 (`docx_pages`); .txt and .md files are one page per form feed (\\f), or one page when they have
 none. Every page is kept, even one without text, so numbers never shift; pages with no text are also
 listed in `empty_pages` so the UI can say "no text found on pages 3-9". A file we
-cannot read is refused with one `StudioError` sentence naming the file and the fix. Cutting pages
+cannot read is refused with one `StudioError` sentence naming the file and the fix; `check_files`
+gives the same refusals for what is cheap to find (missing, empty, locked, not what its name says)
+without extracting any text, so callers can run it before loading an embedder. Cutting pages
 into chunks is left to `chunking`; OCR of scanned pages is not done at all.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,18 +55,10 @@ def read_document(path: Path, password: str | None = None, name: str | None = No
     and decides the format; `password` opens an encrypted PDF and is ignored for anything else."""
     path = Path(path)
     name = name or path.name
-    data = path.read_bytes()
-    if not data:
-        raise StudioError(f"'{name}' is empty (0 bytes); upload the file again or choose another.",
-                          field=FIELD, key="rag.parse.empty_file", file=name)
+    data = _file_bytes(path, name)
     suffix = Path(name).suffix.lower()
-    if suffix not in SUPPORTED:
-        supported = ", ".join(SUPPORTED)
-        raise StudioError(f"'{name}' cannot be read: the supported files are {supported}; convert it to one "
-                          f"of them (for example, save it as PDF) and upload that.", field=FIELD,
-                          key="rag.parse.unsupported", file=name, supported=supported)
     if suffix == ".pdf":
-        texts = _pdf_texts(data, name, password)
+        texts = _pdf_texts(_pdf_pages(data, name, password), name)
     elif suffix == ".docx":
         texts = docx_texts(data, name, FIELD)
     else:
@@ -72,6 +68,67 @@ def read_document(path: Path, password: str | None = None, name: str | None = No
     if len(empty) == len(pages):
         _refuse_textless(name, suffix, empty)
     return Document(name=name, pages=pages, sha256=hashlib.sha256(data).hexdigest(), empty_pages=empty)
+
+
+def check_files(paths: list[Path], names: list[str] | None = None, password: str | None = None) -> None:
+    """Refuse, in one sentence, the first file that cannot be indexed, by what costs milliseconds: it exists
+    and can be read, is not empty, has a supported format, a PDF opens (unlocked) and has pages, a Word file
+    is a Word package, a text file is UTF-8 with some text. Callers run this before loading an embedder
+    (which takes a minute on a busy machine); extracting every page's text is left to `read_document`."""
+    for i, path in enumerate(paths):
+        path = Path(path)
+        name = (names[i] if names else None) or path.name
+        suffix = Path(name).suffix.lower()
+        if suffix in TEXT_SUFFIXES:
+            read_document(path, name=name)  # reading a text file is as cheap as checking it
+            continue
+        data = _file_bytes(path, name)
+        if suffix == ".pdf":
+            _pdf_pages(data, name, password)
+        else:
+            _check_docx(data, name)
+
+
+def _file_bytes(path: Path, name: str) -> bytes:
+    """The bytes of a file that exists, can be read, is not empty and has a supported format."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise StudioError(f"'{path}' does not exist; check the path.", field=FIELD, key="rag.parse.missing_file",
+                          file=name, path=str(path)) from None
+    except IsADirectoryError:
+        raise StudioError(f"'{name}' is a folder, not a file; choose the files inside it.", field=FIELD,
+                          key="rag.parse.not_a_file", file=name) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise StudioError(f"'{name}' cannot be read ({reason}); check that you may read it, or copy it somewhere "
+                          "you can.", field=FIELD, key="rag.parse.unreadable", file=name, reason=reason) from None
+    if not data:
+        raise StudioError(f"'{name}' is empty (0 bytes); upload the file again or choose another.",
+                          field=FIELD, key="rag.parse.empty_file", file=name)
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUPPORTED:
+        supported = ", ".join(SUPPORTED)
+        raise StudioError(f"'{name}' cannot be read: the supported files are {supported}; convert it to one "
+                          f"of them (for example, save it as PDF) and upload that.", field=FIELD,
+                          key="rag.parse.unsupported", file=name, supported=supported)
+    return data
+
+
+def _check_docx(data: bytes, name: str) -> None:
+    """A .docx is a zip holding word/document.xml; python-docx must be there to read it."""
+    if importlib.util.find_spec("docx") is None:
+        docx_texts(data, name, FIELD)  # says how to install python-docx
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as package:
+            found = "word/document.xml" in package.namelist()
+        problem = None if found else "no word/document.xml inside"
+    except zipfile.BadZipFile as exc:
+        problem = str(exc)
+    if problem:
+        raise StudioError(f"'{name}' could not be read as a Word file ({problem}); open it in Word and save it "
+                          "again as .docx, or as PDF.", field=FIELD, key="rag.parse.corrupt_docx", file=name,
+                          error=problem)
 
 
 def page_ranges(numbers: list[int]) -> str:
@@ -109,8 +166,8 @@ def _plain_texts(data: bytes, name: str) -> list[str]:
     return pages
 
 
-def _pdf_texts(data: bytes, name: str, password: str | None) -> list[str | None]:
-    """Each page's raw text from pypdf, after checking the file really is a PDF and unlocking it."""
+def _pdf_pages(data: bytes, name: str, password: str | None) -> list:
+    """The pages of a PDF, after checking the file really is a PDF, unlocking it and finding pages in it."""
     if PDF_MAGIC not in data[:MAGIC_WINDOW]:
         raise StudioError(f"'{name}' is named .pdf but is not a PDF file; export it as PDF again, or upload it "
                           f"with its real extension.", field=FIELD, key="rag.parse.not_pdf", file=name)
@@ -132,6 +189,11 @@ def _pdf_texts(data: bytes, name: str, password: str | None) -> list[str | None]
     if not pages:
         raise StudioError(f"'{name}' is a PDF without any pages; export it again and upload that.", field=FIELD,
                           key="rag.parse.no_pages", file=name)
+    return pages
+
+
+def _pdf_texts(pages: list, name: str) -> list[str | None]:
+    """Each page's raw text from pypdf."""
     texts = []
     for number, page in enumerate(pages, start=1):
         try:

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from studio.errors import StudioError
-from studio.rag.answer import Answer, AskSettings, answer_question
-from studio.rag.embedder import DEFAULT_EMBEDDER, load_embedder
+from studio.rag import embedder as embedders
+from studio.rag.answer import Answer, AskSettings, answer_question, check_question
+from studio.rag.embedder import DEFAULT_EMBEDDER
+from studio.rag.parsing import check_files
 from studio.rag.store import RagStore, check_name
 
 
@@ -60,11 +62,12 @@ class IndexJob:
 
 
 class RagService:
-    def __init__(self, ws: Any, url: str | None = None, embedder_loader: Callable[[str, Any], Any] = load_embedder):
+    def __init__(self, ws: Any, url: str | None = None, embedder_loader: Callable[[str, Any], Any] | None = None):
         self.ws = ws
         self.url = url if url is not None else os.environ.get("STUDIO_CHROMA_URL") or None
         self.store = RagStore(ws, self.url)
-        self._load_embedder = embedder_loader
+        # Looked up when needed rather than bound here, so `studio.rag.embedder.load_embedder` stays the one to patch.
+        self._load_embedder = embedder_loader or (lambda name, ws: embedders.load_embedder(name, ws))
         self._jobs: dict[str, IndexJob] = {}
         self._lock = threading.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-indexing")
@@ -90,11 +93,14 @@ class RagService:
     # --- indexing ------------------------------------------------------------------------------
     def start_indexing(self, collection: str, paths: list[Path], names: list[str] | None = None,
                        chunking: Any = None, embedder: str | None = None, password: str | None = None) -> str:
-        """Queue `paths` for indexing into `collection`; returns the job id at once (see `job`)."""
+        """Queue `paths` for indexing into `collection`; returns the job id at once (see `job`). A file that
+        cannot be indexed (missing, empty, locked, not what its name says) is refused here, before the job loads
+        an embedder."""
         collection = check_name(collection)
         if not paths:
             raise StudioError("No files were given; choose one or more PDF, Word, TXT or MD files to add.",
                               field="rag.files", key="rag.service.no_files")
+        check_files([Path(p) for p in paths], names, password)
         job = IndexJob(id=uuid.uuid4().hex[:12], collection=collection,
                        files=list(names or [Path(p).name for p in paths]))
         with self._lock:
@@ -163,7 +169,9 @@ class RagService:
             pool = self.pool
         job = self.indexing(collection)
         notice = job.as_dict() if job else None
+        check_question(question)
         try:
+            self.store.require(collection)  # before the embedder: loading one takes long, this takes a moment
             embedder = self.embedder_of(collection)
             updates = answer_question(self.ws, self.store, collection, question, embedder, model=model, run_id=run_id,
                                       generation=generation, ask=ask, history=history,

@@ -53,6 +53,16 @@ def check_name(name: str) -> str:
     return name
 
 
+def _missing(name: str) -> StudioError:
+    return StudioError(f"There is no collection '{name}'; add documents to create it.", field=FIELD,
+                       key="rag.store.missing", name=name)
+
+
+def _empty(name: str) -> StudioError:
+    return StudioError(f"Collection '{name}' has no documents yet; add some first.", field=FIELD,
+                       key="rag.store.empty", name=name)
+
+
 class RagStore:
     """The workspace's collections, on a local persistent Chroma or on a Chroma server (`url`)."""
 
@@ -97,8 +107,7 @@ class RagStore:
             col = self.client.get_collection(name, embedding_function=None)
         except NotFoundError:
             if not create:
-                raise StudioError(f"There is no collection '{name}'; add documents to create it.", field=FIELD,
-                                  key="rag.store.missing", name=name) from None
+                raise _missing(name) from None
             return self.client.create_collection(
                 name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None,
                 metadata={"embedder": embedder.name, "dim": embedder.dim, "distance": "cosine",
@@ -110,6 +119,20 @@ class RagStore:
                               field="rag.embedder", key="rag.store.embedder_mismatch", name=name,
                               built_with=str(built_with), embedder=embedder.name)
         return col
+
+    def require(self, name: str) -> str:
+        """`name`, checked to be a collection with documents: what a search needs, known without an embedder,
+        so it is refused before one is loaded."""
+        from chromadb.errors import NotFoundError
+
+        name = check_name(name)
+        try:
+            col = self.client.get_collection(name, embedding_function=None)
+        except NotFoundError:
+            raise _missing(name) from None
+        if col.count() == 0:
+            raise _empty(name)
+        return name
 
     def describe(self) -> list[dict]:
         """One row per collection: name, embedder, files, chunks."""
@@ -255,8 +278,7 @@ class RagStore:
         col = self.collection(name, embedder)
         count = col.count()
         if count == 0:
-            raise StudioError(f"Collection '{name}' has no documents yet; add some first.", field=FIELD,
-                              key="rag.store.empty", name=name)
+            raise _empty(name)
         query = embedder.encode([question])[0]
         depth = min(count, max(k * 4, 20))
         dense = col.query(query_embeddings=[query], n_results=depth, include=["distances"])

@@ -133,8 +133,10 @@ def test_a_bad_file_fails_its_job_and_keeps_what_was_indexed(service, corpus, tm
     indexed(service, corpus)
     fake = tmp_path / "notes.pdf"
     fake.write_text("not a pdf at all")
-    job = service.wait(service.start_indexing("home-docs", [fake]))
-    assert job.state == "failed" and "not a PDF file" in job.error.message
+    with pytest.raises(StudioError, match="not a PDF file"):  # refused at once, before a job loads the embedder
+        service.start_indexing("home-docs", [fake])
+    job = service.wait(service.start_indexing("home-docs", [make_pdf(tmp_path / "scan.pdf", [""])]))
+    assert job.state == "failed" and "no text" in job.error.message
     assert service.collections()[0]["files"] == 3
     with pytest.raises(StudioError, match="No files"):
         service.start_indexing("home-docs", [])

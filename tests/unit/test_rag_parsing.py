@@ -20,7 +20,8 @@ from tests.conftest import ROOT
 from tests.rag_pdf import make_pdf
 
 
-SPANISH = json.loads((ROOT / "studio/locales/es/errors-rag.json").read_text(encoding="utf-8"))
+SPANISH = {key: text for part in ("errors-rag.json", "errors-bounds.json")
+           for key, text in json.loads((ROOT / "studio/locales/es" / part).read_text(encoding="utf-8")).items()}
 
 
 def refusal(path, **kwargs) -> StudioError:
