@@ -5,10 +5,11 @@ response and the end-of-sequence token) or "chat" (the selected model's own chat
 masked by `studio.data.chat`). Built-ins: alpaca, dolly, flan (several phrasings per task, one picked per
 example from seed + index), chatml and chat. Custom templates are user-written Jinja rendered in an
 immutable sandbox with no loader (include/import/extends refused, no Python internals) and StrictUndefined,
-so a missing field or a syntax error is a `StudioError` naming the template line. Records of the
-instruction, seq2seq and classification formats render directly (source/target and text/label are
-aliased to instruction/output). Saving templates is `studio.data.template_store`'s job; reading files,
-cleaning and batching belong elsewhere.
+so a missing field or a syntax error is a `StudioError` naming the template line. The sandbox also bounds
+each example's time and size (`studio.data.template_sandbox`); a template past a bound is a `StudioError`
+too. Records of the instruction, seq2seq and classification formats render directly (source/target and
+text/label are aliased to instruction/output). Saving templates is `studio.data.template_store`'s job;
+reading files, cleaning and batching belong elsewhere.
 """
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from studio.data import chat
+from studio.data import chat, template_sandbox
+from studio.data.template_limits import TemplateLimit, output_limit
 from studio.errors import StudioError
 
 IGNORE_INDEX = chat.IGNORE_INDEX
@@ -88,7 +89,7 @@ BUILTIN_TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (
 
 # --- sandboxed Jinja -------------------------------------------------------------------------------------
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+_ENV = template_sandbox.BoundedSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 _FORBIDDEN = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
 
 
@@ -101,23 +102,65 @@ def compile_part(source: str, part: str = "prompt"):
     """The compiled Jinja template; a syntax error or include/import/extends is a StudioError with its line."""
     try:
         tree = _ENV.parse(source)
+        forbidden = next(tree.find_all(_FORBIDDEN), None)
+        if forbidden is None:
+            return template_sandbox.compile_source(_ENV, source)
     except TemplateSyntaxError as exc:
         reason = (exc.message or "syntax error").rstrip(".")
         raise StudioError(f"{_part(part)} line {exc.lineno}: {reason}; fix the Jinja syntax.",
                           field="data.template", key="data.templates.syntax", part=part, line=exc.lineno,
                           error=reason) from None
-    for node in tree.find_all(_FORBIDDEN):
-        raise StudioError(f"{_part(part)} line {node.lineno}: templates cannot include, import or extend other "
-                          "templates; write the text inline.", field="data.template",
-                          key="data.templates.include", part=part, line=node.lineno)
-    return _ENV.from_string(source)
+    except (RecursionError, SyntaxError, MemoryError, TemplateLimit) as exc:  # nesting past Python's limits
+        _raise_bound(exc, _part(part), part)
+    raise StudioError(f"{_part(part)} line {forbidden.lineno}: templates cannot include, import or extend other "
+                      "templates; write the text inline.", field="data.template",
+                      key="data.templates.include", part=part, line=forbidden.lineno)
+
+
+def _template_lines(exc: BaseException) -> list[int]:
+    return [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<template>"]
+
+
+def _raise_bound(exc: BaseException, where: str, part: str) -> None:
+    """The StudioError for a template past a bound: time, output, value size, range, depth or memory."""
+    if not isinstance(exc, TemplateLimit):
+        if isinstance(exc, (RecursionError, SyntaxError)):
+            raise StudioError(f"{where}: the template nests or calls itself too deeply; use fewer nested "
+                              "macros, loops or brackets.", field="data.template", key="data.templates.too_deep",
+                              part=part) from None
+        raise StudioError(f"{where}: the template ran out of memory; build smaller values.",
+                          field="data.template", key="data.templates.out_of_memory", part=part) from None
+    if exc.kind == "time":
+        raise StudioError(f"{where}: the template took longer than {exc.limit:g} s to render one example; remove "
+                          "long or nested loops.", field="data.template", key="data.templates.too_slow",
+                          part=part, seconds=f"{exc.limit:g}") from None
+    if exc.kind == "output":
+        raise StudioError(f"{where}: the text of one example passed {exc.limit:,} characters; repeat less text.",
+                          field="data.template", key="data.templates.too_long", part=part,
+                          limit=exc.limit) from None
+    if exc.kind == "built":
+        raise StudioError(f"{where}: the template built more than {exc.limit:,} characters of text for one example; "
+                          "loop over fewer or shorter values.", field="data.template",
+                          key="data.templates.built_too_much", part=part, limit=exc.limit) from None
+    if exc.kind == "range":
+        raise StudioError(f"{where}: range() of {exc.size:,} numbers is over the limit of {exc.limit:,}; loop "
+                          "over fewer items.", field="data.template", key="data.templates.range_too_big",
+                          part=part, size=exc.size, limit=exc.limit) from None
+    raise StudioError(f"{where}: {exc.what} would build about {exc.size:,} characters, over the limit of "
+                      f"{exc.limit:,}; repeat or pad less.", field="data.template", key="data.templates.too_big",
+                      part=part, what=exc.what, size=exc.size, limit=exc.limit) from None
 
 
 def _render_part(source: str, context: dict, part: str) -> str:
+    template = compile_part(source, part)
     try:
-        return compile_part(source, part).render(context)
+        return template_sandbox.render(template, context)
+    except (TemplateLimit, RecursionError, MemoryError) as exc:
+        lines = _template_lines(exc)
+        line = getattr(exc, "line", None) or (lines[-1] if lines else None)
+        _raise_bound(exc, f"{_part(part)} line {line}" if line else _part(part), part)
     except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
-        lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<template>"]
+        lines = _template_lines(exc)
         where = f"{_part(part)} line {lines[-1]}" if lines else _part(part)
         if isinstance(exc, SecurityError):
             raise StudioError(f"{where}: {str(exc).rstrip('.')}; templates may only use the record's fields.",
@@ -170,8 +213,15 @@ def render_example(template: PromptTemplate, record: dict, *, system_prompt: str
                           "'chat' template for chat datasets.", field="data.template",
                           key="data.templates.not_chat", name=template.name)
     context = template_context(record, system_prompt)
-    prompt = _render_part(_choose_prompt(template, record, context, seed, index), context, "prompt")
-    return {"prompt": prompt, "response": _render_part(template.response, context, "response")}
+    prompt = _choose_prompt(template, record, context, seed, index)
+    try:  # both parts under one time limit and one character budget
+        return template_sandbox.within_limits(output_limit(context), _render_pair, prompt, template.response, context)
+    except TemplateLimit as exc:  # the time limit, met between the parts
+        _raise_bound(exc, _part("prompt"), "prompt")
+
+
+def _render_pair(prompt: str, response: str, context: dict) -> dict:
+    return {"prompt": _render_part(prompt, context, "prompt"), "response": _render_part(response, context, "response")}
 
 
 def custom_template(prompt: str, response: str = "{{ output }}", name: str = "custom",
