@@ -14,12 +14,13 @@ import math
 import random
 import re
 import unicodedata
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from studio.data.formats import FORMATS
 from studio.errors import StudioError
-from studio.settings import setting
+from studio.settings import check_field, setting
 
 # The fields whose length the length filters measure (chat: every turn's content).
 TEXT_FIELDS = {"instruction": ("instruction", "input", "output"), "text": ("text",), "classification": ("text",),
@@ -36,14 +37,17 @@ class CleaningConfig:
     drop_duplicates: str = setting("exact", choices=("exact", "normalized", "none"),
                                    help="Drop repeated records: 'exact' copies, or 'normalized' ones that differ "
                                         "only in case, spacing or punctuation at the ends.")
-    min_chars: int = setting(0, min=0, help="Drop records whose text is shorter than this many characters (0: off).")
-    max_chars: int = setting(0, min=0, help="Drop records whose text is longer than this many characters (0: off).")
+    min_chars: int = setting(0, min=0, max=100_000_000,
+                             help="Drop records whose text is shorter than this many characters (0: off).")
+    max_chars: int = setting(0, min=0, max=100_000_000,
+                             help="Drop records whose text is longer than this many characters (0: off).")
     languages: str = setting("", help="Keep only records in these languages, as ISO codes separated by commas "
                                       "(e.g. 'en,es'); empty keeps every language.")
     shuffle: bool = setting(True, help="Shuffle the records, reproducibly with the seed.")
-    seed: int = setting(42, help="Seed for shuffling.")
+    seed: int = setting(42, min=0, max=2**32 - 1, help="Seed for shuffling.")
 
     def __post_init__(self):
+        _check_bounds(self)
         if self.drop_duplicates not in ("exact", "normalized", "none"):
             raise StudioError(f"'drop_duplicates' is {self.drop_duplicates!r}; choose exact, normalized or none.",
                               field="drop_duplicates", key="data.cleaning.drop_duplicates",
@@ -176,19 +180,28 @@ def clean(records: list[dict], format: str, config: CleaningConfig | None = None
 class SplitConfig:
     """Held-out splits: a share below 1 (0.1 = 10% of the rows) or a whole number of rows."""
 
-    validation: float = setting(0.1, min=0, help="Validation split: a share below 1, or a number of rows.")
-    test: float = setting(0.0, min=0, help="Test split: a share below 1, or a number of rows (0: none).")
-    seed: int = setting(42, help="Seed for picking the held-out rows.")
+    validation: float = setting(0.1, min=0, max=100_000_000,
+                                help="Validation split: a share below 1, or a number of rows.")
+    test: float = setting(0.0, min=0, max=100_000_000,
+                          help="Test split: a share below 1, or a number of rows (0: none).")
+    seed: int = setting(42, min=0, max=2**32 - 1, help="Seed for picking the held-out rows.")
     stratify: bool | None = setting(None, help="Keep each label's share in every split (default: on for "
                                                "classification).")
 
     def __post_init__(self):
+        _check_bounds(self)
         for name in ("validation", "test"):
             value = getattr(self, name)
             if isinstance(value, bool) or value < 0 or (value >= 1 and not float(value).is_integer()):
                 raise StudioError(f"'{name}' is {value!r}; give a share below 1 (such as 0.1) or a whole number "
                                   f"of rows.", field=name, key="data.cleaning.split_share",
                                   name=name, value=value)
+
+
+def _check_bounds(config) -> None:
+    """The metadata bounds, also for configs built directly (the CLI and the Data tab do not parse a dict)."""
+    for f in dataclasses.fields(config):
+        check_field(f, getattr(config, f.name), f.name)
 
 
 def _size(value: float, n: int) -> int:

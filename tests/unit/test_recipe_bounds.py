@@ -116,10 +116,7 @@ def test_the_walk_finds_the_recipe_methods_and_stages():
     assert all(method.settings_cls in SETTINGS_CLASSES for _, method in METHODS.items())
 
 
-@pytest.mark.parametrize("cls", [
-    pytest.param(cls, marks=pytest.mark.xfail(reason="studio.data is bounded by its own change", strict=False))
-    if cls.__module__.startswith("studio.data.") else cls
-    for cls in SETTINGS_CLASSES], ids=lambda cls: f"{cls.__module__}.{cls.__qualname__}")
+@pytest.mark.parametrize("cls", SETTINGS_CLASSES, ids=lambda cls: f"{cls.__module__}.{cls.__qualname__}")
 def test_every_numeric_setting_has_a_floor_and_a_ceiling(cls):
     hints = typing.get_type_hints(cls)
     unbounded = []
