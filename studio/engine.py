@@ -22,6 +22,9 @@ from studio.workspace import ACTIVE_STATES, Workspace, read_metrics
 
 class Engine:
     def __init__(self, ws: Workspace | None = None, start_jobs: bool = True):
+        from studio.hub_kernels import ensure_decided
+
+        ensure_decided()  # once, before any model loads here or in a job this process starts
         self.ws = ws or Workspace.open()
         self.jobs = JobManager(self.ws)
         self._rag = None

@@ -81,14 +81,17 @@ def prepare_run(ws: Workspace, recipe: Recipe) -> str:
 def execute(run_dir: Path, home: Path, resume_from: Path | None, emit: Callable[[dict], None],
             should_stop: Callable[[], bool]) -> dict:
     """Worker entry: run the stage named by the run's recipe. Returns the stage's result dict."""
+    from studio.hub_kernels import ensure_decided
     from studio.stages import STAGES, TrainContext
 
+    kernels = ensure_decided()  # before any model is built: an offline GPU must not try to fetch kernels
     run_dir = Path(run_dir)
     recipe = load_recipe(run_dir / "recipe.yaml")
     stage = STAGES.get(recipe.stage, field="stage")
     ctx = TrainContext(recipe=recipe, run_dir=run_dir, home=Path(home), emit=emit, should_stop=should_stop,
                        resume_from=Path(resume_from) if resume_from else None)
     result = stage.run(ctx)
+    result["hub_kernels"] = kernels
     result["peak_rss_mb"] = peak_rss_mb()
     gpu_peak = peak_gpu_mb()
     if gpu_peak is not None:
