@@ -4,7 +4,8 @@
 the `schema_version` table and upgraded by the ordered `MIGRATIONS` list), `runs/<run_id>/`
 (the run-directory contract: recipe.yaml, metrics.jsonl, train.log, checkpoints/, adapter/ or
 model/), `datasets/` and `models/` (converted embedded weights). Each call opens its own short
-connection, so threads and processes (the app, its workers, a CLI) can share one store.
+connection, so threads and processes (the app, its workers, a CLI) can share one store; run ids and dataset
+versions are claimed in SQLite before anything is written, so concurrent writers never pick the same one.
 """
 from __future__ import annotations
 
@@ -63,6 +64,23 @@ MIGRATIONS: list[str] = [
         card TEXT NOT NULL DEFAULT '{}',
         created_at REAL NOT NULL,
         PRIMARY KEY (name, version)
+    );
+    """,
+    # Writers claim a dataset version / run id here first, so concurrent writers never pick the same one
+    # (`studio.data.versions`, `Workspace.new_run_id`).
+    """
+    CREATE TABLE dataset_reservations (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        tmp TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE run_id_reservations (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL
     );
     """,
 ]
@@ -130,8 +148,29 @@ class Workspace:
 
     # --- runs -------------------------------------------------------------------------------
     def new_run_id(self, name: str) -> str:
+        """A run id no other caller (thread or process) gets: `<time>-<slug>-<4 hex>`, claimed in SQLite.
+
+        Ids carry the second they were made, so only claims younger than a day need keeping to stay unique.
+        """
         slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in name.lower()).strip("-")[:40] or "run"
-        return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{uuid.uuid4().hex[:4]}"
+        now = time.time()
+        with self.db() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM run_id_reservations WHERE created_at < ?", (now - 86400,))
+                while True:
+                    run_id = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{slug}-{uuid.uuid4().hex[:4]}"
+                    taken = conn.execute("SELECT 1 FROM run_id_reservations WHERE id = ? UNION ALL "
+                                         "SELECT 1 FROM runs WHERE id = ?", (run_id, run_id)).fetchone()
+                    if not taken and not (self.runs_dir / run_id).exists() \
+                            and not (self.runs_dir / f".{run_id}.tmp").exists():
+                        break
+                conn.execute("INSERT INTO run_id_reservations (id, created_at) VALUES (?, ?)", (run_id, now))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return run_id
 
     def insert_run(self, run: dict[str, Any]) -> None:
         cols = ", ".join(run)

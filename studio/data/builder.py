@@ -7,7 +7,9 @@ problems, valid rows still import), cleans, splits, and saves a new version unde
 `datasets/<name>/v<k>/` as Parquet files (`train.parquet`, `validation.parquet`, `test.parquet`,
 readable with `load_dataset("parquet", ...)`) plus `card.json` (source, format, mapping, template,
 cleaning report, split, stats). Older versions stay. Reading files is `readers`' job, formats and
-mapping `formats`', cleaning and splitting `cleaning`'s; this module only chains them and stores.
+mapping `formats`', cleaning and splitting `cleaning`'s; which version number a writer gets, how it is made
+visible, and which versions readers see is `versions`' (re-exported here: `dataset_dir`, `dataset_card`,
+`load_split`, `list_datasets`); this module only chains them and stores.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from typing import Callable, Iterable
 
 from studio.data.cleaning import CleaningConfig, SplitConfig, clean_stream, new_report, split
 from studio.data.formats import FORMATS, Guess, check_mapping, guess_format, iter_records
+from studio.data.versions import (VersionSlot, dataset_card, dataset_dir, list_datasets,  # noqa: F401 (re-exported)
+                                  load_split, new_version, publish)
 from studio.errors import StudioError
 
 SPLITS = ("train", "validation", "test")
@@ -125,12 +129,6 @@ def inspect_source(source: str, format: str = "auto", mapping: dict | None = Non
     return SourcePreview(table.columns, rows, dict(table.info), guess, list(table.problems))
 
 
-def _next_version(ws, name: str) -> int:
-    with ws.db() as conn:
-        row = conn.execute("SELECT MAX(version) AS v FROM datasets WHERE name = ?", (name,)).fetchone()
-    return (row["v"] or 0) + 1
-
-
 def _write_parquet(records: list[dict], path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -188,10 +186,8 @@ def import_dataset(ws, req: ImportRequest, progress: Callable[[int, int], None] 
                 yield record
 
     report = new_report()
-    name_dir = Path(ws.datasets_dir) / name
-    name_dir.mkdir(parents=True, exist_ok=True)
-    spool = name_dir / f".spool-{time.time_ns()}.parquet"
-    try:
+    with new_version(ws, name) as slot:
+        spool = slot.tmp / ".spool.parquet"
         n = _spool(clean_stream(mapped(), fmt, req.cleaning, report), spool)
         problems = sorted(list(table.problems) + problems)
         if n == 0:
@@ -204,10 +200,9 @@ def import_dataset(ws, req: ImportRequest, progress: Callable[[int, int], None] 
             raise StudioError(f"Cleaning removed every row of '{source}' ({report}); loosen the filters.",
                               field="cleaning", key="data.builder.all_cleaned", file=source, report=report)
         parts = _split_spool(spool, n, fmt, req)
+        spool.unlink()
         skipped = n_problems[0] + len(table.problems)
-        return _save(ws, name, req, fmt, mapping, parts, problems, skipped, report, table.info)
-    finally:
-        spool.unlink(missing_ok=True)
+        return _save(ws, slot, req, fmt, mapping, parts, problems, skipped, report, table.info)
 
 
 def _spool(records: Iterable[dict], path: Path) -> int:
@@ -332,43 +327,33 @@ def mix_datasets(ws, name: str, sources: list[tuple[str, float | int]], split_cf
     parts = split(records, fmt, split_cfg or SplitConfig())
     req = ImportRequest(source="mix: " + ", ".join(f"{s}={a}" for s, a in sources), name=name, format=fmt,
                         template=template, split=split_cfg or SplitConfig())
-    return _save(ws, name, req, fmt, {}, parts, [], 0, {"kept": len(records)}, {"kind": "mix"}, extra={"mix": mix_card})
+    with new_version(ws, name) as slot:
+        return _save(ws, slot, req, fmt, {}, parts, [], 0, {"kept": len(records)}, {"kind": "mix"},
+                     extra={"mix": mix_card})
 
 
-def _save(ws, name, req, fmt, mapping, parts, problems, skipped, report, info, extra=None) -> ImportResult:
-    version = _next_version(ws, name)
-    final = Path(ws.datasets_dir) / name / f"v{version}"
-    tmp = Path(ws.datasets_dir) / name / f".v{version}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        counts = {k: _count(v) for k, v in parts.items()}
-        for split_name in SPLITS:
-            part = parts.get(split_name)
-            if isinstance(part, Path):
-                shutil.move(str(part), tmp / f"{split_name}.parquet")
-            elif part:
-                _write_parquet(part, tmp / f"{split_name}.parquet")
-        card = {
-            "name": name, "version": version, "created_at": time.time(),
-            "source": str(req.source), "source_info": {k: v for k, v in info.items() if isinstance(v, (str, int, float))},
-            "format": fmt, "mapping": mapping, "template": req.template, "system_prompt": req.system_prompt,
-            "cleaning": {"config": asdict(req.cleaning), "report": report},
-            "split": {"config": asdict(req.split), "rows": counts},
-            "skipped": skipped, "problems": problems[:MAX_PROBLEMS_KEPT], **(extra or {}),
-        }
-        (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
-        tmp.rename(final)
-        with ws.db() as conn:
-            conn.execute("INSERT INTO datasets (name, version, path, format, rows, card, created_at) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (name, version, str(final), fmt, sum(counts.values()),
-                          json.dumps({k: card[k] for k in ("source", "template", "skipped")}), card["created_at"]))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(final, ignore_errors=True)
-        raise
-    return ImportResult(name, version, str(final), fmt, mapping, sum(counts.values()),
+def _save(ws, slot: VersionSlot, req, fmt, mapping, parts, problems, skipped, report, info,
+          extra=None) -> ImportResult:
+    """Write the splits and card into the reserved slot and publish it (`new_version` cleans up on failure)."""
+    counts = {k: _count(v) for k, v in parts.items()}
+    for split_name in SPLITS:
+        part = parts.get(split_name)
+        if isinstance(part, Path):
+            shutil.move(str(part), slot.tmp / f"{split_name}.parquet")
+        elif part:
+            _write_parquet(part, slot.tmp / f"{split_name}.parquet")
+    card = {
+        "name": slot.name, "version": slot.version, "created_at": time.time(),
+        "source": str(req.source), "source_info": {k: v for k, v in info.items() if isinstance(v, (str, int, float))},
+        "format": fmt, "mapping": mapping, "template": req.template, "system_prompt": req.system_prompt,
+        "cleaning": {"config": asdict(req.cleaning), "report": report},
+        "split": {"config": asdict(req.split), "rows": counts},
+        "skipped": skipped, "problems": problems[:MAX_PROBLEMS_KEPT], **(extra or {}),
+    }
+    (slot.tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
+    publish(ws, slot, fmt, sum(counts.values()), {k: card[k] for k in ("source", "template", "skipped")},
+            card["created_at"])
+    return ImportResult(slot.name, slot.version, str(slot.final), fmt, mapping, sum(counts.values()),
                         skipped, problems[:MAX_PROBLEMS_KEPT], report, counts)
 
 
@@ -376,47 +361,6 @@ def _count(part) -> int:
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(part).metadata.num_rows if isinstance(part, Path) else len(part)
-
-
-def dataset_dir(ws, name: str, version: int | None = None) -> Path:
-    with ws.db() as conn:
-        if version is None:
-            row = conn.execute("SELECT path FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1",
-                               (name,)).fetchone()
-        else:
-            row = conn.execute("SELECT path FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone()
-    if row is None:
-        raise StudioError(f"There is no studio dataset '{name}'" + (f" version {version}" if version else "")
-                          + "; see `studio data list`.", field="data.dataset", key="data.builder.unknown_dataset",
-                          name=name, version=version)
-    return Path(row["path"])
-
-
-def dataset_card(ws, name: str, version: int | None = None) -> dict:
-    return json.loads((dataset_dir(ws, name, version) / "card.json").read_text(encoding="utf-8"))
-
-
-def load_split(ws, name: str, split_name: str = "train", version: int | None = None) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    path = dataset_dir(ws, name, version) / f"{split_name}.parquet"
-    return pq.read_table(path).to_pylist() if path.exists() else []
-
-
-def list_datasets(ws) -> list[dict]:
-    with ws.db() as conn:
-        rows = conn.execute("SELECT name, MAX(version) AS version, COUNT(*) AS versions FROM datasets "
-                            "GROUP BY name ORDER BY name").fetchall()
-    out = []
-    for r in rows:
-        try:
-            card = dataset_card(ws, r["name"], r["version"])
-        except (StudioError, FileNotFoundError):
-            continue  # a legacy upload without a card
-        out.append({"name": r["name"], "version": r["version"], "versions": r["versions"], "format": card["format"],
-                    "rows": card["split"]["rows"], "template": card["template"], "skipped": card["skipped"],
-                    "created_at": card["created_at"]})
-    return out
 
 
 def export_dataset(ws, name: str, out_path: Path, fmt: str | None = None, split_name: str = "train",
@@ -430,6 +374,11 @@ def export_dataset(ws, name: str, out_path: Path, fmt: str | None = None, split_
         raise StudioError(f"Export format '{fmt}' is not supported; use jsonl, csv or parquet.", field="format",
                           key="data.builder.export_format", value=fmt)
     records = load_split(ws, name, split_name, version)
+    if not records:
+        card = dataset_card(ws, name, version)
+        raise StudioError(f"The {split_name} split of dataset '{name}' version {card['version']} has no rows, so there "
+                          "is nothing to export; choose another split.", field="split",
+                          key="data.builder.empty_split", name=name, split=split_name, version=card["version"])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
         _write_parquet(records, out_path)

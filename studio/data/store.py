@@ -1,6 +1,6 @@
 """What dataset pickers offer, and the one-click upload path of the Train tab.
 
-`dataset_names` lists built-in samples first, then the studio datasets (newest version of each).
+`dataset_names` lists built-in samples first, then the studio datasets that have an intact version.
 `import_file` turns an uploaded file into a studio dataset with the builder's defaults (format and
 mapping guessed, default cleaning, no split) and returns its name; the Data tab and
 `studio data import` expose every option of `studio.data.builder.import_dataset`.
@@ -19,9 +19,9 @@ def _safe_name(stem: str) -> str:
 
 
 def dataset_names(ws) -> list[str]:
-    with ws.db() as conn:
-        rows = conn.execute("SELECT DISTINCT name FROM datasets ORDER BY name").fetchall()
-    return list(SAMPLES) + [r["name"] for r in rows if r["name"] not in SAMPLES]
+    from studio.data.builder import list_datasets
+
+    return list(SAMPLES) + [d["name"] for d in list_datasets(ws) if d["name"] not in SAMPLES]
 
 
 def import_file(ws, path: Path, name: str | None = None) -> str:

@@ -1,7 +1,8 @@
 """Saved prompt templates: one JSON file per custom template under `<workspace>/templates/`.
 
 A template is checked (Jinja syntax, no include/import/extends) before it is written, and written
-atomically, so a bad edit never replaces a good saved template. Rendering and tokenizing are
+atomically through a temp file of its own writer, so a bad edit never replaces a good saved template and two
+saves of one name at once leave one of them whole (the last to finish). Rendering and tokenizing are
 `studio.data.templates`' job; which template a dataset was built with is recorded by the dataset store.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ import datetime as _dt
 import json
 import os
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,12 @@ def save_template(ws: Any, name: str, prompt: str, response: str = "{{ output }}
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"name": name, "description": description, "prompt": template.prompt,
                "response": template.response, "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat()}
-    tmp = folder / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, folder / f"{name}.json")
+    tmp = folder / f".{name}.json.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, folder / f"{name}.json")
+    finally:
+        tmp.unlink(missing_ok=True)
     return template
 
 
