@@ -271,7 +271,9 @@ def _wire_rank(view: RankView, engine: Any, ui: UiShared, tab: Any) -> None:
     def refresh(current, who, request: gr.Request):
         names = [s["name"] for s in prefs().store.task_sets()]
         user = annotator_of(engine, request, None)
-        return (gr.update(choices=names, value=current if current in names else (names[0] if names else None)),
+        # A value only when none is chosen: a late answer must not undo what the annotator picked meanwhile.
+        chosen = {} if current in names else {"value": names[0] if names else None}
+        return (gr.update(choices=names, **chosen),
                 gr.update(value=user, interactive=False) if user else gr.update())
 
     for trigger in (tab.select, ui.demo.load):

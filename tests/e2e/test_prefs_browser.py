@@ -93,8 +93,12 @@ def test_an_annotator_ranks_by_dragging_and_the_text_and_store_follow(page, stud
     open_page(page, url)
     page.get_by_role("tab", name="Preferences").click()
     page.get_by_role("tab", name="Rank").click()
+    # The page's own refresh picks a task set first; choosing before it lands would be undone by it.
+    page.wait_for_function("() => !!(document.querySelector('#studio-prefs-taskset input') || {}).value")
     page.locator("#studio-prefs-taskset input").first.click()
     page.get_by_role("option", name="drag-answers", exact=True).click()
+    page.wait_for_function("() => (document.querySelector('#studio-prefs-taskset input') || {}).value "
+                           "=== 'drag-answers'")
     name = page.locator("#studio-prefs-annotator input, #studio-prefs-annotator textarea").first
     name.type("cy")
     page.locator("#studio-prefs-start").click()
