@@ -16,6 +16,7 @@ Finished classification runs are scored instead with accuracy, macro-F1 and a co
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -290,10 +291,17 @@ def _evaluate_classifiers(ws, resolved: list[Target], classifiers: list[Target],
 
 def _save(ws, result: dict, runs: list[Target]) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(ws.home) / "evaluations" / f"eval-{stamp}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(ws.home) / "evaluations"
+    folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, ensure_ascii=False, indent=1)
-    path.write_text(text, encoding="utf-8")
+    for n in itertools.count(1):  # two evaluations finishing in the same second each keep their own file
+        path = folder / (f"eval-{stamp}.json" if n == 1 else f"eval-{stamp}-{n}.json")
+        try:
+            with open(path, "x", encoding="utf-8") as out:
+                out.write(text)
+            break
+        except FileExistsError:
+            continue
     for target in runs:
         folder = Path(ws.get_run(target.run_id)["run_dir"]) / "evaluations"
         folder.mkdir(exist_ok=True)

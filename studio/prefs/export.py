@@ -11,6 +11,7 @@ job; the service calls this module.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -65,13 +66,16 @@ def save_rows(ws: Any, name: str, rows: list[dict], standard: list[dict] | None 
     def write(path: Path, data: list[dict]) -> None:
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data), encoding="utf-8")
 
-    write(jsonl, rows)
-    pq.write_table(pa.Table.from_pylist(rows), parquet)
-    source = jsonl
-    if standard is not None:
-        source = folder / f"{stem}.standard.jsonl"
-        write(source, standard)
-    return {"dataset": import_file(ws, source, stem), "jsonl": str(jsonl), "parquet": str(parquet)}
+    # One export of a name at a time: a second one would rewrite these files while the first imports them.
+    with open(folder / f".{stem}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write(jsonl, rows)
+        pq.write_table(pa.Table.from_pylist(rows), parquet)
+        source = jsonl
+        if standard is not None:
+            source = folder / f"{stem}.standard.jsonl"
+            write(source, standard)
+        return {"dataset": import_file(ws, source, stem), "jsonl": str(jsonl), "parquet": str(parquet)}
 
 
 def export_task_set(ws: Any, rankings: list[dict], task_set: str, strategy: str = "all_pairs", fmt: str = "dpo",

@@ -259,3 +259,36 @@ def test_a_workspace_from_before_reservations_upgrades_and_keeps_its_datasets(tm
     assert len(load_split(ws, "notes")) + len(load_split(ws, "notes", "validation")) == ROWS
     assert import_dataset(ws, ImportRequest(source=str(_rows_file(tmp_path, 1)), name="notes")).version == 2
     assert _reservations(ws) == []
+
+
+def test_two_evaluations_saved_in_the_same_second_keep_both(workspace, monkeypatch):
+    from studio import evaluation
+
+    monkeypatch.setattr(evaluation.time, "strftime", lambda fmt, *a: "20261205-101010")
+    first = evaluation._save(workspace, {"n": 1}, [])
+    second = evaluation._save(workspace, {"n": 2}, [])
+    assert first != second
+    assert [json.loads(Path(p).read_text())["n"] for p in (first, second)] == [1, 2]
+
+
+def test_concurrent_preference_exports_of_one_name_never_tear_a_file(workspace):
+    from studio.prefs.export import save_rows
+
+    errors, barrier = [], threading.Barrier(4)
+
+    def export(n: int) -> None:
+        rows = [{"prompt": f"p{n}-{i}", "chosen": "good " * 50, "rejected": "bad " * 50} for i in range(200)]
+        barrier.wait()
+        try:
+            save_rows(workspace, "pairs", rows)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=export, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    lines = (workspace.home / "prefs" / "exports" / "pairs.jsonl").read_text().splitlines()
+    assert len(lines) == 200 and len({json.loads(line)["prompt"].split("-")[0] for line in lines}) == 1
