@@ -20,8 +20,6 @@ def wait_text(page, selector: str, needle: str, timeout: int = 60_000) -> None:
                            arg=[selector, needle], timeout=timeout)
 
 
-@pytest.mark.xfail(strict=False, reason="passes alone (34-47 s) but fails after other browser modules in the full "
-                   "suite since 2026-11-27 (upload/indexing never completes); cause under investigation, issue 8 note")
 def test_upload_ask_and_see_a_citation_with_its_page(page, studio_server, tmp_path):
     url, _ = studio_server
     pdfs = write_sample_pdfs(tmp_path)
