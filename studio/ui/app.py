@@ -78,24 +78,31 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
         demo.studio_engine = engine
         ui = UiShared(texts, Localizer(texts), gr.State(DEFAULT_LANG), demo)
         language = _header(ui)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.train"), id="train", elem_id="studio-tab-train") as train_tab:
-                train = build_train(engine, ui)
+                with ui.admin_part():
+                    train = build_train(engine, ui)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.data"), id="data", elem_id="studio-tab-data") as data_tab:
-                build_data(engine, ui)
+                with ui.admin_part():
+                    build_data(engine, ui)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.runs"), id="runs", elem_id="studio-tab-runs") as runs_tab:
-                build_runs(engine, ui, runs_tab, train)
+                with ui.admin_part():
+                    build_runs(engine, ui, runs_tab, train)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.evaluate"), id="evaluate", elem_id="studio-tab-evaluate") as eval_tab:
-                build_evaluate(engine, ui, eval_tab)
+                with ui.admin_part():
+                    build_evaluate(engine, ui, eval_tab)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.playground"), id="playground",
                         elem_id="studio-tab-playground") as play_tab:
-                build_playground(engine, ui, play_tab)
+                with ui.admin_part():
+                    build_playground(engine, ui, play_tab)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.rag"), id="rag", elem_id="studio-tab-rag") as rag_tab:
-                build_rag(engine, ui, rag_tab)
+                with ui.admin_part():
+                    build_rag(engine, ui, rag_tab)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.prefs"), id="prefs", elem_id="studio-tab-prefs") as prefs_tab:
                 build_prefs(engine, ui, prefs_tab)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.export"), id="export", elem_id="studio-tab-export") as export_tab:
-                build_export(engine, ui, export_tab)
+                with ui.admin_part():
+                    build_export(engine, ui, export_tab)
         for tab, key in ((train_tab, "tab.train"), (data_tab, "tab.data"), (runs_tab, "tab.runs"),
                          (eval_tab, "tab.evaluate"), (play_tab, "tab.playground"), (rag_tab, "tab.rag"),
                          (prefs_tab, "tab.prefs"), (export_tab, "tab.export")):
@@ -103,17 +110,24 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
         # A dataset saved in the Data tab is offered as soon as the user comes back to Train.
         train_tab.select(lambda: gr.update(choices=engine.dataset_choices()), None, [train.dataset],
                          api_visibility="private", show_progress="hidden")
-        # An annotator sees only Preferences (ranking and the arena); the server refuses the rest anyway.
-        admin_tabs = [train_tab, data_tab, runs_tab, eval_tab, play_tab, rag_tab, export_tab]
-
-        @allow("page")
-        def tabs_for(request: gr.Request):
-            return [gr.update(visible=may(engine, request, "admin"))] * len(admin_tabs)
-
-        demo.load(tabs_for, None, admin_tabs, api_visibility="private", show_progress="hidden")
+        _wire_admin_parts(engine, ui, tabs)
         _wire_language(language, ui)
         add_api(engine)
     return demo
+
+
+def _wire_admin_parts(engine: Any, ui: UiShared, tabs: gr.Tabs) -> None:
+    """On page load: an admin sees every part; anyone else sees the notices instead, starting on Preferences."""
+    bodies = [body for body, _ in ui.admin_parts]
+    notices = [notice for _, notice in ui.admin_parts]
+
+    @allow("page")
+    def parts_for(request: gr.Request):
+        admin = may(engine, request, "admin")
+        return ([gr.update(visible=admin)] * len(bodies) + [gr.update(visible=not admin)] * len(notices)
+                + [gr.update() if admin else gr.Tabs(selected="prefs")])
+
+    ui.demo.load(parts_for, None, [*bodies, *notices, tabs], api_visibility="private", show_progress="hidden")
 
 
 def _wire_language(language: gr.Radio, ui: UiShared) -> None:

@@ -26,5 +26,7 @@ def build_audit(engine: Any, ui: UiShared) -> None:
                              elem_id="studio-audit-table")
         refresh = loc.value(gr.Button(texts.t(lang, "audit.refresh"), size="sm", elem_id="studio-audit-refresh"),
                             "audit.refresh")
-    refresh.click(lambda: audit_rows(engine.access.audit.entries(limit=500)), None, [table],
-                  api_visibility="private")
+    def show_audit_log():
+        return audit_rows(engine.access.audit.entries(limit=500))
+
+    refresh.click(show_audit_log, None, [table], api_visibility="private")

@@ -2,13 +2,16 @@
 
 `UiShared` is built once per app by `studio.ui.app.build_app` and handed to each tab builder:
 the `Texts`, the `Localizer` that the language switch walks, the per-user language `gr.State`,
-the Blocks (for page-load events) and the extra language hooks a tab registers for text it
-draws itself (a progress bar, a method summary). Nothing here calls the engine.
+the Blocks (for page-load events), the extra language hooks a tab registers for text it
+draws itself (a progress bar, a method summary) and the parts only admins see (`admin_part`:
+Gradio cannot reliably hide a tab's button, so a tab's contents are swapped for a one-line
+notice). Nothing here calls the engine.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
@@ -24,10 +27,21 @@ class UiShared:
     demo: gr.Blocks
     default_lang: str = DEFAULT_LANG
     language_hooks: list[tuple[Callable, list, list]] = field(default_factory=list)
+    admin_parts: list[tuple[Any, Any]] = field(default_factory=list)
 
     def on_language(self, fn: Callable, inputs: list, outputs: list) -> None:
         """Also run `fn(lang, *inputs) -> outputs` when the user switches language."""
         self.language_hooks.append((fn, inputs, outputs))
+
+    @contextmanager
+    def admin_part(self) -> Iterator[None]:
+        """Components built inside are shown to admins only; others see a notice in their place. The app's
+        page load decides per account (`studio.ui.app`); the server refuses the handlers anyway."""
+        notice = self.localizer.value(gr.Markdown(self.texts.t(self.default_lang, "access.admin_only"), visible=False,
+                                                  elem_classes="studio-admin-only"), "access.admin_only")
+        with gr.Column() as body:
+            yield
+        self.admin_parts.append((body, notice))
 
 
 def error_text(texts: Texts, lang: str, exc: StudioError) -> str:

@@ -20,7 +20,7 @@ from studio.errors import StudioError
 from studio.prefs.ranking import format_ranking_text, parse_ranking_text
 from studio.prefs.store import to_candidate_ranking
 from studio.ui.common import UiShared, error_text
-from studio.ui.guard import allow, caller_of, may
+from studio.ui.guard import allow, caller_of
 
 MAX_K = 6
 # Keyboard shortcuts of the annotator screen: answer numbers build the ranking, '=' ties the next answer with the
@@ -189,21 +189,16 @@ def build_prefs(engine: Any, ui: UiShared, tab: Any) -> None:
         with gr.Tab(texts.t(lang, "prefs.tab.rank"), elem_id="studio-prefs-rank") as rank_tab:
             view = _build_rank(ui)
         with gr.Tab(texts.t(lang, "prefs.tab.create"), elem_id="studio-prefs-create") as create_tab:
-            build_create(engine, ui)
+            with ui.admin_part():
+                build_create(engine, ui)
         with gr.Tab(texts.t(lang, "prefs.tab.results"), elem_id="studio-prefs-results") as results_tab:
-            build_results(engine, ui, results_tab)
+            with ui.admin_part():
+                build_results(engine, ui, results_tab)
         with gr.Tab(texts.t(lang, "prefs.tab.arena"), elem_id="studio-prefs-arena") as arena_tab:
             build_arena(engine, ui)
     for sub, key in ((rank_tab, "prefs.tab.rank"), (create_tab, "prefs.tab.create"),
                      (results_tab, "prefs.tab.results"), (arena_tab, "prefs.tab.arena")):
         ui.localizer.label(sub, key)
-    # Creating task sets and exporting are for admins (the --auth accounts, or accounts made admin); without
-    # accounts the one local user is the admin. The server refuses their handlers to others anyway.
-    @allow("page")
-    def admin_parts(request: gr.Request):
-        return [gr.update(visible=may(engine, request, "admin"))] * 2
-
-    ui.demo.load(admin_parts, None, [create_tab, results_tab], api_visibility="private", show_progress="hidden")
     _wire_rank(view, engine, ui, tab)
 
 

@@ -28,6 +28,10 @@ from studio.paths import SERVED
 
 log = logging.getLogger("studio.access")
 MAX_LOGIN_BODY = 64 * 1024
+# Gradio's login page says "Incorrect credentials" for any refusal, so the page says up front how throttling works.
+LOGIN_MESSAGE = ("After 5 wrong passwords, further tries wait 1 s, 2 s, 4 s... (up to 15 minutes), the right "
+                 "password too. / Tras 5 contraseñas erróneas, los intentos siguientes esperan 1 s, 2 s, 4 s... "
+                 "(hasta 15 minutos), también con la contraseña correcta.")
 
 Credentials = list[tuple[str, str]]
 
@@ -193,9 +197,9 @@ def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, e
         demo.on_close = [SERVED.release] if creds else []
         demo.queue(default_concurrency_limit=4)
         demo.launch(server_name=host, server_port=port, auth=authenticator(creds, engine) if creds else None,
-                    auth_message=None, css=APP_CSS, head=RANK_KEYS_JS, theme=make_theme(), footer_links=["api"],
-                    run_history=False, show_error=False, prevent_thread_lock=not block, quiet=not block,
-                    app_kwargs=app_kwargs)
+                    auth_message=LOGIN_MESSAGE if creds else None, css=APP_CSS, head=RANK_KEYS_JS,
+                    theme=make_theme(), footer_links=["api"], run_history=False, show_error=False,
+                    prevent_thread_lock=not block, quiet=not block, app_kwargs=app_kwargs)
     except BaseException:
         SERVED.release()
         if own_engine:

@@ -97,11 +97,14 @@ def test_named_api_endpoints_refuse_an_annotator(served):
 
 def test_an_annotator_sees_only_preferences(served):
     annotator = served.client(ANNOTATOR, ANNOTATOR_PASSWORD)
-    tabs = next(i for i, f in served.demo.fns.items() if f.name == "tabs_for")
-    message = annotator.call(tabs, [])
-    assert message["success"] and all(update.get("visible") is False for update in message["output"]["data"])
-    admin = served.client(ADMIN, ADMIN_PASSWORD)
-    assert all(update.get("visible") is True for update in admin.call(tabs, [])["output"]["data"])
+    parts = next(i for i, f in served.demo.fns.items() if f.name == "parts_for")
+    n = (len(served.demo.fns[parts].outputs) - 1) // 2
+    assert n >= 9  # every admin tab's contents and the two admin sub-tabs of Preferences
+    updates = annotator.call(parts, [])["output"]["data"]
+    assert [u.get("visible") for u in updates[:2 * n]] == [False] * n + [True] * n
+    assert updates[-1].get("selected") == "prefs"
+    admin = served.client(ADMIN, ADMIN_PASSWORD).call(parts, [])["output"]["data"]
+    assert [u.get("visible") for u in admin[:2 * n]] == [True] * n + [False] * n
 
 
 def test_an_annotator_ranks_under_their_login_name_whatever_the_page_sends(served):
