@@ -81,6 +81,8 @@ class TrainConfig:
                                     "faster steps; batches are still shuffled.", advanced=True)
     gradient_checkpointing: bool = setting(False, help="Recompute activations instead of storing them: less "
                                            "memory, about a third slower.", advanced=True)
+    token_metrics: bool = setting(False, help="Also log token accuracy and entropy at every step: one more pass "
+                                  "over the whole vocabulary, so slower and more memory.", advanced=True)
     precision: str = setting("auto", help="Number format for training; 'auto' picks bf16 where the hardware has it.",
                              choices=("auto", "bf16", "fp16", "fp32"))
     seed: int = setting(42, help="Random seed: the same seed gives the same run.", min=0, max=MAX_SEED)

@@ -134,7 +134,6 @@ def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **confi
     """
     from transformers import PrinterCallback
     from transformers.utils import logging as hf_logging
-    from trl import SFTTrainer
 
     from studio.methods import METHODS
     from studio.models.loading import load_causal_lm
@@ -161,7 +160,7 @@ def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **confi
         setattr(args, key, value)
     samples = causal_samples(eval_ds, tokenizer, recipe.train.eval_samples)
     generation = GenerationMetrics(samples, tokenizer, ctx.emit, ctx.run_dir)
-    trainer = (trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+    trainer = (trainer_cls or sft_trainer_class(recipe.train))(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer,
                          callbacks=[generation, callback, *method.callbacks(model, recipe.method),
                                     *early_stopping_callbacks(recipe.train, eval_ds is not None)],
@@ -169,6 +168,25 @@ def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **confi
     trainer.remove_callback(PrinterCallback)
     output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
     return finish_training(trainer, output, callback, method, tokenizer, ctx)
+
+
+def sft_trainer_class(train_cfg):
+    """TRL's SFTTrainer, whose training loss skips the full logits and the per-step entropy/accuracy pass
+    (`studio.stages.lean_loss`) unless `train.token_metrics` asks for them or the model needs its own forward."""
+    from trl import SFTTrainer
+
+    from studio.stages.lean_loss import lean_causal_loss, supports_lean_loss
+
+    if train_cfg.token_metrics:
+        return SFTTrainer
+
+    class LeanSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs or not model.training or not supports_lean_loss(model):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return lean_causal_loss(model, inputs, num_items_in_batch)
+
+    return LeanSFTTrainer
 
 
 def prepare_for_training(ctx: TrainContext, method, model, n_train: int, emit=None):
