@@ -2,11 +2,27 @@
 
 Both of the studio's SQLite files (`studio.db` of the workspace, `prefs.db` of the preference store) grow by
 appending a script to their `MIGRATIONS` list; `apply_migrations` runs, inside the caller's transaction, the
-scripts the file has not seen yet and records how far it got.
+scripts the file has not seen yet and records how far it got. `transaction` is the one way both run a
+block of statements atomically.
 """
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
+from typing import Iterator
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+    """BEGIN `mode` ... COMMIT, ROLLBACK on any error. IMMEDIATE takes the write lock up front (no upgrade
+    deadlock between writers); DEFERRED suits reads that need one consistent snapshot."""
+    conn.execute(f"BEGIN {mode}")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def apply_migrations(conn: sqlite3.Connection, migrations: list[str]) -> None:

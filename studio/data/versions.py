@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from studio.errors import StudioError
+from studio.sqlite_schema import transaction
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +51,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's process, alive
     return True
-
-
-def _in_tx(conn):
-    """Run the body of a `with` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error)."""
-    @contextmanager
-    def tx():
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-    return tx()
 
 
 def _drop_name_dir_if_unused(conn, name_dir: Path, name: str) -> None:
@@ -100,7 +87,7 @@ def _clear_dead_writers(conn, datasets_dir: Path) -> list[Path]:
 def _reserve(ws, name: str) -> VersionSlot:
     datasets_dir = Path(ws.datasets_dir)
     name_dir = datasets_dir / name
-    with ws.db() as conn, _in_tx(conn):
+    with ws.db() as conn, transaction(conn):
         trash = _clear_dead_writers(conn, datasets_dir)
         row = conn.execute("SELECT MAX(v) AS v FROM (SELECT MAX(version) AS v FROM datasets WHERE name = ? "
                            "UNION ALL SELECT MAX(version) FROM dataset_reservations WHERE name = ?)",
@@ -125,7 +112,7 @@ def _release(ws, slot: VersionSlot) -> None:
     if slot.renamed:
         shutil.rmtree(slot.final, ignore_errors=True)
     try:
-        with ws.db() as conn, _in_tx(conn):
+        with ws.db() as conn, transaction(conn):
             conn.execute("DELETE FROM dataset_reservations WHERE name = ? AND version = ?", (slot.name, slot.version))
             _drop_name_dir_if_unused(conn, slot.final.parent, slot.name)
     except Exception:  # the writer's own error matters more; a dead reservation is cleared by the next writer
@@ -150,7 +137,7 @@ def publish(ws, slot: VersionSlot, fmt: str, rows: int, card: dict, created_at: 
     """Rename the finished temp folder to `v<k>` and store its row; from here on readers see it."""
     os.rename(slot.tmp, slot.final)
     slot.renamed = True
-    with ws.db() as conn, _in_tx(conn):
+    with ws.db() as conn, transaction(conn):
         conn.execute("INSERT INTO datasets (name, version, path, format, rows, card, created_at) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
                      (slot.name, slot.version, str(slot.final), fmt, rows, json.dumps(card), created_at))

@@ -34,7 +34,7 @@ from typing import Any, Iterator
 from studio.errors import StudioError
 from studio.prefs.ranking import validate_ranking
 from studio.prefs.schema import MIGRATIONS
-from studio.sqlite_schema import apply_migrations
+from studio.sqlite_schema import apply_migrations, transaction
 
 ROLES = ("admin", "annotator")
 NAME = re.compile(r"^\w[\w .-]{0,79}$")
@@ -138,14 +138,8 @@ class PrefStore:
     def _tx(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
         """One transaction: IMMEDIATE for writes (takes the write lock up front, so no upgrade deadlock),
         DEFERRED for reads that need one consistent snapshot."""
-        with self._db() as conn:
-            conn.execute(f"BEGIN {mode}")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._db() as conn, transaction(conn, mode):
+            yield conn
 
     def _migrate(self) -> None:
         with self._db() as conn:
