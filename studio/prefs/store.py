@@ -34,9 +34,9 @@ from typing import Any, Iterator
 from studio.errors import StudioError
 from studio.prefs.ranking import validate_ranking
 from studio.prefs.schema import MIGRATIONS
+from studio.access import ROLES
 from studio.sqlite_schema import apply_migrations, transaction
 
-ROLES = ("admin", "annotator")
 NAME = re.compile(r"^\w[\w .-]{0,79}$")
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
 # Per item: ranked submissions, and live claims of annotators who have not answered yet.

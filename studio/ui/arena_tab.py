@@ -60,20 +60,17 @@ def build_arena(engine: Any, ui: UiShared) -> None:
     fight.click(on_fight, [ui.lang, prompt, model_a, model_b], [duel, answer_1, answer_2, reveal],
                 concurrency_limit=1, concurrency_id="studio-generate", api_visibility="private")
 
-    def on_vote(outcome, lang, duel_id, request):
-        if not duel_id:
-            return None, texts.t(lang, "arena.no_duel"), gr.update()
-        try:
-            who = engine.prefs.arena_vote(duel_id, outcome, caller_of(engine, request).name)
-        except StudioError as exc:
-            return duel_id, error_text(texts, lang, exc), gr.update()
-        return None, texts.t(lang, "arena.revealed", one=who["model_1"], two=who["model_2"]), _board(engine)
-
     def voting(outcome: str):
         @allow("arena")
-        def on_vote_click(request: gr.Request, lang, duel_id):
-            return on_vote(outcome, lang, duel_id, request)
-        return on_vote_click
+        def on_vote(request: gr.Request, lang, duel_id):
+            if not duel_id:
+                return None, texts.t(lang, "arena.no_duel"), gr.update()
+            try:
+                who = engine.prefs.arena_vote(duel_id, outcome, caller_of(engine, request).name)
+            except StudioError as exc:
+                return duel_id, error_text(texts, lang, exc), gr.update()
+            return None, texts.t(lang, "arena.revealed", one=who["model_1"], two=who["model_2"]), _board(engine)
+        return on_vote
 
     for outcome, button in zip(OUTCOMES, votes):
         button.click(voting(outcome), [ui.lang, duel], [duel, reveal, board], api_visibility="private")
