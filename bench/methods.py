@@ -1,8 +1,8 @@
 """Methods benchmark: trainable share, estimated vs measured peak memory, and speed, per method.
 
 For the embedded SmolLM2-135M at batch 4 x 256 tokens (change with --batch/--seq), each method
-trains a few steps with the studio's own SFT trainer setup (TRL SFTTrainer, `sft_config`) on
-random tokens, each in a fresh subprocess so its peak memory is its own: resident memory
+trains a few steps with the studio's own SFT trainer (`sft_trainer_class`: TRL's SFTTrainer with the
+lean loss, `sft_config`) on random tokens, each in a fresh subprocess so its peak memory is its own: resident memory
 (ru_maxrss) on a CPU; on a GPU the device memory the process held at its peak (PyTorch's peak
 reservation plus what the CUDA context and libraries hold outside it). The estimate comes from
 `studio.memory.estimate_training_memory`; the table prints the ratio estimate / measured, which
@@ -44,12 +44,10 @@ def measure_one(method_name: str, batch: int, seq: int, steps: int, precision: s
     import torch
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
-    from trl import SFTTrainer
-
     from studio.config import DataConfig, Recipe, TrainConfig
     from studio.methods import METHODS
     from studio.models.loading import load_causal_lm, resolve_precision
-    from studio.stages.sft import sft_config
+    from studio.stages.sft import sft_config, sft_trainer_class
     from studio.workspace import Workspace
 
     torch.manual_seed(0)
@@ -75,8 +73,8 @@ def measure_one(method_name: str, batch: int, seq: int, steps: int, precision: s
             stamps.append(time.perf_counter())
 
     run_dir = Path(f"/tmp/mem-bench-{method_name}")
-    trainer = SFTTrainer(model=model, args=sft_config(recipe, run_dir, False), train_dataset=data,
-                         processing_class=tokenizer, callbacks=[Clock()])
+    trainer = sft_trainer_class(recipe.train)(model=model, args=sft_config(recipe, run_dir, False),
+                                              train_dataset=data, processing_class=tokenizer, callbacks=[Clock()])
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     # Step 1 includes warm-up (allocations, kernel choice): time the later steps.
@@ -144,7 +142,7 @@ def main() -> None:
             print(f"{name:<14}  failed (see stderr)")
             continue
         est = estimate_training_memory(model_dir, name, settings, args.batch, args.seq, got["precision"],
-                                       args.checkpointing, device_kind=kind, counts=counts)
+                                       args.checkpointing, device_kind=kind, counts=counts, lean_logits=True)
         print(f"{name:<14}{counts['trainable']:>12,}{counts['percent']:>8.3f}{est['total'] / gib:>15.2f}"
               f"{got['peak'] / gib:>14.2f}{est['total'] / got['peak']:>10.2f}{got['tokens_per_s']:>10.0f}",
               flush=True)

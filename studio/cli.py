@@ -13,23 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
+from studio.cli_common import follow_run, table
 from studio.errors import StudioError
 
 
-def _table(rows: list[dict], cols: list[str]) -> str:
-    widths = {c: max([len(c)] + [len(str(r.get(c, "") if r.get(c) is not None else "")) for r in rows]) for c in cols}
-    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
-    for r in rows:
-        lines.append("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c]) for c in cols))
-    return "\n".join(lines)
-
-
 def cmd_train(args) -> int:
-    from tqdm import tqdm
-
     from studio.config import load_recipe
     from studio.jobs import JobManager
     from studio.training import prepare_run
@@ -40,43 +32,12 @@ def cmd_train(args) -> int:
     run_id = prepare_run(ws, recipe)
     manager = JobManager(ws)
     manager.start()
-    bar = tqdm(total=None, unit="step", desc=recipe.name, file=sys.stderr, dynamic_ncols=True)
-    cancelled = False
     try:
         manager.submit(run_id)
-        while True:
-            try:
-                status = manager.status(run_id)
-                if status.get("total_steps"):
-                    bar.total = status["total_steps"]
-                bar.n = status.get("step") or 0
-                postfix = {}
-                if status.get("final_loss") is not None:
-                    postfix["loss"] = f"{status['final_loss']:.4f}"
-                if status.get("tokens_per_s"):
-                    postfix["tok/s"] = f"{status['tokens_per_s']:.0f}"
-                bar.set_postfix(postfix, refresh=False)
-                bar.refresh()
-                if status["status"] not in ("queued", "running", "cancelling"):
-                    break
-                time.sleep(0.5)
-            except KeyboardInterrupt:
-                if cancelled:
-                    raise
-                cancelled = True
-                print("\nCancelling: saving a checkpoint (Ctrl-C again to stop waiting)...", file=sys.stderr)
-                manager.cancel(run_id)
-    finally:
-        bar.close()
+    except BaseException:
         manager.shutdown()
-    status = manager.status(run_id)
-    if status["status"] == "completed":
-        print(status["run_dir"])
-        return 0
-    reason = status.get("error") or status["status"]
-    print(f"Run {run_id} ended {status['status']}: {reason}", file=sys.stderr)
-    print(status["run_dir"])
-    return 1
+        raise
+    return follow_run(manager, run_id, recipe.name)
 
 
 def cmd_runs(args) -> int:
@@ -88,7 +49,7 @@ def cmd_runs(args) -> int:
         print(json.dumps([{c: r.get(c) for c in cols + ["model", "final_loss", "duration_s"]} for r in runs],
                          indent=2))
     else:
-        print(_table(runs, cols) if runs else "No runs yet.")
+        print(table(runs, cols) if runs else "No runs yet.")
     return 0
 
 
@@ -103,7 +64,7 @@ def cmd_audit(args) -> int:
     rows = [{"when": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"])), "user": e["user"],
              "role": e.get("role") or "-", "action": e["action"], "what": e["what"], "outcome": e["outcome"]}
             for e in entries]
-    print(_table(rows, ["when", "user", "role", "action", "what", "outcome"]) if rows else
+    print(table(rows, ["when", "user", "role", "action", "what", "outcome"]) if rows else
           "The audit log is empty (it records admin actions, refusals and failed logins of a studio served with "
           "--auth).")
     return 0
@@ -123,16 +84,16 @@ def cmd_models(args) -> int:
     if args.json:
         print(json.dumps(models, indent=2, default=str))
     else:
-        print(_table(models, list(models[0].keys())) if models else "No models found.")
+        print(table(models, list(models[0].keys())) if models else "No models found.")
     return 0
 
 
 def cmd_eval(args) -> int:
-    from studio.evaluation import evaluate
+    from studio.evaluation import evaluate_recorded
     from studio.workspace import Workspace
 
     shots = [int(k) for k in args.shots.split(",") if k.strip()] if args.shots else []
-    result = evaluate(Workspace.open(), args.targets, args.data, split=args.split, metrics=args.metrics,
+    result = evaluate_recorded(Workspace.open(), args.targets, args.data, split=args.split, metrics=args.metrics,
                       limit=args.limit, shots=shots, forgetting=args.forgetting, max_new_tokens=args.max_new_tokens,
                       emit=lambda message: print(message, file=sys.stderr))
     if args.json:
@@ -141,7 +102,7 @@ def cmd_eval(args) -> int:
     cols = ["target", "shots", *result["columns"]]
     rows = [{c: (f"{r[c]:.4f}" if isinstance(r.get(c), float) else r.get(c)) for c in cols} for r in result["rows"]]
     print(f"{result['dataset']} / {result['split']}: {result['n']} examples")
-    print(_table(rows, cols))
+    print(table(rows, cols))
     if result["forgetting"]:
         print("\nPerplexity on the general text (forgetting check):")
         for row in result["forgetting"]:
@@ -155,7 +116,11 @@ def cmd_ui(args) -> int:
     from studio.ui import launch
 
     launch(host=args.host, port=args.port, auth=args.auth, allow_dirs=args.allow_dir)
-    return 0
+    # The engine is shut down (jobs stopped, workers gone). Leave now: finalising the interpreter with native
+    # threads of torch and tokenizers still parked ended in 'terminate called without an active exception'.
+    print("Studio stopped.", flush=True)
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
     from studio.cli_data import add_data_parser
     from studio.cli_export import add_export_parser
+    from studio.cli_jobs import add_jobs_parser
     from studio.cli_prefs import add_prefs_parser
     from studio.cli_rag import add_rag_parser
 
@@ -206,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rag_parser(sub)
     add_prefs_parser(sub)
     add_export_parser(sub)
+    add_jobs_parser(sub)
     return parser
 
 

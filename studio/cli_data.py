@@ -105,7 +105,8 @@ def cmd_list(args) -> int:
 
 def cmd_show(args) -> int:
     from studio.data.builder import dataset_card, load_split
-    from studio.data.templates import get_template, preview_spans, render_example
+    from studio.data.template_store import get_template
+    from studio.data.templates import preview_spans, render_example
     from studio.models.loading import load_tokenizer
     from studio.workspace import Workspace
 

@@ -49,7 +49,7 @@ HEADERS = {"name": "artifact", "format": "format", "size_mb": "MB", "size_ratio"
 
 def _report_text(report: dict) -> str:
     """The report as a plain table, then where the held-out text came from."""
-    from studio.cli import _table
+    from studio.cli_common import table as _table
     from studio.export.report import report_table
 
     table = report_table(report, lambda key: HEADERS.get(key.rsplit(".", 1)[-1], key.rsplit(".", 1)[-1]))
@@ -59,9 +59,26 @@ def _report_text(report: dict) -> str:
             f"{held['source']}; speed on {report['device']}.")
 
 
+def export_recorded(ws, request) -> dict:
+    """Export in this process as a job `studio jobs` lists (also what `studio jobs retry` runs for an export)."""
+    from dataclasses import asdict
+
+    from studio.export.pipeline import run_export
+    from studio.jobs.records import foreground
+
+    with foreground(ws, "export", f"{request.source} -> {request.format}", asdict(request)) as job:
+        def progress(fraction: float, message: str) -> None:
+            _progress(fraction, message)
+            job.progress(fraction, message)
+
+        manifest = run_export(ws, request, progress=progress)
+        job.result = {"path": manifest.get("path")}
+    return manifest
+
+
 def cmd_export(args) -> int:
     from studio.export.hub import push_to_hub
-    from studio.export.pipeline import ExportRequest, run_export
+    from studio.export.pipeline import ExportRequest
     from studio.workspace import Workspace
 
     request = ExportRequest(source=args.source, format=args.format, out=args.out, quant=args.quant,
@@ -69,7 +86,7 @@ def cmd_export(args) -> int:
                             report=not args.no_report, heldout=args.heldout, system=args.system,
                             overwrite=args.overwrite)
     ws = Workspace.open()
-    manifest = run_export(ws, request, progress=_progress)
+    manifest = export_recorded(ws, request)
     if args.push:
         manifest["pushed"] = push_to_hub(manifest["path"], args.push, args.token)
     if args.json:

@@ -40,7 +40,8 @@ class DataConfig:
     validation: float = setting(0.1, help="Share of examples held out to measure eval loss (0 to skip).",
                                 min=0.0, max=0.5)
     train_on_prompt: bool = setting(False, help="Also learn to predict the prompt, not only the answer.")
-    packing: bool = setting(False, help="Pack several short examples into one sequence: faster, same loss.")
+    packing: bool = setting(True, help="Lay several short examples end to end in one row, each still attending only "
+                            "to itself: no padding, faster steps, the same loss per example.")
 
 
 @dataclass
@@ -53,6 +54,9 @@ class TrainConfig:
     lr: float = setting(2.0e-4, help="Learning rate: how big each update is. LoRA likes ~2e-4, full FT ~2e-5.",
                         gt=0.0, max=1.0)
     batch_size: int = setting(8, help="Examples per step on the device.", min=1, max=4096)
+    micro_batch_size: int = setting(0, help="Rows in one forward and backward pass: each step still learns from "
+                                    "batch_size rows, in batch_size / micro_batch_size passes (the same learning, "
+                                    "less memory). 0: chosen for this machine.", min=0, max=4096, advanced=True)
     grad_accum: int = setting(1, help="Steps whose gradients are added before one update (bigger effective batch).",
                               min=1, max=1024)
     eval_every: int = setting(50, help="Measure the validation loss every this many steps.", min=1, max=MAX_STEPS)
@@ -85,9 +89,23 @@ class TrainConfig:
                                   "over the whole vocabulary, so slower and more memory.", advanced=True)
     precision: str = setting("auto", help="Number format for training; 'auto' picks bf16 where the hardware has it.",
                              choices=("auto", "bf16", "fp16", "fp32"))
+    fused_optimizer: str = setting("auto", help="AdamW in one fused kernel for all weights ('auto': on a GPU, "
+                                   "where it is the fastest; on a CPU the update is a tiny share of a step).",
+                                   choices=("auto", "on", "off"), advanced=True)
+    liger: str = setting("auto", help="Liger's fused GPU kernels for normalisation, activation and rotary "
+                         "embeddings ('auto': when the liger-kernel package is installed and a GPU is present).",
+                         choices=("auto", "on", "off"), advanced=True)
+    compile: bool = setting(False, help="Compile the model with torch.compile: the first steps take minutes longer, "
+                            "later ones may run faster on a GPU (on 2 CPU cores: 6 minutes to compile, then 3% "
+                            "faster per step).", advanced=True)
     seed: int = setting(42, help="Random seed: the same seed gives the same run.", min=0, max=MAX_SEED)
 
     def __post_init__(self):
+        if self.micro_batch_size and self.batch_size % self.micro_batch_size:
+            raise StudioError(f"'train.micro_batch_size' ({self.micro_batch_size}) must divide 'train.batch_size' "
+                              f"({self.batch_size}); pick a divisor of it or 0 to let the studio choose.",
+                              field="train.micro_batch_size", key="recipe.micro_batch_divides",
+                              micro=self.micro_batch_size, batch=self.batch_size)
         if (self.keep_best or self.early_stopping_patience) and self.save_every % self.eval_every:
             raise StudioError(f"'train.save_every' ({self.save_every}) must be a multiple of 'train.eval_every' "
                               f"({self.eval_every}) to keep the best checkpoint or stop early; make them equal.",

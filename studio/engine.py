@@ -66,6 +66,55 @@ class Engine:
             self._prefs = PrefService(self.ws)
         return self._prefs
 
+    # --- background jobs of every kind ------------------------------------------------------
+    def job_list(self, kind: str | None = None, active_only: bool = False) -> list[dict]:
+        """Jobs newest first (training, exports...), as `studio jobs --json` prints them (`studio.jobs.records`)."""
+        from studio.jobs.records import JobRecords
+
+        return JobRecords(self.ws).list(kind=kind, active_only=active_only)
+
+    def cancel_job(self, job_id: int | str) -> dict:
+        """Stop a job of any kind: training after its current step (with a checkpoint), the others at their next
+        progress point, whichever process runs them. Returns the job's row."""
+        from studio.jobs import threads
+        from studio.jobs.records import JobRecords
+
+        records = JobRecords(self.ws)
+        job = records.get(job_id)
+        if job["kind"] == "train":
+            self.cancel(job["run_id"])
+            return records.get(job_id)
+        return threads.cancel(records, job_id)
+
+    def retry_job(self, job_id: int | str) -> dict:
+        """Run an interrupted, failed or cancelled job again in the background: training resumes from its last
+        checkpoint, the other kinds start again from their row's request. Returns {"kind", "job_id" or "run_id"}."""
+        from studio.jobs.records import JobRecords, check_retryable
+        from studio.jobs.retry import THREAD_KINDS, restart
+
+        job = JobRecords(self.ws).get(job_id)
+        check_retryable(job)
+        if job["kind"] == "train":
+            self.resume(job["run_id"])
+            return {"kind": "train", "run_id": job["run_id"]}
+        if job["kind"] == "export":
+            return {"kind": "export", "job_id": self.exports.start(job["params"], owner=job.get("owner"))}
+        if job["kind"] == "evaluate":
+            from studio.generation import inference_thread
+            from studio.jobs.retry import evaluation_request
+
+            inference_thread().submit(self._evaluate_quietly, *evaluation_request(job))
+            return {"kind": "evaluate", "job_id": None}  # its row appears once the inference thread takes it
+        if job["kind"] in THREAD_KINDS:
+            return {"kind": job["kind"], "job_id": restart(self.ws, job, rag=self.rag, prefs=self.prefs)[1]}
+        raise ValueError(f"unknown job kind {job['kind']!r}")
+
+    def _evaluate_quietly(self, targets: list[str], dataset: str, options: dict) -> None:
+        try:
+            self.evaluate(targets, dataset, **options)
+        except StudioError:
+            pass  # the job row holds the error sentence
+
     # --- export ----------------------------------------------------------------------------
     @property
     def exports(self):
@@ -112,10 +161,15 @@ class Engine:
         return [r for r in self.finished_runs() if r["stage"] in GENERATIVE_STAGES + ("classify",)]
 
     def evaluate(self, targets: list[str], dataset: str, **options) -> dict:
-        """`studio.evaluation.evaluate` on this workspace (options: split, metrics, limit, shots, forgetting...)."""
-        from studio.evaluation import evaluate
+        """`studio.evaluation.evaluate` on this workspace (options: split, metrics, limit, shots, forgetting, emit,
+        owner), recorded as an 'evaluate' job; a cancel from `studio jobs cancel` ends it with a StudioError."""
+        from studio.evaluation import evaluate_recorded
 
-        return evaluate(self.ws, targets, dataset, **options)
+        try:
+            return evaluate_recorded(self.ws, targets, dataset, **options)
+        except KeyboardInterrupt:
+            raise StudioError("The evaluation was cancelled before it finished; start it again to get its scores.",
+                              field="targets", key="eval.cancelled") from None
 
     # --- comparing ------------------------------------------------------------------------
     def compare(self, run_ids: list[str]) -> dict:
@@ -131,9 +185,14 @@ class Engine:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return str(comparison_csv(comparison, self.ws.home / "exports" / f"compare-{stamp}.csv"))
 
-    def cancel(self, run_id: str) -> None:
+    def cancel(self, run_id: str, force: bool = False) -> None:
+        """Stop after the current step with a checkpoint; `force` (a second, explicit action) ends it now."""
         self._run(run_id)
-        self.jobs.cancel(run_id)
+        self.jobs.cancel(run_id, force=force)
+
+    def skip_evaluation(self, run_id: str) -> None:
+        """Cut a running run's evaluation short; training goes on (`JobManager.skip_evaluation`)."""
+        self.jobs.skip_evaluation(run_id)
 
     def resume(self, run_id: str) -> None:
         self._run(run_id)

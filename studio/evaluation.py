@@ -21,10 +21,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from studio.errors import StudioError
 from studio.metrics import TEXT_METRICS, perplexity, text_metrics
+from studio.models.refs import has_result, parse
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 GENERAL_TEXT = ASSETS / "general-text.txt"
@@ -61,8 +62,8 @@ def parse_metrics(text: str | list[str] | None) -> tuple[str, ...]:
 
 def resolve_target(ws, spec: str) -> Target:
     """A model spec or 'run:<id>' (or a bare run id) as a Target; refuses runs that cannot be evaluated here."""
-    spec = (spec or "").strip()
-    run_id = spec[4:] if spec.startswith("run:") else spec if ws.get_run(spec) else None
+    ref = parse(spec, ws)
+    spec, run_id = ref.spec, ref.run_id
     if run_id is None:
         from studio.models.catalogue import check_model
 
@@ -72,7 +73,7 @@ def resolve_target(ws, spec: str) -> Target:
     if run is None:
         raise StudioError(f"Run '{run_id}' does not exist; pick one from the Runs list.", field="targets",
                           key="eval.no_run", run_id=run_id)
-    if run["status"] != "completed" or not run.get("result_dir") or not Path(run["result_dir"]).exists():
+    if not has_result(run):
         raise StudioError(f"Run '{run['name']}' is {run['status']}; only a completed run with a saved result can "
                           "be evaluated.", field="targets", key="eval.not_completed", name=run["name"],
                           status=run["status"])
@@ -268,6 +269,23 @@ def evaluate(ws, targets: list[str], dataset: str, split: str = "test", metrics:
               "forgetting": forgetting_rows, "seconds": round(time.perf_counter() - began, 2),
               "created_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     result["saved"] = _save(ws, result, [t for t in resolved if t.run_id])
+    return result
+
+
+def evaluate_recorded(ws, targets: list[str], dataset: str, owner: str | None = None, **options: Any) -> dict:
+    """`evaluate`, recorded as a job row (kind 'evaluate') with each target's phase: `studio jobs` lists it, and
+    `studio jobs cancel` stops it when the next target starts (KeyboardInterrupt here, as Ctrl-C would)."""
+    from studio.jobs.records import foreground
+
+    emit = options.pop("emit", None) or (lambda message: None)
+    params = {"targets": list(targets), "dataset": dataset, **options}
+    with foreground(ws, "evaluate", f"{', '.join(targets)} on {dataset}"[:200], params, owner=owner) as job:
+        def say(message: str) -> None:
+            emit(message)
+            job.progress(None, message)
+
+        result = evaluate(ws, targets, dataset, emit=say, **options)
+        job.result = {"saved": str(result["saved"]), "n": result["n"], "rows": result["rows"]}
     return result
 
 

@@ -77,6 +77,7 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
     `recipe_like` needs .stage, .method (the chosen method's settings), .train (batch_size, precision,
     gradient_checkpointing) and .data.max_length; `memory` overrides `device_memory()`. Rows that do
     not fit carry `advice` (a sentence) and `fixes` ((kind, value) pairs, see `_advice`)."""
+    from studio.memory_plan import plan_memory  # imports studio.memory, which re-exports this module
     from studio.methods import METHODS
 
     config = _model_config(model_spec, ws)
@@ -115,14 +116,17 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
             rows.append({**row, "applicable": False,
                          "reason": f"{cls.title or name} cannot be applied to this model ({error})."})
             continue
-        plan = {"method": name, "settings": settings, "counts": counts, "batch_size": train.batch_size,
+        # The passes a run of this method would take here (studio.memory_plan): the estimate is of one pass.
+        passes = plan_memory(config, recipe_like, memory, counts, name, settings)
+        plan = {"method": name, "settings": settings, "counts": counts, "batch_size": passes["micro_batch_size"],
                 "seq_len": recipe_like.data.max_length, "precision": train.precision,
-                "gradient_checkpointing": train.gradient_checkpointing, "device_kind": memory["kind"], "task": task}
-        p = dict(plan)
-        estimate = estimate_training_memory(config, p.pop("method"), p.pop("settings"), counts=p.pop("counts"), **p)
+                "gradient_checkpointing": passes["gradient_checkpointing"], "device_kind": memory["kind"],
+                "task": task, "lean_logits": passes["lean_logits"]}
         saved = counts["total"] if cls.result_kind == "model" else counts["trainable"]
-        row.update(trainable=counts["trainable"], percent=counts["percent"], estimated_total=estimate["total"],
-                   adapter_size_on_disk=saved * SAVED_BYTES, fits=estimate["total"] <= budget)
+        row.update(trainable=counts["trainable"], percent=counts["percent"], estimated_total=passes["estimate_bytes"],
+                   adapter_size_on_disk=saved * SAVED_BYTES, fits=passes["fits"],
+                   micro_batch_size=passes["micro_batch_size"], passes=passes["passes"],
+                   auto_checkpointing=passes["auto_checkpointing"])
         if not row["fits"]:
             qlora = _qlora_counts(config, recipe_like.stage, counts_for)
             row["advice"], row["fixes"] = _advice(config, name, settings, plan, counts, budget, qlora)

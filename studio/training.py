@@ -88,16 +88,35 @@ def execute(run_dir: Path, home: Path, resume_from: Path | None, emit: Callable[
     run_dir = Path(run_dir)
     recipe = load_recipe(run_dir / "recipe.yaml")
     stage = STAGES.get(recipe.stage, field="stage")
+    recipe, plan = with_memory_plan(recipe, Path(home), emit)
     ctx = TrainContext(recipe=recipe, run_dir=run_dir, home=Path(home), emit=emit, should_stop=should_stop,
                        resume_from=Path(resume_from) if resume_from else None)
     result = stage.run(ctx)
     result["hub_kernels"] = kernels
+    if plan is not None:
+        result["memory_plan"] = plan
     result["peak_rss_mb"] = peak_rss_mb()
     gpu_peak = peak_gpu_mb()
     if gpu_peak is not None:
         result["peak_gpu_mb"] = gpu_peak
     (run_dir / "summary.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
+
+
+def with_memory_plan(recipe: Recipe, home: Path, emit: Callable[[dict], None]) -> tuple[Recipe, dict | None]:
+    """The recipe with its micro-batch and checkpointing chosen for this machine (`studio.memory_plan`), and the plan.
+
+    A model whose config cannot be read here (a hub id not yet downloaded) trains as the recipe says."""
+    from studio.errors import StudioError
+    from studio.memory_plan import describe_plan, plan_for_run, planned_recipe
+
+    try:
+        plan = plan_for_run(recipe, Workspace.open(home))
+    except (StudioError, OSError, ValueError) as error:
+        log.info("No memory plan (%s); one pass per batch", error)
+        return recipe, None
+    emit({"type": "log", "message": describe_plan(plan, recipe.train.batch_size)})
+    return planned_recipe(recipe, plan), plan
 
 
 def peak_gpu_mb() -> float | None:

@@ -83,6 +83,35 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # Every kind of background work is a job (`studio.jobs.records`): run_id only for training; what a person
+    # sees (title, phase, progress), who asked (owner), which app process watches it (app_pid), and its
+    # request and result as JSON.
+    """
+    CREATE TABLE jobs_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT REFERENCES runs(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        resume_from TEXT,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        pid INTEGER,
+        error TEXT,
+        title TEXT,
+        phase TEXT,
+        progress REAL,
+        owner TEXT,
+        app_pid INTEGER,
+        params TEXT,
+        result TEXT
+    );
+    INSERT INTO jobs_v3 (id, run_id, kind, status, resume_from, created_at, started_at, finished_at, pid, error)
+        SELECT id, run_id, kind, status, resume_from, created_at, started_at, finished_at, pid, error FROM jobs;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_v3 RENAME TO jobs;
+    CREATE INDEX jobs_by_kind_status ON jobs (kind, status);
+    """,
 ]
 
 RUN_STATES = ("queued", "running", "cancelling", "completed", "failed", "cancelled", "interrupted")
@@ -213,14 +242,17 @@ class Workspace:
         with self.db() as conn:
             conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*values.values(), job_id))
 
-    def jobs(self, status: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    def jobs(self, status: tuple[str, ...] | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        where, args = [], []
+        if status:
+            where.append(f"status IN ({', '.join('?' for _ in status)})")
+            args += list(status)
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
         with self.db() as conn:
-            if status:
-                marks = ", ".join("?" for _ in status)
-                rows = conn.execute(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY id", status).fetchall()
-            else:
-                rows = conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
-        return [dict(r) for r in rows]
+            return [dict(r) for r in conn.execute(sql, args).fetchall()]
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

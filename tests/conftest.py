@@ -52,3 +52,20 @@ def workspace(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("STUDIO_HOME", str(home))
     return Workspace.open(home)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """With STUDIO_TEST_ORDER_SEED set, run the test modules in an order shuffled by that seed (each module's tests
+    keep their order): no test may depend on what another module left behind. The seed is printed to rerun it."""
+    seed = os.environ.get("STUDIO_TEST_ORDER_SEED")
+    if not seed:
+        return
+    import random
+
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    order = sorted(modules)
+    random.Random(seed).shuffle(order)
+    items[:] = [item for name in order for item in modules[name]]
+    print(f"\nTest modules shuffled with STUDIO_TEST_ORDER_SEED={seed}; first: {', '.join(order[:3])}")

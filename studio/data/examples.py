@@ -51,7 +51,8 @@ def resolve_template_name(data_cfg: Any, records: RecipeRecords) -> str:
 def encode_records(records: list[dict], tokenizer: Any, template_name: str, data_cfg: Any, seed: int,
                    ws=None) -> list[dict]:
     """Tokenised {input_ids, labels} per record; records left with no loss tokens are dropped."""
-    from studio.data.templates import get_template, render_example, tokenize_rendered
+    from studio.data.template_store import get_template
+    from studio.data.templates import render_example, tokenize_rendered
 
     template = get_template(template_name, ws)
     out = []

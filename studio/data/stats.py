@@ -129,7 +129,8 @@ def token_lengths(records: list[dict], tokenizer: Any, template_name: str, data_
     is read when present, for the FLAN phrasing). Raw text counts every token plus end-of-sequence, as
     continued pretraining learns it all; a preference pair counts its longer answer, as both are trained.
     """
-    from studio.data.templates import get_template, render_example, tokenize_rendered
+    from studio.data.template_store import get_template
+    from studio.data.templates import render_example, tokenize_rendered
 
     template = get_template(template_name, ws)
     system_prompt = getattr(data_cfg_like, "system_prompt", "") or ""

@@ -74,3 +74,16 @@ def list_templates(ws: Any) -> list[PromptTemplate]:
         except (StudioError, ValueError, KeyError):
             continue
     return templates
+
+
+def get_template(name: str, ws: Any = None) -> PromptTemplate:
+    """A built-in template, or one saved in the workspace `ws`."""
+    if name in BUILTIN_TEMPLATES:
+        return BUILTIN_TEMPLATES[name]
+    saved = list_templates(ws) if ws is not None else []
+    for template in saved:
+        if template.name == name:
+            return template
+    names = ", ".join([*BUILTIN_TEMPLATES, *(t.name for t in saved)])
+    raise StudioError(f"Unknown template '{name}'; choose one of {names}.", field="data.template",
+                      key="data.templates.unknown", name=name, choices=names)

@@ -8,7 +8,7 @@ immutable sandbox with no loader (include/import/extends refused, no Python inte
 so a missing field or a syntax error is a `StudioError` naming the template line. The sandbox also bounds
 each example's time and size (`studio.data.template_sandbox`); a template past a bound is a `StudioError`
 too. Records of the instruction, seq2seq and classification formats render directly (source/target and
-text/label are aliased to instruction/output). Saving templates is `studio.data.template_store`'s job;
+text/label are aliased to instruction/output). Saving templates and finding one by name (built-in or saved, `get_template`) is `studio.data.template_store`'s job;
 reading files, cleaning and batching belong elsewhere.
 """
 from __future__ import annotations
@@ -230,21 +230,6 @@ def custom_template(prompt: str, response: str = "{{ output }}", name: str = "cu
     compile_part(prompt, "prompt")
     compile_part(response or "{{ output }}", "response")
     return PromptTemplate(name, description, prompt=prompt, response=response or "{{ output }}")
-
-
-def get_template(name: str, ws: Any = None) -> PromptTemplate:
-    """A built-in template, or one saved in the workspace `ws`."""
-    if name in BUILTIN_TEMPLATES:
-        return BUILTIN_TEMPLATES[name]
-    from studio.data import template_store
-
-    saved = template_store.list_templates(ws) if ws is not None else []
-    for template in saved:
-        if template.name == name:
-            return template
-    names = ", ".join([*BUILTIN_TEMPLATES, *(t.name for t in saved)])
-    raise StudioError(f"Unknown template '{name}'; choose one of {names}.", field="data.template",
-                      key="data.templates.unknown", name=name, choices=names)
 
 
 # --- tokenization with loss masks ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import StudioError
+from studio.models.refs import run_spec
 
 ASSET = Path(__file__).resolve().parent.parent.parent / "assets" / "export" / "heldout-en.txt"
 ASSET_SOURCE = "assets/export/heldout-en.txt"
@@ -83,5 +84,5 @@ def heldout_text(ws=None, run: dict | None = None, max_tokens: int = MAX_TOKENS)
         except (StudioError, OSError):
             texts = []  # the run's data was moved or deleted since: the asset still measures the export
         if texts:
-            return HeldOut.from_texts(texts, f"run:{run['id']}/validation ({len(texts)} examples)", max_tokens)
+            return HeldOut.from_texts(texts, f"{run_spec(run['id'])}/validation ({len(texts)} examples)", max_tokens)
     return HeldOut(ASSET.read_text(encoding="utf-8"), ASSET_SOURCE, max_tokens)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 from studio.errors import StudioError
 from studio.export.pipeline import ExportRequest, check_request
 from studio.export.staging import partial_dirs
+from studio.jobs.records import JobRecords
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,13 @@ class ExportJob:
                            reason=self.error)
 
 
-def _worker(request: dict, home: str, events: Any) -> None:
+def _worker(request: dict, home: str, events: Any, app_pid: int | None = None) -> None:
     """Process entry: run one export and report progress, then the manifest or the error."""
-    import os
-
     os.environ["STUDIO_HOME"] = home
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from studio.jobs.worker import exit_with_parent
+
+    exit_with_parent(0.0, parent=app_pid)  # nobody would read an orphan's export: it ends with the app
     from studio.export.pipeline import run_export
     from studio.workspace import Workspace
 
@@ -91,14 +93,17 @@ class ExportService:
         self._jobs: dict[str, ExportJob] = {}
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
+        self.records = JobRecords(ws)
+        self.records.recover()  # exports left running by an app that is gone: interrupted, offered for retry
 
     @property
     def index_path(self) -> Path:
         return self.ws.home / "exports" / "index.jsonl"
 
     # --- jobs --------------------------------------------------------------------------------------
-    def start(self, request: ExportRequest | dict) -> str:
-        """Check the request here (StudioError at once), then export in a worker process; returns the job id."""
+    def start(self, request: ExportRequest | dict, owner: str | None = None) -> str:
+        """Check the request here (StudioError at once), then export in a worker process; returns the job id (its
+        row in the workspace's jobs table, so `studio jobs` lists it)."""
         if isinstance(request, dict):
             request = ExportRequest.from_dict(request)
         request, _ = check_request(self.ws, request)
@@ -108,24 +113,31 @@ class ExportService:
             if busy:
                 raise StudioError(f"An export to {out} is already running; wait for it or choose another folder.",
                                   field="out", key="export.service.busy", out=str(out))
-            job = ExportJob(id=uuid.uuid4().hex[:10], request=asdict(request), state="running",
-                            message="starting")
+            row = self.records.create("export", f"{request.source} -> {request.format} in {out}", asdict(request),
+                                      owner=owner)
+            job = ExportJob(id=str(row), request=asdict(request), state="running", message="starting")
             self._jobs[job.id] = job
         events = self._ctx.Queue()
-        job.process = self._ctx.Process(target=_worker, args=(asdict(request), str(self.ws.home), events),
+        job.process = self._ctx.Process(target=_worker, args=(asdict(request), str(self.ws.home), events, os.getpid()),
                                         daemon=True, name=f"studio-export-{job.id}")
         job.process.start()
+        self.records.set_pid(row, job.process.pid)
         threading.Thread(target=self._watch, args=(job, events), daemon=True).start()
         return job.id
 
     def _watch(self, job: ExportJob, events: Any) -> None:
         import queue
 
+        row, checked = int(job.id), time.monotonic()
         while True:
             try:
                 event = events.get(timeout=0.2)
             except queue.Empty:
                 if job.process.is_alive():
+                    if time.monotonic() - checked >= 1.0:  # `studio jobs cancel` from another process
+                        checked = time.monotonic()
+                        if not job.cancel_asked and self.records.cancel_asked(row):
+                            self.cancel(job.id)
                     continue
                 try:  # the last events may arrive just after the process ended
                     event = events.get(timeout=1.0)
@@ -134,6 +146,7 @@ class ExportService:
                     return
             if event[0] == "progress":
                 job.fraction, job.message = float(event[1]), str(event[2])
+                self.records.progress(row, job.fraction, job.message)
             elif event[0] == "done":
                 job.result, job.state, job.fraction, job.message = event[1], "completed", 1.0, "done"
                 self._record(event[1])
@@ -143,7 +156,13 @@ class ExportService:
                 job.state = "cancelled" if job.cancel_asked else "failed"
                 break
         job.finished = time.time()
+        self._finish_row(job)
         job.process.join(timeout=10)
+
+    def _finish_row(self, job: ExportJob) -> None:
+        failure = job.failure()
+        result = {"path": job.result.get("path")} if job.result else None
+        self.records.finish(int(job.id), job.state, error=failure.message if failure else None, result=result)
 
     def _ended_silently(self, job: ExportJob) -> None:
         code = job.process.exitcode
@@ -156,6 +175,7 @@ class ExportService:
             job.error = f"the export process {how} before it finished; the previous export is unchanged"
         for leftover in partial_dirs(Path(job.request["out"])):
             shutil.rmtree(leftover, ignore_errors=True)
+        self._finish_row(job)
 
     def _record(self, manifest: dict) -> None:
         self.index_path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,10 +190,27 @@ class ExportService:
         return job
 
     def job(self, job_id: str) -> dict:
-        return self._job(job_id).as_dict()
+        """{id, state, fraction, message, seconds, result, error, request}; a job this app did not start (another
+        process's, or one from before a restart) is read from its row."""
+        if str(job_id) in self._jobs:
+            return self._job(str(job_id)).as_dict()
+        row = self.records.get(job_id)
+        return {"id": str(row["id"]), "state": row["status"], "fraction": row["progress"] or 0.0,
+                "message": row["phase"] or "", "seconds": row["seconds"], "result": row["result"],
+                "error": row["error"], "request": row["params"]}
+
+    def running(self) -> list[dict]:
+        """This app's exports still running, newest first (a reopened page picks its bar up again)."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.active]
+        return [j.as_dict() for j in sorted(jobs, key=lambda j: j.started, reverse=True)]
 
     def failure(self, job_id: str) -> StudioError | None:
-        return self._job(job_id).failure()
+        if str(job_id) not in self._jobs:
+            row = self.records.get(job_id)
+            return StudioError(row["error"], field="export", key="export.service.failed_before",
+                               reason=row["error"]) if row["error"] else None
+        return self._job(str(job_id)).failure()
 
     def wait(self, job_id: str, timeout: float = 3600) -> dict:
         job, deadline = self._job(job_id), time.time() + timeout

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import StudioError
+from studio.models.refs import parse
 
 CAUSAL, CLASSIFIER, SEQ2SEQ = "causal", "classifier", "seq2seq"
 
@@ -69,18 +70,19 @@ def safe_name(text: str) -> str:
 
 
 def _find_run(ws, spec: str) -> dict | None:
-    run_id = spec.removeprefix("run:").strip()
+    ref = parse(spec)
+    run_id = ref.run_id if ref.is_run else ref.spec
     run = ws.get_run(run_id)
     if run is not None:
         return run
     named = [r for r in ws.list_runs() if r.get("name") == run_id]
-    if len(named) > 1 and spec.startswith("run:"):
+    if len(named) > 1 and ref.is_run:
         ids = ", ".join(r["id"] for r in named[:5])
         raise StudioError(f"Several runs are named '{run_id}' ({ids}); give the run id instead.", field="source",
                           key="export.source.ambiguous", name=run_id, ids=ids)
     if len(named) == 1:
         return named[0]
-    if spec.startswith("run:"):
+    if ref.is_run:
         raise StudioError(f"Run '{run_id}' does not exist; pick a run from `studio runs`.", field="source",
                           key="export.source.no_run", run_id=run_id)
     return None

@@ -17,7 +17,9 @@ import atexit
 import logging
 import multiprocessing
 import multiprocessing.util
+import os
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,8 +28,8 @@ from typing import Any, Iterator
 
 from studio.errors import StudioError
 from studio.jobs import worker
-from studio.jobs.runfiles import (append_log_line, append_metrics, checkpoint_step, estimate_eta, follow_metrics,
-                                  latest_checkpoint, recent_metrics, rewind_metrics, tail_lines)
+from studio.jobs.runfiles import (SKIP_EVALUATION, append_log_line, append_metrics, checkpoint_step, estimate_eta,
+                                  follow_metrics, latest_checkpoint, recent_metrics, rewind_metrics, tail_lines)
 from studio.jobs.worker import exit_reason, pid_alive
 from studio.workspace import ACTIVE_STATES, Workspace
 
@@ -115,7 +117,7 @@ class JobManager:
     def recover(self) -> list[str]:
         """Runs left running/cancelling by a process that is gone become 'interrupted'. Returns their ids."""
         now, gone = time.time(), []
-        for job in self.ws.jobs(status=RUNNING):
+        for job in self.ws.jobs(status=RUNNING, kind="train"):
             if job["id"] not in self._workers and not self._looks_alive(job["pid"], job["started_at"], now):
                 gone.append(job["run_id"])
                 self._finish_job(job["id"], job["run_id"], "interrupted", self._interrupted_message(job["run_id"]))
@@ -154,8 +156,10 @@ class JobManager:
                               key="job.resume_no_checkpoint", run_id=run_id)
         return self.submit(run_id, resume_from=ckpt)
 
-    def cancel(self, run_id: str) -> str:
-        """Cancel a queued run at once, or ask a running one to stop. Returns the run's new status."""
+    def cancel(self, run_id: str, force: bool = False) -> str:
+        """Cancel a queued run at once, or ask a running one to stop after its current step (it writes a
+        checkpoint first, however long the step takes). `force` ends a running one now, losing the work since
+        its last checkpoint. Returns the run's new status."""
         now = time.time()
         with self.ws.db() as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -184,11 +188,29 @@ class JobManager:
                 raise
         if new == "cancelling":
             with self._lock:
-                for w in self._workers.values():
-                    if w.run_id == run_id:
-                        self._ask_stop(w)
+                mine = [w for w in self._workers.values() if w.run_id == run_id]
+                for w in mine:
+                    self._ask_stop(w)
+                    if force:
+                        self._terminate(w, "force stop asked")
+            if force and not mine:  # another process's worker: its supervisor records how it ended
+                pid = self.ws.get_run(run_id)["pid"]
+                if pid and pid_alive(pid):
+                    os.kill(pid, signal.SIGTERM)
             self._wake.set()
         return new
+
+    def skip_evaluation(self, run_id: str) -> None:
+        """Cut the evaluation a running run is doing short (after the batch in progress); its partial scores are
+        not charted and training goes on. Asked between evaluations, it is dropped when the next one ends."""
+        run = self.ws.get_run(run_id)
+        if run is None:
+            raise StudioError(f"There is no run '{run_id}'; pick one from the Runs list.", field="run_id",
+                              key="job.no_run", run_id=run_id)
+        if run["status"] != "running":
+            raise StudioError(f"Run {run_id} is {run['status']}; only a running run's evaluation can be skipped.",
+                              field="run_id", key="job.skip_not_running", run_id=run_id, status=run["status"])
+        (Path(run["run_dir"]) / SKIP_EVALUATION).touch()
 
     # --- views ------------------------------------------------------------------------------
     def queue_position(self, run_id: str) -> int | None:
@@ -206,11 +228,13 @@ class JobManager:
         run = self._get_run(run_id)
         run_dir = Path(run["run_dir"])
         events = recent_metrics(run_dir)
-        since = (self._latest_job(run_id) or {}).get("started_at") or 0.0
+        job = self._latest_job(run_id) or {}
+        since = job.get("started_at") or 0.0
         eta = estimate_eta(events, since, run["step"] or 0, run["total_steps"]) if run["status"] in RUNNING else None
         speeds = [e["tokens_per_s"] for e in events if e.get("tokens_per_s") is not None]
         log_lines = tail_lines(run_dir / "train.log", 16384)[-20:]
-        return {**run, "queue_position": self.queue_position(run_id), "eta_s": eta,
+        return {**run, "phase": job.get("phase") if run["status"] in RUNNING else None,
+                "queue_position": self.queue_position(run_id), "eta_s": eta,
                 "tokens_per_s": speeds[-1] if speeds else None, "log_tail": "\n".join(log_lines)}
 
     def wait(self, run_id: str, timeout: float | None = None, poll_s: float = 0.1) -> dict:
@@ -288,6 +312,8 @@ class JobManager:
             kind = event.pop("type", "progress")
             if kind in ("done", "error"):
                 w.outcome, w.outcome_at = {"type": kind, **event}, time.time()
+            elif kind == "phase":  # evaluating / generating samples between steps, or back to training (None)
+                self.ws.update_job(w.job_id, phase=phase_text(event))
             elif kind != "log" and "step" in event:  # the worker writes log events to train.log itself
                 event.setdefault("time", round(time.time(), 3))
                 metrics.append(event)
@@ -305,12 +331,17 @@ class JobManager:
             if now - w.terminated_at > KILL_GRACE_S:
                 w.process.kill()
             return
-        stop_due = w.stop_asked_at is not None and now - w.stop_asked_at > self.cancel_timeout
+        # A person's cancel waits for the step to end (the checkpoint is the point); closing the studio cannot.
+        stop_due = w.closing and w.stop_asked_at is not None and now - w.stop_asked_at > self.cancel_timeout
         exit_due = w.outcome_at is not None and now - w.outcome_at > EXIT_GRACE_S
         if stop_due or exit_due:
-            append_log_line(w.run_dir, f"stopping the training process by force (pid {w.process.pid})")
+            self._terminate(w, "the studio is closing" if stop_due else "it reported its result but did not exit")
+
+    def _terminate(self, w: _Worker, why: str) -> None:
+        if w.terminated_at is None:
+            append_log_line(w.run_dir, f"stopping the training process by force (pid {w.process.pid}): {why}")
             w.process.terminate()
-            w.terminated_at = now
+            w.terminated_at = time.time()
 
     def _reap(self, w: _Worker) -> None:
         outcome, error, result_dir, final_loss = w.outcome or {}, None, None, w.last.get("loss")
@@ -324,10 +355,12 @@ class JobManager:
                 final_loss = outcome["final_loss"]
         elif outcome.get("type") == "error":
             status, error = "failed", outcome.get("message") or "Training failed (see train.log)."
-        elif w.stop_asked_at is not None and w.terminated_at is not None:
+        elif w.stop_asked_at is not None and (w.terminated_at is not None or not w.closing):
             status = "interrupted" if w.closing else "cancelled"
-            error = (f"The run did not stop within {self.cancel_timeout:g} s of being asked, "
-                     "so it was stopped by force.")
+            ckpt = latest_checkpoint(w.run_dir)
+            kept = (f"resume it from step {checkpoint_step(ckpt)}" if ckpt else "it had no checkpoint yet")
+            error = (f"The run did not stop within {self.cancel_timeout:g} s of the studio closing, so it was "
+                     f"stopped by force; {kept}." if w.closing else f"The run was stopped by force; {kept}.")
         else:
             status, error = "failed", exit_reason(w.process.exitcode)
         self._finish_job(w.job_id, w.run_id, status, error, result_dir=result_dir, final_loss=final_loss)
@@ -363,7 +396,7 @@ class JobManager:
                 self.ws.update_run(job["run_id"], step=step)
             events, stop = self._ctx.Queue(), self._ctx.Event()
             process = self._ctx.Process(target=worker.main, name=f"studio-job-{job['id']}", args=(
-                self.target, str(run_dir), str(self.ws.home), job["resume_from"], events, stop))
+                self.target, str(run_dir), str(self.ws.home), job["resume_from"], events, stop, os.getpid()))
             process.start()
         except Exception as exc:
             log.exception("could not start job %s", job["id"])
@@ -382,7 +415,7 @@ class JobManager:
         self._last_sweep = now
         with self._lock:
             mine = set(self._workers)
-        for job in self.ws.jobs(status=RUNNING):
+        for job in self.ws.jobs(status=RUNNING, kind="train"):
             if job["id"] in mine or self._looks_alive(job["pid"], job["started_at"], now):
                 continue
             first = self._dead_seen.get(job["id"], now)
@@ -434,3 +467,12 @@ class JobManager:
         with self.ws.db() as conn:
             row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return dict(row) if row else None
+
+
+def phase_text(event: dict) -> str | None:
+    """'evaluating 5/16', 'generating 0/4' or None (training steps again) from a worker's phase event."""
+    if not event.get("phase"):
+        return None
+    if event.get("done") is None:
+        return str(event["phase"])
+    return f"{event['phase']} {event['done']}/{event.get('total') or '?'}"

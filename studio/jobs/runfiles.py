@@ -16,6 +16,8 @@ from typing import Callable, Iterator
 
 from studio.workspace import read_metrics
 
+SKIP_EVALUATION = "skip-evaluation"  # written in a run folder: the worker cuts the evaluation in progress short
+
 
 def checkpoint_step(path: Path) -> int:
     return int(Path(path).name.rsplit("-", 1)[-1])

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 log = logging.getLogger("studio.jobs.worker")
+ORPHAN_GRACE_S = 300.0  # an orphaned training worker's time to reach its next step and checkpoint
 
 
 def load_target(dotted: str) -> Callable[..., dict]:
@@ -72,6 +73,30 @@ def exit_reason(exitcode: int | None) -> str:
     return f"The training process exited with code {exitcode} without reporting a result; see train.log."
 
 
+def exit_with_parent(grace_s: float, poll_s: float = 1.0, on_orphan: Callable[[], None] | None = None,
+                     parent: int | None = None) -> None:
+    """Watch, from a daemon thread, for the process that spawned this one (`parent`, passed by the spawner since
+    it may be gone before this runs) to go: killed, crashed, closed without a word. Then call `on_orphan` (a
+    job's cue to stop cleanly) and, if the process still runs `grace_s` later, end it: a worker never goes on
+    unseen after the app that owns it is gone."""
+    import threading
+
+    parent = parent or os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        log.warning("The studio process %s is gone; this worker stops (hard stop in %.0f s).", parent, grace_s)
+        if on_orphan is not None:
+            on_orphan()
+        time.sleep(grace_s)
+        log.error("Still running %.0f s after the studio went; ending the worker.", grace_s)
+        logging.shutdown()
+        os._exit(3)
+
+    threading.Thread(target=watch, name="studio-orphan-watch", daemon=True).start()
+
+
 def _capture_output(log_path: Path) -> None:
     stream = open(log_path, "a", buffering=1, encoding="utf-8", errors="replace")
     for std in (sys.stdout, sys.stderr):
@@ -86,14 +111,18 @@ def _capture_output(log_path: Path) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def main(target: str, run_dir: str, home: str, resume_from: str | None, events: Any, stop: Any) -> None:
-    """Process entry. `events` is a multiprocessing Queue, `stop` a multiprocessing Event."""
+def main(target: str, run_dir: str, home: str, resume_from: str | None, events: Any, stop: Any,
+         app_pid: int | None = None) -> None:
+    """Process entry. `events` is a multiprocessing Queue, `stop` a multiprocessing Event, `app_pid` the process
+    that started this one."""
     run_dir_path = Path(run_dir)
     _capture_output(run_dir_path / "train.log")
     os.environ["STUDIO_HOME"] = str(home)
-    parent = os.getppid()
+    parent = app_pid or os.getppid()
     # Ctrl-C in a terminal reaches the whole process group; the app decides (cancel, or checkpoint on exit).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # An orphan checkpoints at its next step (`should_stop`); one stuck in a step is ended after the grace.
+    exit_with_parent(ORPHAN_GRACE_S, parent=parent)
 
     def emit(event: dict) -> None:
         if event.get("type") == "log":

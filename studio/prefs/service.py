@@ -2,7 +2,8 @@
 
 `PrefService` is what the Preferences tab and `studio prefs` call. Generating candidates and running the
 judge are background jobs on one worker thread of the service (`start_generation` / `judge` return a job
-id at once; `job` reports candidates done of total), while the models themselves run on the app's one
+id at once; `job` reports candidates done of total), recorded as rows of the `jobs` table (kinds
+'generate' and 'judge', `studio.jobs.threads`) that `studio jobs` lists, cancels and retries, while the models themselves run on the app's one
 inference thread through the shared `ModelPool`, as the playground's do. A generation job creates its
 ranking task set only at the end, so a failed or cancelled job leaves no half-filled task set behind.
 
@@ -14,15 +15,14 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
 from studio.errors import StudioError
 from studio.generation import GenerationSettings, ModelPool, inference_thread, stream_chat
+from studio.jobs.threads import JobThread, ThreadJob
 from studio.prefs import agreement as stats
 from studio.prefs import arena
 from studio.prefs.consensus import borda
@@ -37,25 +37,13 @@ VOTES = {"1": "a", "2": "b", "tie": "tie", "both_bad": "both_bad"}
 ARENA_DATASET = "arena-pairs"
 
 
-@dataclass
-class PrefJob:
+@dataclass(kw_only=True)
+class PrefJob(ThreadJob):
     """A background job: generating candidates or judging them. `done`/`total` count candidate answers."""
 
-    id: str
-    kind: str                       # "generate" or "judge"
     task_set: str
     total: int
-    state: str = "queued"           # queued, running, completed, failed, cancelled
     done: int = 0
-    started: float | None = None
-    finished: float | None = None
-    error: StudioError | None = None
-    result: dict | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def active(self) -> bool:
-        return self.state in ("queued", "running")
 
     def as_dict(self) -> dict:
         end = self.finished or time.time()
@@ -64,8 +52,9 @@ class PrefJob:
                 "seconds": round(end - self.started, 2) if self.started else 0.0, "result": self.result}
 
 
-class _Cancelled(Exception):
-    pass
+def _failed(job: ThreadJob, error: Exception) -> StudioError:
+    return StudioError(f"The {job.kind} job failed: {error}.", field="prefs.job", key="prefs.service.failed",
+                       kind=job.kind, reason=str(error))
 
 
 def _messages(prompt: dict) -> list[dict]:
@@ -78,8 +67,7 @@ class PrefService:
         self.ws = ws
         self.store = PrefStore(ws)
         self.pool = pool or ModelPool(ws, capacity=2)
-        self._jobs: dict[str, PrefJob] = {}
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-prefs")
+        self.jobs = JobThread(ws, "studio-prefs", _failed)
 
     # --- prompts ---------------------------------------------------------------------------------
     def prompt_sources(self) -> dict[str, list[str]]:
@@ -93,34 +81,13 @@ class PrefService:
         return self.store.task_sets()
 
     # --- jobs --------------------------------------------------------------------------------------
-    def _submit(self, job: PrefJob, work, *args) -> str:
-        self._jobs[job.id] = job
-
-        def run() -> None:
-            job.state, job.started = "running", time.time()
-            try:
-                job.result = work(job, *args)
-                job.state = "completed"
-            except _Cancelled:
-                job.state = "cancelled"
-            except StudioError as error:
-                job.error, job.state = error, "failed"
-            except Exception as error:  # noqa: BLE001 - a model failure must end the job, not the worker
-                job.error = StudioError(f"The {job.kind} job failed: {error}.", field="prefs.job",
-                                        key="prefs.service.failed", kind=job.kind, reason=str(error))
-                job.state = "failed"
-            finally:
-                job.finished = time.time()
-
-        self._worker.submit(run)
-        return job.id
+    def _step(self, job: PrefJob, done: int, phase: str) -> None:
+        job.done = done
+        self.jobs.progress(job, done / job.total if job.total else 0.0, phase)
 
     def _job(self, job_id: str) -> PrefJob:
-        job = self._jobs.get(job_id)
-        if job is None:
-            raise StudioError(f"There is no preferences job '{job_id}'.", field="prefs.job",
-                              key="prefs.service.no_job", job_id=job_id)
-        return job
+        return self.jobs.get(job_id, StudioError(f"There is no preferences job '{job_id}'.", field="prefs.job",
+                                                 key="prefs.service.no_job", job_id=job_id))
 
     def job(self, job_id: str) -> dict:
         """{id, kind, state, done, total, task_set, error, seconds, result}."""
@@ -135,17 +102,16 @@ class PrefService:
         return job.error
 
     def wait(self, job_id: str, timeout: float = 3600) -> dict:
-        job, deadline = self._job(job_id), time.time() + timeout
-        while job.active and time.time() < deadline:
-            time.sleep(0.05)
-        return job.as_dict()
+        self._job(job_id)
+        return self.jobs.wait(job_id, timeout).as_dict()
 
     def cancel(self, job_id: str) -> None:
         """Stop a job after the answer in progress; a cancelled generation creates no task set."""
-        self._job(job_id).cancel.set()
+        self._job(job_id)
+        self.jobs.cancel(job_id)
 
     def shutdown(self) -> None:
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        self.jobs.shutdown()
 
     # --- candidate generation ----------------------------------------------------------------------
     def start_generation(self, task_set: str, prompts: Sequence[dict | str], targets: Sequence[str], k: int,
@@ -158,7 +124,7 @@ class PrefService:
         queueing; the task set is created when the last answer is in. Returns the job id."""
         name = _check_set_name(task_set)
         if any(row["name"] == name for row in self.store.task_sets()) or any(
-                j.active and j.kind == "generate" and j.task_set == name for j in self._jobs.values()):
+                j.active and j.kind == "generate" and j.task_set == name for j in self.jobs.jobs.values()):
             raise StudioError(f"A task set named '{name}' already exists; pick another name.",
                               field="prefs.task_set", key="prefs.service.set_exists", name=name)
         if isinstance(k, float) and k.is_integer():  # a number box's 4.0
@@ -182,8 +148,13 @@ class PrefService:
                               field="prefs.models", key="prefs.service.no_models")
         resolved = [resolve_target(self.ws, spec) for spec in specs]
         settings = list(settings) if settings else default_settings(k)
-        job = PrefJob(id=uuid.uuid4().hex[:12], kind="generate", task_set=name, total=len(clean) * k)
-        return self._submit(job, self._generate, clean, resolved, k, settings, int(overlap), guidelines, created_by)
+        job = PrefJob(kind="generate", task_set=name, total=len(clean) * k)
+        params = {"task_set": name, "prompts": clean, "targets": specs, "k": k,
+                  "settings": [asdict(s) for s in settings], "overlap": int(overlap), "guidelines": guidelines,
+                  "created_by": created_by}
+        return self.jobs.submit(job, f"{name}: {len(clean)} prompts x {k} from {', '.join(dict.fromkeys(specs))}",
+                                params, self._generate, clean, resolved, k, settings, int(overlap), guidelines,
+                                created_by, owner=created_by or None)
 
     def _answer(self, target, messages: list[dict], settings: GenerationSettings) -> str:
         answer = ""
@@ -199,8 +170,7 @@ class PrefService:
             target = targets[t]
             for p, prompt in enumerate(prompts):
                 for j in range(t, k, len(targets)):
-                    if job.cancel.is_set():
-                        raise _Cancelled
+                    self._step(job, job.done, f"answer {job.done + 1} of {job.total}")
                     chosen = settings[j % len(settings)]
                     if j >= len(settings) and chosen.seed >= 0:
                         # Settings reused with a fixed seed would repeat an earlier candidate word for word.
@@ -208,6 +178,7 @@ class PrefService:
                     texts[p, j] = {"text": self._answer(target, _messages(prompt), chosen), "model": target.label,
                                    "settings": asdict(chosen)}
                     job.done += 1
+        self._step(job, job.done, "saving the task set")
         items = [{**prompt, "candidates": [texts[p, j] for j in range(k)]} for p, prompt in enumerate(prompts)]
         labels = ", ".join(dict.fromkeys(t.label for t in targets))
         return self.store.create_task_set(job.task_set, items, k=k, overlap=overlap, guidelines=guidelines,
@@ -291,9 +262,11 @@ class PrefService:
                               key="prefs.service.no_rubric")
         items = self.store.rankings(task_set)
         target = resolve_target(self.ws, judge_target)
-        job = PrefJob(id=uuid.uuid4().hex[:12], kind="judge", task_set=self.store.task_set(task_set)["name"],
+        job = PrefJob(kind="judge", task_set=self.store.task_set(task_set)["name"],
                       total=sum(len(item["candidates"]) for item in items))
-        return self._submit(job, self._judge, items, target, rubric.strip())
+        params = {"task_set": job.task_set, "judge_target": judge_target, "rubric": rubric.strip()}
+        return self.jobs.submit(job, f"{job.task_set}: judged by {target.label}", params, self._judge, items, target,
+                                rubric.strip())
 
     def _judge(self, job: PrefJob, items: list[dict], target, rubric: str) -> dict:
         from studio.prefs.judge import ranking_from_scores, score_answers
@@ -306,8 +279,7 @@ class PrefService:
                                      item["system"])
 
         for item in items:
-            if job.cancel.is_set():
-                raise _Cancelled
+            self._step(job, job.done, f"answer {job.done + 1} of {job.total}")
             scores = inference_thread().submit(score, item).result()
             rationale = json.dumps({"p_yes": [round(s, 4) for s in scores],
                                     "method": "P(' Yes') vs P(' No') after the rubric, prompt and answer"})

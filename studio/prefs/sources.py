@@ -17,6 +17,7 @@ from typing import Any
 
 from studio.errors import StudioError
 from studio.evaluation import Target
+from studio.models.refs import has_result, parse, run_spec
 
 SOURCES = ("typed", "dataset", "exchanges")
 # Stages whose result is a causal LM that writes answers (classify, seq2seq and reward models do not).
@@ -187,8 +188,8 @@ def resolve_target(ws: Any, spec: str) -> Target:
     which candidates and arena votes record, is the spec as given (`run:<id>` for runs)."""
     from studio.models.catalogue import check_model
 
-    spec = (spec or "").strip()
-    run_id = spec[4:] if spec.startswith("run:") else spec if spec and ws.get_run(spec) else None
+    ref = parse(spec, ws)
+    spec, run_id = ref.spec, ref.run_id
     if run_id is None:
         check_model(spec, ws)
         return Target(label=spec, model=spec)
@@ -196,7 +197,7 @@ def resolve_target(ws: Any, spec: str) -> Target:
     if run is None:
         raise StudioError(f"Run '{run_id}' does not exist; pick one from the Runs list.", field="prefs.models",
                           key="prefs.models.no_run", run_id=run_id)
-    if run["status"] != "completed" or not run.get("result_dir") or not Path(run["result_dir"]).exists():
+    if not has_result(run):
         raise StudioError(f"Run '{run['name']}' is {run['status']}; only a completed run with a saved result can "
                           "answer prompts.", field="prefs.models", key="prefs.models.not_completed",
                           name=run["name"], status=run["status"])
@@ -205,4 +206,4 @@ def resolve_target(ws: Any, spec: str) -> Target:
                           f"of one of the stages {', '.join(GENERATING_STAGES)}.", field="prefs.models",
                           key="prefs.models.not_generative", name=run["name"], stage=run["stage"],
                           stages=", ".join(GENERATING_STAGES))
-    return Target(label=f"run:{run_id}", model=run["model"], run_id=run_id, stage=run["stage"])
+    return Target(label=run_spec(run_id), model=run["model"], run_id=run_id, stage=run["stage"])

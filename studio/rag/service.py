@@ -2,7 +2,8 @@
 
 `RagService` is what the RAG Chat tab and `studio rag` call. Indexing runs on one background thread
 of the app (`start_indexing` returns a job id at once; `job` reports pages done, pages/s and the
-result), so the chat keeps answering meanwhile; a question about a collection being indexed gets an
+result) and is a row of the workspace's `jobs` table (kind 'index', `studio.jobs.threads`), so
+`studio jobs` lists, cancels and retries it; the chat keeps answering meanwhile; a question about a collection being indexed gets an
 `indexing` notice with the progress, and answers from what is indexed so far. Indexing stays in the
 app's process rather than a job worker process because a local Chroma store belongs to one process;
 teams that need more point `STUDIO_CHROMA_URL` (or `url`) at a Chroma server instead.
@@ -10,15 +11,15 @@ teams that need more point `STUDIO_CHROMA_URL` (or `url`) at a Chroma server ins
 from __future__ import annotations
 
 import os
-import threading
+import shutil
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from studio.errors import StudioError
+from studio.jobs.threads import JobThread, ThreadJob
 from studio.rag import embedder as embedders
 from studio.rag.answer import Answer, AskSettings, answer_question, check_question
 from studio.rag.embedder import DEFAULT_EMBEDDER
@@ -26,28 +27,22 @@ from studio.rag.parsing import check_files
 from studio.rag.store import RagStore, check_name
 
 
-@dataclass
-class IndexJob:
-    id: str
+@dataclass(kw_only=True)
+class IndexJob(ThreadJob):
     collection: str
     files: list[str]
-    state: str = "queued"          # queued, running, completed, failed
+    kind: str = "index"
     pages_done: int = 0
     pages_total: int = 0
-    started: float | None = None
-    finished: float | None = None
     report: Any = None
-    error: StudioError | None = None
-    created: float = field(default_factory=time.time)
-
-    @property
-    def active(self) -> bool:
-        return self.state in ("queued", "running")
 
     @property
     def pages_per_s(self) -> float:
         end = self.finished or time.time()
         return self.pages_done / (end - self.started) if self.started and end > self.started else 0.0
+
+    def summary(self) -> dict | None:
+        return self.as_dict().get("report")
 
     def as_dict(self) -> dict:
         out = {"id": self.id, "collection": self.collection, "files": self.files, "state": self.state,
@@ -61,6 +56,10 @@ class IndexJob:
         return out
 
 
+def _failed(job: ThreadJob, error: Exception) -> StudioError:
+    return StudioError(f"Indexing failed: {error}.", field="rag.files", key="rag.service.failed", reason=str(error))
+
+
 class RagService:
     def __init__(self, ws: Any, url: str | None = None, embedder_loader: Callable[[str, Any], Any] | None = None):
         self.ws = ws
@@ -68,9 +67,7 @@ class RagService:
         self.store = RagStore(ws, self.url)
         # Looked up when needed rather than bound here, so `studio.rag.embedder.load_embedder` stays the one to patch.
         self._load_embedder = embedder_loader or (lambda name, ws: embedders.load_embedder(name, ws))
-        self._jobs: dict[str, IndexJob] = {}
-        self._lock = threading.Lock()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-indexing")
+        self.jobs = JobThread(ws, "studio-indexing", _failed)
         self.pool: Any = None  # the answering models, created on the first question (or shared by the app)
 
     def embedder(self, name: str | None = None) -> Any:
@@ -92,59 +89,67 @@ class RagService:
 
     # --- indexing ------------------------------------------------------------------------------
     def start_indexing(self, collection: str, paths: list[Path], names: list[str] | None = None,
-                       chunking: Any = None, embedder: str | None = None, password: str | None = None) -> str:
+                       chunking: Any = None, embedder: str | None = None, password: str | None = None,
+                       owner: str | None = None) -> str:
         """Queue `paths` for indexing into `collection`; returns the job id at once (see `job`). A file that
         cannot be indexed (missing, empty, locked, not what its name says) is refused here, before the job loads
-        an embedder."""
+        an embedder. The files are copied into the workspace (`rag/incoming/`) until the job completes, so an
+        interrupted or cancelled job can be retried after the upload's temp files are gone."""
         collection = check_name(collection)
         if not paths:
             raise StudioError("No files were given; choose one or more PDF, Word, TXT or MD files to add.",
                               field="rag.files", key="rag.service.no_files")
         check_files([Path(p) for p in paths], names, password)
-        job = IndexJob(id=uuid.uuid4().hex[:12], collection=collection,
-                       files=list(names or [Path(p).name for p in paths]))
-        with self._lock:
-            self._jobs[job.id] = job
-        self._worker.submit(self._index, job, [Path(p) for p in paths], names, chunking, embedder, password)
-        return job.id
+        names = list(names or [Path(p).name for p in paths])
+        kept = self._keep(paths, names)
+        job = IndexJob(collection=collection, files=names)
+        params = {"collection": collection, "paths": [str(p) for p in kept], "names": names,
+                  "chunking": asdict(chunking) if chunking is not None else None, "embedder": embedder,
+                  "password": bool(password)}
+        title = f"{collection} <- {', '.join(names)}"
+        return self.jobs.submit(job, title[:200], params, self._index, kept, names, chunking, embedder, password,
+                                owner=owner)
+
+    def _keep(self, paths: list[Path], names: list[str]) -> list[Path]:
+        """Copies of `paths` under the workspace (one folder per job, one subfolder per file)."""
+        incoming = Path(self.ws.home) / "rag" / "incoming"
+        if any(Path(p).resolve().is_relative_to(incoming.resolve()) for p in paths):
+            return [Path(p) for p in paths]  # a retry: its files are already kept
+        folder = incoming / uuid.uuid4().hex[:12]
+        kept = []
+        for i, (path, name) in enumerate(zip(paths, names)):
+            target = folder / str(i) / Path(name).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            kept.append(target)
+        return kept
 
     def _index(self, job: IndexJob, paths: list[Path], names, chunking, embedder, password) -> None:
-        job.state, job.started = "running", time.time()
-
         def progress(done: int, total: int) -> None:
             job.pages_done, job.pages_total = done, total
+            self.jobs.progress(job, done / total if total else 0.0, f"page {done} of {total}")
 
-        try:
-            model = self.embedder_of(job.collection) if embedder is None else self.embedder(embedder)
-            job.report = self.store.ingest(job.collection, paths, model, chunking, progress=progress, names=names,
-                                           password=password)
-            job.state = "completed"
-        except StudioError as error:
-            job.error, job.state = error, "failed"
-        except Exception as error:  # noqa: BLE001 - a parser or store failure must end the job, not the thread
-            job.error = StudioError(f"Indexing failed: {error}.", field="rag.files", key="rag.service.failed",
-                                    reason=str(error))
-            job.state = "failed"
-        finally:
-            job.finished = time.time()
+        model = self.embedder_of(job.collection) if embedder is None else self.embedder(embedder)
+        job.report = self.store.ingest(job.collection, paths, model, chunking, progress=progress, names=names,
+                                       password=password)
+        shutil.rmtree(Path(paths[0]).parent.parent, ignore_errors=True)  # the kept copies: indexed now
 
     def job(self, job_id: str) -> IndexJob:
-        job = self._jobs.get(job_id)
-        if job is None:
-            raise StudioError(f"There is no indexing job '{job_id}'.", field="rag.job", key="rag.service.no_job",
-                              job_id=job_id)
-        return job
+        return self.jobs.get(job_id, StudioError(f"There is no indexing job '{job_id}'.", field="rag.job",
+                                                 key="rag.service.no_job", job_id=job_id))
 
     def indexing(self, collection: str) -> IndexJob | None:
         """The queued or running indexing job of `collection`, if any."""
-        return next((j for j in self._jobs.values() if j.collection == collection and j.active), None)
+        return next((j for j in self.jobs.jobs.values() if j.collection == collection and j.active), None)
 
     def wait(self, job_id: str, timeout: float = 600) -> IndexJob:
-        deadline = time.time() + timeout
-        job = self.job(job_id)
-        while job.active and time.time() < deadline:
-            time.sleep(0.05)
-        return job
+        self.job(job_id)
+        return self.jobs.wait(job_id, timeout)
+
+    def cancel(self, job_id: str) -> None:
+        """Stop indexing after the batch in progress; files already indexed stay, the rest can be added again."""
+        self.job(job_id)
+        self.jobs.cancel(job_id)
 
     def delete(self, collection: str) -> None:
         if self.indexing(collection):
@@ -153,8 +158,8 @@ class RagService:
         self.store.delete(collection)
 
     def shutdown(self) -> None:
-        """Stop taking indexing jobs; one in progress finishes its current file."""
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        """Stop taking indexing jobs; one in progress stops after its current batch and is marked interrupted."""
+        self.jobs.shutdown()
 
     # --- answers -------------------------------------------------------------------------------
     def ask(self, collection: str, question: str, *, model: str, run_id: str | None = None, generation: Any = None,

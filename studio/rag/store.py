@@ -190,6 +190,7 @@ class RagStore:
                 else:
                     report.added.append(doc.name)
                 chunks = chunk_document(doc, embedder.tokenizer, settings)
+                col.delete(where={"doc_sha256": doc.sha256})  # what an interrupted earlier try left half-added
                 self._save_pages(doc)
                 self._add(col, doc, chunks, embedder,
                           lambda page: progress(done + page, total) if progress else None)

@@ -235,6 +235,7 @@ def train_classifier(ctx: TrainContext, trainer_cls=None, extend=None, collator=
     from transformers.utils import logging as hf_logging
 
     from studio.methods import METHODS
+    from studio.stages.progress import train as train_with_progress
     from studio.stages.sft import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
     from studio.workspace import Workspace
 
@@ -269,7 +270,7 @@ def train_classifier(ctx: TrainContext, trainer_cls=None, extend=None, collator=
         optimizers=(optimizer, None))
     trainer.remove_callback(PrinterCallback)
     metrics.step = lambda: trainer.state.global_step
-    output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+    output = train_with_progress(trainer, callback, ctx.resume_from)
     evaluated = [h["step"] for h in trainer.state.log_history if "eval_accuracy" in h]
     if eval_ds is not None and not callback.stopped and evaluated[-1:] != [trainer.state.global_step]:
         trainer.evaluate()  # the scores and confusion matrix should describe the model that is saved

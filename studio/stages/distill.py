@@ -21,9 +21,10 @@ from typing import Any
 
 from studio.errors import StudioError
 from studio.settings import parse_settings, setting
+from studio.models.refs import parse
 from studio.stages.base import STAGES, Stage, TrainContext
+from studio.stages.distill_teacher import soft_target_loss, teacher_run
 
-RUN_PREFIX = "run:"
 # Words in several scripts: the ids these get must agree between teacher and student.
 _PROBE_TEXT = ("The quick brown fox jumps over 13 lazy dogs. La fotosíntesis convierte la luz en energía. "
                "def main():\n    return {'a': [1, 2]}  # 日本語 Ünïcödé €")
@@ -47,22 +48,9 @@ def distill_settings(recipe) -> DistillConfig:
     return parse_settings(DistillConfig, recipe.distill, "distill")
 
 
-def _teacher_run(spec: str, ws) -> dict:
-    run_id = spec[len(RUN_PREFIX):].strip()
-    run = ws.get_run(run_id)
-    if run is None:
-        raise StudioError(f"'distill.teacher' names run '{run_id}', which does not exist; pick a completed run.",
-                          field="distill.teacher", key="stage.distill.no_run", run_id=run_id)
-    if run["status"] != "completed" or not run.get("result_dir") or not Path(run["result_dir"]).exists():
-        raise StudioError(f"'distill.teacher' names run '{run_id}', which is {run['status']} without a saved "
-                          "result; pick a completed run.", field="distill.teacher",
-                          key="stage.distill.run_not_completed", run_id=run_id, status=run["status"])
-    return run
-
-
 def _teacher_base(spec: str, ws) -> str:
     """The model spec whose tokenizer and base weights the teacher uses."""
-    return _teacher_run(spec, ws)["model"] if spec.startswith(RUN_PREFIX) else spec
+    return teacher_run(spec, ws)["model"] if parse(spec).is_run else spec
 
 
 def check_same_vocabulary(teacher_tok, student_tok) -> None:
@@ -88,18 +76,6 @@ def check_same_vocabulary(teacher_tok, student_tok) -> None:
         raise StudioError(f"teacher and student must share a tokenizer: both have {s_size} tokens but split the "
                           "same text differently; pick a teacher from the same family.", field="distill.teacher",
                           key="stage.distill.vocab_split", size=s_size)
-
-
-def soft_target_loss(student, teacher, targets, count, temperature: float, alpha: float):
-    """(loss, ce, kl) of score rows (n, classes): alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || student_T),
-    both terms summed over the rows and divided by `count`."""
-    import torch.nn.functional as F
-
-    ce = F.cross_entropy(student, targets, reduction="sum") / count
-    t_logp = F.log_softmax(teacher / temperature, dim=-1)
-    s_logp = F.log_softmax(student / temperature, dim=-1)
-    kl = (t_logp.exp() * (t_logp - s_logp)).sum() / count
-    return alpha * ce + (1 - alpha) * temperature ** 2 * kl, ce, kl
 
 
 def distillation_loss(student_logits, teacher_logits, labels, temperature: float, alpha: float,
@@ -163,7 +139,7 @@ def load_teacher(spec: str, ws, recipe):
     from studio.methods import METHODS
     from studio.models.loading import load_causal_lm
 
-    run = _teacher_run(spec, ws) if spec.startswith(RUN_PREFIX) else None
+    run = teacher_run(spec, ws) if parse(spec).is_run else None
     teacher, _ = load_causal_lm(run["model"] if run else spec, ws, precision=recipe.train.precision,
                                 trust_remote_code=recipe.trust_remote_code)
     if run:

@@ -38,10 +38,11 @@ def teacher_labels(spec: str, ws) -> list[str]:
     from transformers import AutoConfig
 
     from studio.models.catalogue import resolve_model
-    from studio.stages.distill import RUN_PREFIX, _teacher_run
+    from studio.models.refs import parse
+    from studio.stages.distill_teacher import teacher_run
 
-    if spec.startswith(RUN_PREFIX):
-        run = _teacher_run(spec, ws)
+    if parse(spec).is_run:
+        run = teacher_run(spec, ws)
         labels_file = Path(run["result_dir"]) / "labels.json"
         if not labels_file.exists():
             raise StudioError(f"'{FIELD}' names run '{run['id']}', a {run['stage']} run; a classifier teacher must "
@@ -80,12 +81,13 @@ def load_teacher_classifier(spec: str, ws, trust: bool = False) -> tuple[Any, An
     from studio.methods import METHODS
     from studio.models.catalogue import resolve_model
     from studio.models.loading import _load_tokenizer_from
+    from studio.models.refs import parse
     from studio.stages.classify import load_classifier
-    from studio.stages.distill import RUN_PREFIX, _teacher_run
+    from studio.stages.distill_teacher import teacher_run
 
     labels = teacher_labels(spec, ws)
-    if spec.startswith(RUN_PREFIX):
-        run = _teacher_run(spec, ws)
+    if parse(spec).is_run:
+        run = teacher_run(spec, ws)
         base, tokenizer = load_classifier(run["model"], ws, labels, trust)
         model = METHODS.get(run["method"], field=FIELD).load_result(base, Path(run["result_dir"]))
     else:
@@ -114,7 +116,7 @@ def teacher_scores(model, tokenizer, texts: list[str], order: list[int], max_len
 def _trainer_class():
     from transformers import Trainer
 
-    from studio.stages.distill import soft_target_loss
+    from studio.stages.distill_teacher import soft_target_loss
 
     class ClassifierDistillationTrainer(Trainer):
         """Trainer whose loss mixes the labels with the teacher's softened class scores (a data column)."""

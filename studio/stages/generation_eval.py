@@ -133,6 +133,7 @@ class GenerationMetrics(TrainerCallback):
         extra = {"eval_perplexity": perplexity(metrics["eval_loss"])}
         if self.samples and model is not None:
             began = time.perf_counter()
+            self.emit({"type": "phase", "phase": "generating", "done": 0, "total": len(self.samples)})
             predictions = generate(model, self.tokenizer, [s.prompt_ids for s in self.samples], self.max_new_tokens,
                                    self.encoder_decoder, args.device, half=_half_precision(args))
             scores = text_metrics(predictions, [s.reference for s in self.samples])

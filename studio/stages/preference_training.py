@@ -55,6 +55,7 @@ def train_policy(ctx: TrainContext, build_datasets: Callable, make_trainer: Call
 
     from studio.methods import METHODS
     from studio.models.loading import load_causal_lm
+    from studio.stages.progress import train as train_with_progress
     from studio.stages.sft import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
     from studio.workspace import Workspace
 
@@ -81,7 +82,7 @@ def train_policy(ctx: TrainContext, build_datasets: Callable, make_trainer: Call
                            callbacks=[callback, *method.callbacks(model, recipe.method),
                                       *early_stopping_callbacks(recipe.train, eval_ds is not None)], **extra)
     trainer.remove_callback(PrinterCallback)
-    output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+    output = train_with_progress(trainer, callback, ctx.resume_from)
     drop_reference_adapter(trainer.model)
     result = finish_training(trainer, output, callback, method, tokenizer, ctx)
     return result if result["stopped"] else {**result, **last_logged(trainer, report)}

@@ -6,13 +6,21 @@ TRL's rewards/chosen or kl; and one event per evaluation with every eval_* metri
 including those that callbacks listed before it add, such as generation metrics), and its one way of steering training is the
 documented stop flag: when `should_stop()` turns true it asks the trainer to save a checkpoint
 and stop at the end of the current step.
+
+Evaluations can be cut short (`train` wraps the trainer's eval dataloader): when the run is asked to
+stop, or someone asks to skip the evaluation in progress (`SKIP_EVALUATION` file in the run folder,
+written by `JobManager.skip_evaluation`), the loop ends after the batch in progress; a stop then
+checkpoints right after that evaluation, and a skipped evaluation's partial scores are not charted.
 """
 from __future__ import annotations
 
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 from transformers import TrainerCallback
+
+from studio.jobs.runfiles import SKIP_EVALUATION
 
 _RENAMES = {"learning_rate": "lr"}
 _LOG_KEYS = ("loss", "eval_loss", "lr", "grad_norm", "epoch",
@@ -31,15 +39,19 @@ def describe(event: dict) -> str:
 
 
 class ProgressCallback(TrainerCallback):
-    def __init__(self, emit: Callable[[dict], None], should_stop: Callable[[], bool]):
+    def __init__(self, emit: Callable[[dict], None], should_stop: Callable[[], bool], run_dir: Path | None = None):
         self.emit = emit
         self.should_stop = should_stop
+        self.skip_file = Path(run_dir) / SKIP_EVALUATION if run_dir else None
+        self.cut: str | None = None  # why the evaluation in progress ends early: "stop" or "skip"
         self.stopped = False
         self._last_time: float | None = None
         self._last_tokens = 0
         self.tokens_per_s: float | None = None
         self.train_time = 0.0
         self.train_tokens = 0
+        self._eval_batches = 0
+        self._phase_at = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last_time = time.perf_counter()
@@ -77,9 +89,77 @@ class ProgressCallback(TrainerCallback):
         if logs and "loss" in logs:
             self._emit_numbers(state, logs)
 
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        """Evaluation goes batch by batch: say how far (at most every 2 s), so the run reads 'evaluating 5/16'
+        rather than a step that seems stuck."""
+        self._eval_batches += 1
+        total = len(eval_dataloader) if hasattr(eval_dataloader, "__len__") else None
+        now = time.monotonic()
+        if self._eval_batches == 1 or self._eval_batches == total or now - self._phase_at >= 2.0:
+            self._phase_at = now
+            self.emit({"type": "phase", "phase": "evaluating", "done": self._eval_batches, "total": total})
+
+    def cut_evaluation(self) -> bool:
+        """Asked after each evaluation batch: end this evaluation now? (the run must stop, or a skip was asked)"""
+        if self.cut is None:
+            if self.should_stop():
+                self.cut = "stop"
+            elif self._take_skip():
+                self.cut = "skip"
+        return self.cut is not None
+
+    def _take_skip(self) -> bool:
+        if self.skip_file is None or not self.skip_file.exists():
+            return False
+        self.skip_file.unlink(missing_ok=True)
+        return True
+
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         """One event per evaluation with all its metrics (callbacks listed before this one may add to them)."""
-        if metrics:
+        batches, cut = self._eval_batches, self.cut
+        self._eval_batches, self.cut = 0, None
+        self._take_skip()  # a skip asked after this evaluation ended must not cut the next one
+        self.emit({"type": "phase", "phase": None})
+        if cut:
+            self.emit({"type": "log", "message": f"Evaluation at step {state.global_step} "
+                       f"{'stopped' if cut == 'stop' else 'skipped'} after {batches} batch(es); its partial "
+                       "scores are not charted"})
+        elif metrics:
             self._emit_numbers(state, metrics)
+        if self.should_stop():  # checkpoint now, right after the evaluation, rather than one step later
+            self.stopped = True
+            control.should_save = True
+            control.should_training_stop = True
         # Evaluation time must not count as training time in tokens/s.
         self._last_time = time.perf_counter()
+        return control
+
+
+class _CutShort:
+    """An eval dataloader that ends early once `cut()` says so (checked after each batch)."""
+
+    def __init__(self, loader: Any, cut: Callable[[], bool]):
+        self.loader, self.cut = loader, cut
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield batch
+            if self.cut():
+                return
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+
+def train(trainer: Any, callback: ProgressCallback, resume_from: Path | None) -> Any:
+    """`trainer.train()` with evaluations that `callback` can cut short (see the module's docstring)."""
+    original = trainer.get_eval_dataloader
+
+    def get_eval_dataloader(*args, **kwargs):
+        return _CutShort(original(*args, **kwargs), callback.cut_evaluation)
+
+    trainer.get_eval_dataloader = get_eval_dataloader
+    return trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -126,6 +126,7 @@ def train_reward_model(ctx: TrainContext) -> dict:
     from studio.stages.classify import load_classifier
     from studio.stages.preference_data import load_preference_records, pair_row, rows_dataset
     from studio.stages.preference_training import preference_args
+    from studio.stages.progress import train as train_with_progress
     from studio.stages.sft import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
     from studio.workspace import Workspace
 
@@ -164,7 +165,7 @@ def train_reward_model(ctx: TrainContext) -> dict:
                                callbacks=[callback, *method.callbacks(model, recipe.method),
                                           *early_stopping_callbacks(recipe.train, eval_ds is not None)])
     trainer.remove_callback(PrinterCallback)
-    output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+    output = train_with_progress(trainer, callback, ctx.resume_from)
     evaluated = [h["step"] for h in trainer.state.log_history if "eval_accuracy" in h]
     if eval_ds is not None and not callback.stopped and evaluated[-1:] != [trainer.state.global_step]:
         trainer.evaluate()  # the live charts end on the model that is saved

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from studio.errors import StudioError
+from studio.models.refs import has_result, parse
 from studio.settings import parse_settings, setting
 from studio.stages.base import STAGES, Stage, TrainContext
 from studio.stages.rl_rewards import parse_keywords
 
 RULES = ("length", "regex", "keyword")
-RUN_PREFIX = "run:"
 REPORTED = ("reward", "eval_reward", "kl", "completions/mean_length")
 
 
@@ -57,7 +56,7 @@ class RlConfig:
 
     def __post_init__(self):
         reward = self.reward.strip()
-        if reward not in RULES and not reward.startswith(RUN_PREFIX):
+        if reward not in RULES and not parse(reward).is_run:
             raise StudioError(f"'rl.reward' is '{self.reward}'; use 'length', 'regex', 'keyword' or 'run:<run id>' of "
                               "a finished reward run.", field="rl.reward", key="stage.rl.unknown_reward",
                               reward=self.reward)
@@ -81,7 +80,7 @@ def rl_settings(recipe) -> RlConfig:
 
 def reward_run(spec: str, ws) -> dict:
     """The finished reward run that `rl.reward` names, or a StudioError saying why it cannot score."""
-    run_id = spec[len(RUN_PREFIX):].strip()
+    run_id = parse(spec).run_id
     run = ws.get_run(run_id)
     if run is None:
         raise StudioError(f"'rl.reward' names run '{run_id}', which does not exist; pick a completed reward run.",
@@ -90,7 +89,7 @@ def reward_run(spec: str, ws) -> dict:
         raise StudioError(f"'rl.reward' names run '{run_id}', a {run['stage']} run; only a reward run scores "
                           "answers: pick one, or a rule such as 'length'.", field="rl.reward",
                           key="stage.rl.not_reward_run", run_id=run_id, stage=run["stage"])
-    if run["status"] != "completed" or not run.get("result_dir") or not Path(run["result_dir"]).exists():
+    if not has_result(run):
         raise StudioError(f"'rl.reward' names run '{run_id}', which is {run['status']} without a saved result; "
                           "pick a completed reward run.", field="rl.reward", key="stage.rl.run_not_completed",
                           run_id=run_id, status=run["status"])
@@ -153,7 +152,7 @@ class ReinforcementLearning(Stage):
                               "make the batch size a multiple of it.", field="rl.num_generations",
                               key="stage.rl.batch_groups", generations=settings.num_generations,
                               batch_size=recipe.train.batch_size)
-        if settings.reward.strip().startswith(RUN_PREFIX):
+        if parse(settings.reward).is_run:
             reward_run(settings.reward.strip(), ws)
         load_prompts(recipe, ws, "rl")
 

@@ -201,6 +201,7 @@ class SequenceToSequence(Stage):
 
         from studio.methods import METHODS
         from studio.stages.generation_eval import GenerationMetrics, seq2seq_samples
+        from studio.stages.progress import train as train_with_progress
         from studio.stages.sft import (early_stopping_callbacks, finish_training, prepare_for_training,
                                        quiet_datasets)
         from studio.workspace import Workspace
@@ -229,7 +230,7 @@ class SequenceToSequence(Stage):
                        *early_stopping_callbacks(recipe.train, has_eval)],
             optimizers=(optimizer, None))
         trainer.remove_callback(PrinterCallback)
-        output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+        output = train_with_progress(trainer, callback, ctx.resume_from)
         result = finish_training(trainer, output, callback, method, tokenizer, ctx)
         if result["stopped"]:
             return result

@@ -7,6 +7,7 @@ what trains. TRL's `SFTTrainer` does the batching, packing and optimisation.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import warnings
@@ -38,19 +39,25 @@ def build_sft_datasets(recipe, tokenizer, home: Path):
     return train, (encode(records.validation) if records.validation else None)
 
 
+CUDA_LOG_EVERY = 5  # steps between logged losses on a GPU (the live chart still gets a point every few seconds)
+
+
 def common_training_args(recipe, run_dir: Path, has_eval: bool) -> dict:
     """The Trainer arguments every stage shares: schedule, batches, precision, checkpoints, evaluation, logging."""
     import torch
 
     t = recipe.train
+    micro = t.micro_batch_size or t.batch_size  # rows a pass; the step's batch_size rows take batch / micro passes
     return dict(
         output_dir=str(run_dir / "checkpoints"), num_train_epochs=t.epochs, max_steps=t.max_steps,
-        learning_rate=t.lr, per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr, per_device_train_batch_size=micro, per_device_eval_batch_size=micro,
+        gradient_accumulation_steps=t.grad_accum * (t.batch_size // micro),
         warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a share of all steps
         weight_decay=t.weight_decay, lr_scheduler_type=t.scheduler, max_grad_norm=t.max_grad_norm,
         seed=t.seed, data_seed=t.seed, bf16=t.precision == "bf16", fp16=t.precision == "fp16",
-        logging_steps=1, logging_first_step=True,
+        # Each logged loss is a host sync: a CPU step takes seconds, a GPU step milliseconds.
+        logging_steps=1 if not torch.cuda.is_available() else CUDA_LOG_EVERY, logging_first_step=True,
+        logging_nan_inf_filter=False,  # its per-step isnan() check is a host sync; a NaN loss is logged as NaN
         eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_every,
         save_strategy="steps", save_steps=t.save_every, save_total_limit=2,
         report_to="none", disable_tqdm=True, include_num_input_tokens_seen="non_padding",
@@ -61,6 +68,23 @@ def common_training_args(recipe, run_dir: Path, has_eval: bool) -> dict:
     )
 
 
+def use_liger(train_cfg) -> bool:
+    """Whether the SFT/CPT trainer patches the model with Liger's kernels (`train.liger`; the training loss stays
+    the studio's lean one; the other stages' TRL trainers would swap their losses for Liger's, so they keep theirs)."""
+    import importlib.util
+
+    import torch
+
+    if train_cfg.liger == "off":
+        return False
+    ready = torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+    if train_cfg.liger == "on" and not ready:
+        raise StudioError("'train.liger' is 'on' but Liger's kernels need a CUDA GPU and the liger-kernel package; "
+                          "install it (pip install liger-kernel) or set it to 'auto'.", field="train.liger",
+                          key="recipe.liger_unavailable")
+    return ready
+
+
 def sft_config(recipe, run_dir: Path, has_eval: bool):
     from trl import SFTConfig
 
@@ -68,7 +92,7 @@ def sft_config(recipe, run_dir: Path, has_eval: bool):
     if recipe.data.packing:  # packed sequences all have the same length: grouping only helps padded batches
         args["train_sampling_strategy"] = "random"
     return SFTConfig(**args, max_length=recipe.data.max_length, packing=recipe.data.packing, dataset_num_proc=None,
-                     remove_unused_columns=True)
+                     remove_unused_columns=True, use_liger_kernel=use_liger(recipe.train))
 
 
 def best_checkpoint_args(t, has_eval: bool) -> dict:
@@ -109,7 +133,7 @@ class SupervisedFineTuning(Stage):
     def check_data(cls, recipe, ws) -> None:
         from studio.data import load_examples
         from studio.data.examples import is_studio_dataset
-        from studio.data.templates import get_template
+        from studio.data.template_store import get_template
 
         if recipe.data.template != "auto":
             get_template(recipe.data.template, ws)
@@ -138,6 +162,7 @@ def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **confi
     from studio.methods import METHODS
     from studio.models.loading import load_causal_lm
     from studio.stages.generation_eval import GenerationMetrics, causal_samples
+    from studio.stages.progress import train as train_with_progress
     from studio.workspace import Workspace
 
     # train.log is read by people: our callback writes one line per step, so no bars or raw dicts.
@@ -155,19 +180,42 @@ def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **confi
     ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
                                         "validation examples"})
     model, callback, optimizer = prepare_for_training(ctx, method, model, len(train_ds))
+    if recipe.data.packing and (problem := packing_problem(model)):
+        ctx.emit({"type": "log", "message": f"Examples train padded, not packed: {problem}"})
+        recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, packing=False))
+    if recipe.data.packing:  # packed rows attend example by example (studio.models.varlen_attention)
+        from studio.models.varlen_attention import use_varlen_attention
+
+        if use_varlen_attention(model):
+            ctx.emit({"type": "log", "message": "Packed examples attend one by one (per-example sdpa)"})
     args = sft_config(recipe, ctx.run_dir, eval_ds is not None)
     for key, value in config_overrides.items():
         setattr(args, key, value)
     samples = causal_samples(eval_ds, tokenizer, recipe.train.eval_samples)
     generation = GenerationMetrics(samples, tokenizer, ctx.emit, ctx.run_dir)
-    trainer = (trainer_cls or sft_trainer_class(recipe.train))(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer,
-                         callbacks=[generation, callback, *method.callbacks(model, recipe.method),
-                                    *early_stopping_callbacks(recipe.train, eval_ds is not None)],
-                         optimizers=(optimizer, None))
+    trainer_cls = trainer_cls or sft_trainer_class(recipe.train)
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+                          callbacks=[generation, callback, *method.callbacks(model, recipe.method),
+                                     *early_stopping_callbacks(recipe.train, eval_ds is not None)],
+                          optimizers=(optimizer, None))
     trainer.remove_callback(PrinterCallback)
-    output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+    output = train_with_progress(trainer, callback, ctx.resume_from)
     return finish_training(trainer, output, callback, method, tokenizer, ctx)
+
+
+def packing_problem(model) -> str | None:
+    """Why packed rows would not train exactly as padded ones on this model; None when they would.
+
+    transformers' own decoders keep packed examples apart from their restarting position ids (any attention
+    implementation); a soft prompt (prompt/prefix tuning) is prepended once per row and peft drops the position
+    ids, and remote model code may not look at them."""
+    peft_config = getattr(model, "active_peft_config", None)
+    if peft_config is not None and peft_config.is_prompt_learning:
+        return "a soft prompt would be prepended once per packed row, not once per example"
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not type(base).__module__.startswith("transformers."):
+        return "this model's own code may let packed examples attend to each other"
+    return None
 
 
 def sft_trainer_class(train_cfg):
@@ -186,6 +234,14 @@ def sft_trainer_class(train_cfg):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             return lean_causal_loss(model, inputs, num_items_in_batch)
 
+        def _track_num_input_tokens(self, inputs):
+            # A padding-free row holds only real tokens: count them without a device sync (and without taking
+            # the end-of-turn token, which doubles as the pad token, for padding).
+            if "position_ids" in inputs and "attention_mask" not in inputs and self.accelerator.num_processes == 1:
+                self.state.num_input_tokens_seen += int(inputs["input_ids"].numel())
+                return
+            super()._track_num_input_tokens(inputs)
+
     return LeanSFTTrainer
 
 
@@ -196,7 +252,10 @@ def prepare_for_training(ctx: TrainContext, method, model, n_train: int, emit=No
 
     from studio.stages.progress import ProgressCallback
 
+    from transformers import set_seed
+
     recipe, emit = ctx.recipe, emit or ctx.emit
+    set_seed(recipe.train.seed)  # new adapter weights (LoRA's A, prompt embeddings) come from the recipe's seed
     model = method.prepare(model, recipe.method)
     if hasattr(method, "check_schedule"):  # e.g. gradual unfreezing: the schedule must fit in the run
         from studio.methods._blocks import find_blocks
@@ -204,12 +263,50 @@ def prepare_for_training(ctx: TrainContext, method, model, n_train: int, emit=No
         method.check_schedule(recipe.method, planned_steps(recipe, n_train), len(find_blocks(model)[1]))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
+    from studio.methods.base import PeftMethod
+
+    # An adapter's frozen base is never saved and never unfreezes: on a GPU it can sit in bf16.
+    if torch.cuda.is_available() and recipe.train.precision == "bf16" and issubclass(method, PeftMethod):
+        cast = frozen_weights_to_bf16(model)
+        emit({"type": "log", "message": f"Frozen weights in bf16 ({cast:,} values), trained ones in float32"})
     emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "
                                     f"({100 * trainable / max(total, 1):.2f}%)"})
     groups = method.optimizer_groups(model, recipe.method, recipe.train.lr)
-    optimizer = (torch.optim.AdamW(groups, lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
-                 if groups else None)
-    return model, ProgressCallback(emit, ctx.should_stop), optimizer
+    optimizer = make_optimizer(groups, recipe.train) if groups else None
+    if recipe.train.compile:
+        emit({"type": "log", "message": f"Compiling {compile_body(model)} with torch.compile (the first steps "
+                                        "take longer)"})
+    return model, ProgressCallback(emit, ctx.should_stop, ctx.run_dir), optimizer
+
+
+def make_optimizer(groups, train_cfg):
+    """AdamW over the method's parameter groups; fused into one kernel where `train.fused_optimizer` says so."""
+    import torch
+
+    fused = train_cfg.fused_optimizer == "on" or (train_cfg.fused_optimizer == "auto" and torch.cuda.is_available())
+    return torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay, fused=fused or None)
+
+
+def compile_body(model) -> str:
+    """torch.compile the model's transformer body in place (the part every loss path calls, the lean one included);
+    returns its class name. Heads and adapters' wrappers stay eager."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body = getattr(base, "base_model", None) or base  # the decoder under a *ForCausalLM head
+    body.compile()
+    return type(body).__name__
+
+
+def frozen_weights_to_bf16(model) -> int:
+    """Store the frozen float32 weights of an adapter-style run in bf16 (half the memory, no autocast copy per
+    forward on a GPU); what trains stays float32. Returns how many values were cast."""
+    import torch
+
+    cast = 0
+    for param in model.parameters():
+        if not param.requires_grad and param.dtype == torch.float32:
+            param.data = param.data.to(torch.bfloat16)
+            cast += param.numel()
+    return cast
 
 
 def finish_training(trainer, output, callback, method, tokenizer, ctx: TrainContext) -> dict:
@@ -218,6 +315,9 @@ def finish_training(trainer, output, callback, method, tokenizer, ctx: TrainCont
     final_loss = losses[-1] if losses else None
     if callback.stopped:
         return {"result_dir": None, "final_loss": final_loss, "stopped": True}
+    from studio.models.varlen_attention import restore_sdpa
+
+    restore_sdpa(trainer.model)  # a saved config names transformers' own attention
     result_dir = method.save(trainer.model, tokenizer, ctx.run_dir)
     runtime = output.metrics.get("train_runtime")
     tokens = trainer.state.num_input_tokens_seen

@@ -16,6 +16,7 @@ from studio.ui.api import add_api
 from studio.ui.common import UiShared
 from studio.ui.data_tab import build_data
 from studio.ui.i18n import DEFAULT_LANG, LANGUAGES, Localizer, Texts
+from studio.ui.jobs_bar import build_jobs_bar
 from studio.ui.playground_tab import build_playground
 from studio.ui.prefs_tab import build_prefs
 from studio.ui.rag_tab import build_rag
@@ -78,6 +79,7 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
         demo.studio_engine = engine
         ui = UiShared(texts, Localizer(texts), gr.State(DEFAULT_LANG), demo)
         language = _header(ui)
+        build_jobs_bar(engine, ui)
         with gr.Tabs() as tabs:
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.train"), id="train", elem_id="studio-tab-train") as train_tab:
                 with ui.admin_part():

@@ -39,6 +39,16 @@ def queue_message(texts: Texts, lang: str, ahead: int) -> str:
     return texts.t(lang, key, n=ahead)
 
 
+def phase_words(phase: str | None, texts: Texts, lang: str) -> str:
+    """'evaluating 5/16' (as the job row says it) in the page's language; '' when the run is on its steps."""
+    if not phase:
+        return ""
+    name, _, count = phase.partition(" ")
+    done, _, total = count.partition("/")
+    key = f"progress.phase.{name}"
+    return texts.t(lang, key, done=done or "?", total=total or "?") if texts.get(lang, key) else phase
+
+
 def progress_html(status: dict | None, texts: Texts, lang: str) -> str:
     """A bar with step/total, percent, ETA, tokens/s and the run's state; a hint when no run is shown."""
     if not status:
@@ -54,6 +64,9 @@ def progress_html(status: dict | None, texts: Texts, lang: str) -> str:
         facts = [queue_message(texts, lang, ahead) if ahead else texts.t(lang, "progress.waiting")]
     else:
         facts = [texts.t(lang, "progress.step", step=step, total=total or "?"), f"{percent:.0f}%"]
+    phase = phase_words(status.get("phase"), texts, lang)
+    if phase:
+        facts.append(phase)
     if state in ("running", "cancelling"):
         facts.append(texts.t(lang, "progress.eta", eta=format_duration(status.get("eta_s"))))
     if status.get("tokens_per_s") and state != "queued":

@@ -21,7 +21,8 @@ from studio.data.cleaning import CleaningConfig, SplitConfig
 from studio.data.formats import FORMATS
 from studio.data.stats import dataset_report, histogram_figure
 from studio.data.template_store import list_templates
-from studio.data.templates import BUILTIN_TEMPLATES, get_template
+from studio.data.template_store import get_template
+from studio.data.templates import BUILTIN_TEMPLATES
 from studio.errors import StudioError
 from studio.ui import data_forms as forms
 from studio.ui.common import UiShared, error_text

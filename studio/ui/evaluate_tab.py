@@ -19,6 +19,7 @@ import gradio as gr
 from studio.errors import StudioError
 from studio.evaluation import METRIC_GROUPS, word_diff
 from studio.generation import inference_thread
+from studio.models.refs import run_spec
 from studio.ui.common import UiShared, error_text
 from studio.ui.metric_charts import metric_label
 
@@ -184,7 +185,7 @@ def _wire(view: EvaluateView, engine: Any, ui: UiShared, tab: Any) -> None:
         return gr.update(value=figure, visible=figure is not None)
 
     def on_go(model, run_ids, dataset, split, metrics, limit, max_new, shots, forgetting, only, lang):
-        targets = ([model] if model else []) + [f"run:{r}" for r in run_ids or []]
+        targets = ([model] if model else []) + [run_spec(r) for r in run_ids or []]
         lines: queue.Queue = queue.Queue()
         box: dict[str, Any] = {}
 

@@ -20,6 +20,7 @@ import gradio as gr
 from studio.export.report import report_samples, report_table
 from studio.export.report_chart import report_chart
 from studio.export.service import read_manifest
+from studio.models.refs import parse
 
 PREVIOUS_COLUMNS = ("when", "source", "format", "quant", "size_mb", "path")
 MAX_FILES_LISTED = 12
@@ -46,7 +47,7 @@ def job_html(job: dict | None, texts: Any, lang: str, error: str | None = None) 
         return f'<div class="studio-progress studio-progress-empty">{html.escape(texts.t(lang, "export.job.none"))}</div>'
     state, request = job["state"], job.get("request") or {}
     percent = 100.0 if state == "completed" else 100.0 * float(job.get("fraction") or 0.0)
-    source = (job.get("result") or {}).get("source_name") or str(request.get("source", "")).removeprefix("run:")
+    source = (job.get("result") or {}).get("source_name") or parse(str(request.get("source", ""))).run_id or str(request.get("source", ""))
     head = texts.t(lang, f"export.job.{state if state != 'queued' else 'running'}", source=source,
                    format=format_label(texts, lang, request.get("format", ""), request.get("quant")))
     facts = texts.t(lang, "export.job.facts", percent=f"{percent:.0f}", message=job.get("message") or "",

@@ -25,10 +25,10 @@ from studio.export.merge import DTYPES
 from studio.export.pipeline import BNB4_TYPES, FORMATS, ExportRequest, check_request
 from studio.export.source import CAUSAL, resolve_source
 from studio.export.staging import check_out
+from studio.models.refs import run_spec
 from studio.ui.common import UiShared, error_text
 from studio.ui.export_report_view import completed_export, job_html, previous_table, show_export
 
-RUN_PREFIX = "run:"
 QUANT_FALLBACK = ("F16", "BF16", "Q8_0", "Q5_0", "Q5_1", "Q4_0", "Q4_1")
 # Which format shows which option widget.
 OPTION_FORMAT = {"dtype": "merged", "gguf_quant": "gguf", "bnb4_quant": "bnb4", "double_quant": "bnb4",
@@ -82,7 +82,7 @@ class ExportView:
 def source_choices(runs: list[dict], models: list[str], texts: Any, lang: str) -> list[tuple[str, str]]:
     """Finished runs first (as 'run:<id>', labelled name · method · id), then models by name."""
     return [(texts.t(lang, "export.source.run", name=r["name"], method=r["method"], id=r["id"]),
-             f"{RUN_PREFIX}{r['id']}") for r in runs] + [(m, m) for m in models]
+             run_spec(r["id"])) for r in runs] + [(m, m) for m in models]
 
 
 def allowed_formats(source: Any) -> tuple[str, ...]:
@@ -347,6 +347,16 @@ def _wire(view: ExportView, engine: Any, ui: UiShared, tab: Any) -> None:
 
     view.start.click(on_start, [ui.lang, *request_inputs], [view.job, view.timer, view.notice, view.progress],
                      api_visibility="private")
+
+    def on_reopen(lang, job_id):
+        """A reopened page follows the export still running in this app (its bar, Cancel, the result)."""
+        running = engine.exports.running()
+        if job_id or not running:
+            return gr.skip(), gr.skip(), gr.skip()
+        return running[0]["id"], gr.Timer(active=True), poll_export(engine, running[0]["id"], texts, lang)[1]
+
+    ui.demo.load(on_reopen, [ui.lang, view.job], [view.job, view.timer, view.progress], api_visibility="private",
+                 show_progress="hidden")
 
     def on_tick(lang, job_id):
         job, bar = poll_export(engine, job_id, texts, lang)

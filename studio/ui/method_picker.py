@@ -3,9 +3,9 @@
 A dropdown of the registered methods (the registry name is the value, the title the label) with
 the method's summary, a one-line verdict for the selected method (trainable parameters, estimated
 peak memory against the free memory, and what would make it fit) and its settings group. Under it,
-a "Compare methods" accordion whose table comes from `studio.memory.method_table` on an explicit
+a "Compare methods" accordion whose table comes from `studio.memory_picker.method_table` on an explicit
 click, cached per user in a `gr.State` keyed by (model, stage, batch, max length, precision,
-checkpointing), and a "Suggest a method" row over `studio.memory.recommend`. Counting and
+checkpointing), and a "Suggest a method" row over `studio.memory_picker.recommend`. Counting and
 estimating are the engine's (`studio.memory_picker`); this module only words the rows.
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ import gradio as gr
 import pandas as pd
 
 from studio.errors import StudioError
-from studio.memory import GOALS, GiB, device_memory, load_config, method_table, model_shape, recommend, task_of
+from studio.memory import GOALS, GiB, device_memory, load_config, model_shape, task_of
+from studio.memory_picker import method_table, recommend
 from studio.methods import METHODS
 from studio.ui.fields import FieldWidget, build_fields
 from studio.ui.i18n import Texts
@@ -65,7 +66,7 @@ def gigabytes(n: float) -> str:
 def table_key(recipe: Any) -> tuple:
     """What the comparison table depends on besides the method (the cache key)."""
     return (recipe.model, recipe.stage, recipe.train.batch_size, recipe.data.max_length, recipe.train.precision,
-            bool(recipe.train.gradient_checkpointing))
+            bool(recipe.train.gradient_checkpointing), recipe.train.micro_batch_size, recipe.train.token_metrics)
 
 
 def fixes_text(texts: Texts, lang: str, fixes: list) -> str:
@@ -79,10 +80,21 @@ def verdict_text(texts: Texts, lang: str, title: str, row: dict, memory: dict) -
     values = dict(title=title, trainable=human_count(row["trainable"]), percent=f"{row['percent']:.2f}%",
                   peak=gigabytes(row["estimated_total"]), free=gigabytes(memory["free_bytes"]))
     if row["fits"]:
-        return texts.t(lang, "picker.verdict.fits", **values)
+        return texts.t(lang, "picker.verdict.fits", **values) + plan_text(texts, lang, row)
     if row.get("fixes"):
         return texts.t(lang, "picker.verdict.no_fit", fixes=fixes_text(texts, lang, row["fixes"]), **values)
     return texts.t(lang, "picker.verdict.no_fix", **values)
+
+
+def plan_text(texts: Texts, lang: str, row: dict) -> str:
+    """The passes a step takes and automatic checkpointing, when the plan uses them (empty otherwise)."""
+    parts = []
+    if row.get("passes", 1) > 1:
+        parts.append(texts.t(lang, "picker.plan.passes", batch=row["passes"] * row["micro_batch_size"],
+                             passes=row["passes"], micro=row["micro_batch_size"]))
+    if row.get("auto_checkpointing"):
+        parts.append(texts.t(lang, "picker.plan.checkpointing"))
+    return "".join(" " + p for p in parts)
 
 
 def method_text(texts: Texts, lang: str, name: str) -> str:

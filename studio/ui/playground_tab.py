@@ -18,13 +18,13 @@ import gradio as gr
 
 from studio.errors import StudioError
 from studio.generation import GenerationSettings, ModelPool, save_exchange, stream_chat
+from studio.models.refs import parse, run_spec
 from studio.settings import parse_settings
 from studio.ui.common import UiShared, error_text, pick_default
 from studio.ui.fields import FieldWidget, build_fields, collect_sections
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 SLOTS = ("a", "b", "c")
-RUN_PREFIX = "run:"
 
 
 @dataclass
@@ -47,13 +47,14 @@ def target_choices(models: list[str], runs: list[dict], texts: Any, lang: str, o
     """Dropdown choices: models by name, finished runs as 'run:<id>'; optional slots start with 'none'."""
     head = [(texts.t(lang, "play.slot.none"), "")] if optional else []
     return head + [(m, m) for m in models] + [(texts.t(lang, "play.slot.run", name=r["name"], method=r["method"],
-                                                       id=r["id"]), f"{RUN_PREFIX}{r['id']}") for r in runs]
+                                                       id=r["id"]), run_spec(r["id"])) for r in runs]
 
 
 def split_target(value: str, runs: list[dict]) -> tuple[str, str | None]:
     """(base model spec, run id or None) of a slot's value."""
-    if value.startswith(RUN_PREFIX):
-        run_id = value[len(RUN_PREFIX):]
+    ref = parse(value)
+    if ref.is_run:
+        run_id = ref.run_id
         run = next((r for r in runs if r["id"] == run_id), None)
         return (run["model"] if run else "", run_id)
     return value, None
@@ -111,7 +112,7 @@ def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any, pool: Model
 
     def refresh(lang, *current):
         models, runs = engine.model_choices(), engine.finished_runs()
-        valid = set(models) | {f"{RUN_PREFIX}{r['id']}" for r in runs}
+        valid = set(models) | {run_spec(r["id"]) for r in runs}
         first = current[0] or pick_default(models, DEFAULT_MODEL)
         return [gr.update(choices=target_choices(models, runs, texts, lang, i > 0),
                           value=first if i == 0 else (value if value in valid else ""))

@@ -179,12 +179,15 @@ def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, e
     from studio.ui.prefs_tab import RANK_KEYS_JS
 
     creds = check_host_auth(host, auth)
+    if block:
+        stop_on_sigterm()
     own_engine = engine is None
     if own_engine:
         from studio.engine import Engine
 
         engine = Engine()
     app_kwargs: dict[str, Any] = {}
+    demo = None
     try:
         if creds:
             from starlette.middleware import Middleware
@@ -200,6 +203,10 @@ def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, e
                     auth_message=LOGIN_MESSAGE if creds else None, css=APP_CSS, head=RANK_KEYS_JS,
                     theme=make_theme(), footer_links=["api"], run_history=False, show_error=False,
                     prevent_thread_lock=not block, quiet=not block, app_kwargs=app_kwargs)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Gradio's own wait caught it: the same orderly stop
+        if demo is not None:
+            demo.close()
+        block = True
     except BaseException:
         SERVED.release()
         if own_engine:
@@ -211,3 +218,14 @@ def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, e
             engine.shutdown()
         return None
     return demo
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a service manager, `kill`, a test fixture) ends the server the way Ctrl-C does: Gradio closes it, then
+    `launch` shuts the engine down (training asked to checkpoint and stop, then 'interrupted'; exports and indexing
+    ended), so no worker outlives the app. Python's default for SIGTERM ends the process with no cleanup at all."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)

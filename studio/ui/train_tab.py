@@ -34,7 +34,7 @@ from studio.ui.method_picker import DEFAULT_METHOD, MethodPickerView, build_meth
 MAIN_DATA = ("max_length", "validation")
 MAIN_TRAIN = ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "eval_every", "precision")
 DEFAULT_MODEL = "smollm2-135m-instruct"
-PICKER_FIELDS = ("batch_size", "max_length", "precision", "gradient_checkpointing")  # redraw the verdict
+PICKER_FIELDS = ("batch_size", "micro_batch_size", "max_length", "precision", "gradient_checkpointing", "token_metrics")  # redraw the verdict
 POLL_SECONDS = 1.5
 ENDED = ("completed", "failed", "cancelled", "interrupted")
 
@@ -60,6 +60,7 @@ class TrainView:
     timer: gr.Timer
     run_id: gr.State
     seen_points: gr.State
+    skip_eval: gr.Button
 
     @property
     def method(self) -> gr.Dropdown:
@@ -87,6 +88,19 @@ def recipe_dict(view: TrainView, values: dict) -> dict:
             "method": {"name": method, **sections.pop("method", {})},
             "data": {"dataset": dataset, **sections.pop("data", {})},
             "train": sections.pop("train", {}), **sections}
+
+
+def cancel_button(status: str | None, texts: Any, lang: str) -> dict:
+    """Cancel while a run is queued or running; Force stop while it is stopping after its step; off otherwise."""
+    if status == "cancelling":
+        return gr.update(value=texts.t(lang, "train.force_stop"), interactive=True)
+    return gr.update(value=texts.t(lang, "train.cancel"), interactive=status in ("queued", "running"))
+
+
+def skip_eval_button(status: dict | None) -> dict:
+    """'Skip evaluation' shows only while the watched run is evaluating."""
+    phase = (status or {}).get("phase") or ""
+    return gr.update(visible=phase.startswith("evaluating") and (status or {}).get("status") == "running")
 
 
 def build_train(engine: Any, ui: UiShared) -> TrainView:
@@ -131,6 +145,8 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
                           "train.start")
         cancel = loc.value(gr.Button(t("train.cancel"), variant="stop", scale=1, interactive=False,
                                      elem_id="studio-cancel"), "train.cancel")
+        skip_eval = loc.value(gr.Button(t("train.skip_eval"), scale=1, visible=False, elem_id="studio-skip-eval"),
+                              "train.skip_eval")
     message = gr.Markdown("", elem_id="studio-train-message")
     progress = gr.HTML(progress_html(None, texts, lang), elem_id="studio-progress")
     chart = loc.label(gr.Plot(value=loss_figure([], texts, lang), label=t("chart.title"), elem_id="studio-loss"),
@@ -147,7 +163,7 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
     timer = gr.Timer(POLL_SECONDS, active=False)
     view = TrainView(model, stage, dataset, upload, picker, main + advanced + stage_fields, run_name, start, cancel,
                      message, progress, chart, metrics_chart, confusion, samples, log, timer, gr.State(None),
-                     gr.State(-1))
+                     gr.State(-1), skip_eval)
     _wire(view, engine, ui)
     groups = list(stage_groups.items())
     stage.change(lambda name: [gr.update(visible=name == n) for n, _ in groups], [stage], [g for _, g in groups],
@@ -189,7 +205,8 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
                     metrics_figure([], texts, lang) if empty else gr.skip(),
                     gr.update(visible=False) if empty else gr.skip(),
                     samples_table([], texts, lang) if empty else gr.skip(),
-                    "" if empty else gr.skip(), gr.Timer(active=False), gr.update(interactive=False), -1)
+                    "" if empty else gr.skip(), gr.Timer(active=False), gr.update(interactive=False), -1,
+                    gr.update(visible=False))
         metrics = status.get("metrics") or []
         grew = seen == -1 or len(metrics) != seen
         live = status.get("status") not in ENDED
@@ -198,10 +215,10 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
                 _confusion_update(status.get("confusion"), lang) if grew else gr.skip(),
                 samples_table(status.get("samples") or [], texts, lang) if grew else gr.skip(),
                 log_text(status.get("log_tail")) if grew or not live else gr.skip(), gr.Timer(active=live),
-                gr.update(interactive=status.get("status") in ("queued", "running")), len(metrics))
+                cancel_button(status.get("status"), texts, lang), len(metrics), skip_eval_button(status))
 
     live_outputs = [view.progress, view.chart, view.metrics_chart, view.confusion, view.samples, view.log, view.timer,
-                    view.cancel, view.seen_points]
+                    view.cancel, view.seen_points, view.skip_eval]
     view.timer.tick(redraw, [view.run_id, ui.lang, view.seen_points], live_outputs, concurrency_limit=None,
                     show_progress="hidden", api_visibility="private")
     ui.on_language(lambda lang, run_id: redraw(run_id, lang, -1), [view.run_id], live_outputs)
@@ -228,16 +245,31 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
     view.start.click(on_start, inputs, [view.run_id, view.message, *live_outputs], api_visibility="private")
 
     def on_cancel(run_id, lang):
+        """Cancel stops after the current step; pressed again while stopping (now 'Force stop'), it ends the run."""
         if not run_id:
             return gr.skip()
         try:
-            engine.cancel(run_id)
+            force = engine.run_status(run_id)["status"] == "cancelling"
+            engine.cancel(run_id, force=force)
         except StudioError as exc:
             gr.Warning(texts.error(lang, exc))
             return error_text(texts, lang, exc)
-        return texts.t(lang, "msg.cancel_requested")
+        return texts.t(lang, "msg.force_requested" if force else "msg.cancel_requested")
 
     view.cancel.click(on_cancel, [view.run_id, ui.lang], [view.message], api_visibility="private")
+
+    def on_skip_eval(run_id, lang):
+        if not run_id:
+            return gr.skip(), gr.skip()
+        try:
+            engine.skip_evaluation(run_id)
+        except StudioError as exc:
+            gr.Warning(texts.error(lang, exc))
+            return error_text(texts, lang, exc), gr.skip()
+        return texts.t(lang, "msg.skip_eval_requested"), gr.update(visible=False)
+
+    view.skip_eval.click(on_skip_eval, [view.run_id, ui.lang], [view.message, view.skip_eval],
+                         api_visibility="private")
 
     def on_load(lang):
         """Fill the pickers with what exists now and watch the most recent active run, if any."""

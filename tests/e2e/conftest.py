@@ -61,13 +61,52 @@ def studio_server(tmp_path_factory):
         _wait_until_up(url, proc, timeout=180)
         yield url, home
     finally:
-        proc.terminate()
+        workers = _descendants(proc.pid)
+        proc.terminate()  # SIGTERM: the studio stops its jobs (training checkpoints, up to a minute) and exits
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         log.close()
+    from studio.jobs.worker import pid_alive
+
+    deadline = time.monotonic() + 30
+    while any(pid_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in workers if pid_alive(pid)]
+    assert proc.returncode == 0, f"the studio ended with code {proc.returncode} on SIGTERM; see the server log"
+    assert not left, f"worker processes {left} outlived the studio"
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below `pid` now (its job workers and theirs), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed browser test carries the end of the studio's log (CI keeps no artifacts, only this output)."""
+    report = yield
+    if report.failed and (ARTIFACTS / "e2e-server.log").exists():
+        lines = (ARTIFACTS / "e2e-server.log").read_text(encoding="utf-8", errors="replace").splitlines()
+        report.sections.append(("studio server log (last 80 lines)", "\n".join(lines[-80:])))
+    console = getattr(item.funcargs.get("page"), "studio_console", None)
+    if report.failed and console:
+        report.sections.append(("browser console (last 40 messages)", "\n".join(console[-40:])))
+    return report
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +131,10 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1300, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
+    page.studio_console = []  # shown with a failure (see pytest_runtest_makereport)
+    page.on("console", lambda message: page.studio_console.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: page.studio_console.append(f"page error: {error}"))
     try:
         yield page
     finally:
         context.close()
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """Run the export browser test last of the whole session: on this 2-core machine the browser tests that came
-    after it failed (the RAG test's upload never reached its server; once the method picker's Spanish table), while
-    each passes alone and all passed before it existed. Cause not found yet; see issue 8's note."""
-    last = [item for item in items if item.nodeid.startswith("tests/e2e/test_export_browser.py")]
-    items[:] = [item for item in items if item not in last] + last

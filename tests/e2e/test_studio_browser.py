@@ -122,10 +122,11 @@ def test_train_watch_queue_cancel_and_reopen(page, studio_server, tiny_llama_dir
     page.click("#studio-cancel")
     wait_progress(page, "s === 'cancelled'")
 
-    # Back on the first run: cancel stops it at the next step.
+    # Back on the first run: cancel stops it after the current step, with a checkpoint.
     open_page(page, url)
     wait_progress(page, "s === 'running'")
     page.click("#studio-cancel")
+    page.wait_for_selector("#studio-train-message :text('Stopping after the current step')")
     wait_progress(page, "s === 'cancelled'", timeout=120_000)
     assert "Cancelled" in page.locator(PROGRESS).inner_text()
     shot(page, "04-train-cancelled")

@@ -40,6 +40,8 @@ def execute(run_dir: Path, home: Path, resume_from: Path | None, emit, should_st
             if cfg["mode"] == "studio_error":
                 raise StudioError("The dataset 'x' has no 'messages' column; pick a chat dataset.", field="data.dataset")
             raise RuntimeError("boom at step %d" % step)
+        if step == cfg.get("phase_at"):  # an evaluation between steps, as the real progress callback reports it
+            emit({"type": "phase", "phase": "evaluating", "done": 2, "total": 16})
         time.sleep(cfg["sleep"])
         loss = round(2.0 / step, 4)
         emit({"type": "progress", "step": step, "total_steps": cfg["steps"], "loss": loss, "lr": 1e-4,

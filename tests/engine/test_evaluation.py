@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
 
 from studio.errors import StudioError
 from studio.evaluation import evaluate, parse_metrics, word_diff
+from studio.jobs.records import JobRecords
 
 from tests.engine.test_classify import classify_recipe
 from tests.engine.test_training import run_in_process, tiny_recipe
@@ -77,6 +79,33 @@ def test_studio_eval_prints_a_table_and_saves(workspace, tiny_llama_dir, monkeyp
     out = capsys.readouterr().out
     assert "rougeL" in out and "perplexity" in out and "Saved to" in out
     assert main(["eval", "no-such-run-or-model", "--data", "sample-format-tutor"]) == 1
+    failed, done = JobRecords(workspace).list(kind="evaluate")  # newest first: `studio jobs` sees both
+    assert done["status"] == "completed" and done["result"]["n"] == 2 and done["result"]["saved"] in out
+    assert done["params"]["limit"] == 2 and done["title"] == f"{tiny_llama_dir} on sample-format-tutor"
+    assert failed["status"] == "failed" and "no-such-run-or-model" in failed["error"]
+
+
+def test_an_evaluation_cancelled_through_its_job_row_stops_and_is_retried(workspace, tiny_llama_dir, monkeypatch,
+                                                                         capsys):
+    from studio.cli_jobs import cmd_retry
+    from studio.engine import Engine
+
+    records = JobRecords(workspace)
+
+    def cancel_from_elsewhere(message):  # `studio jobs cancel ID` while the first target is about to start
+        records.request_cancel(records.list(kind="evaluate", active_only=True)[0]["id"])
+
+    engine = Engine(workspace, start_jobs=False)
+    with pytest.raises(StudioError, match="evaluation was cancelled") as info:
+        engine.evaluate([str(tiny_llama_dir)], "sample-format-tutor", split="validation", metrics="ppl", limit=2,
+                        emit=cancel_from_elsewhere)
+    assert info.value.key == "eval.cancelled"
+    [row] = records.list(kind="evaluate")
+    assert row["status"] == "cancelled" and row["phase"].startswith("Evaluating")
+    monkeypatch.setenv("STUDIO_HOME", str(workspace.home))
+    assert cmd_retry(Namespace(job_id=str(row["id"]))) == 0
+    assert records.list(kind="evaluate")[0]["status"] == "completed"
+    assert json.loads(capsys.readouterr().out)["rows"][0]["perplexity"] > 1
 
 
 def test_classification_runs_get_accuracy_f1_and_a_confusion_matrix(workspace, tiny_bert_dir, tiny_llama_dir):  # noqa: F811

@@ -64,6 +64,7 @@ def test_cancelling_an_export_keeps_the_previous_one(workspace, lora_run, tmp_pa
                             "overwrite": True})
     with pytest.raises(StudioError, match="already running"):
         service.start({"source": lora_run, "format": "merged", "out": str(out), "overwrite": True})
+    assert [j["id"] for j in service.running()] == [job_id]  # what a reopened Export tab follows again
     service.cancel(job_id)
     status = service.wait(job_id, timeout=60)
     assert status["state"] == "cancelled"

@@ -188,14 +188,43 @@ def test_studio_error_in_target_reaches_the_run_word_for_word(ws, manager):
         "failed", "The dataset 'x' has no 'messages' column; pick a chat dataset.")
 
 
-def test_worker_that_ignores_stop_is_killed_after_cancel_timeout(ws, manager):
-    m = manager(cancel_timeout=0.5)
-    run_id = make_run(ws, "stubborn", steps=500, mode="ignore_stop")
+def test_cancel_during_a_slow_step_waits_for_it_and_keeps_a_checkpoint(ws, manager):
+    m = manager(cancel_timeout=0.2)  # far shorter than a step: only closing the studio uses this deadline
+    run_id = make_run(ws, "slow", steps=50, sleep=1.5, every=1000)
+    m.submit(run_id)
+    wait_for(lambda: (ws.get_run(run_id)["step"] or 0) >= 1)
+    assert m.cancel(run_id) == "cancelling"
+    run = m.wait(run_id, timeout=60)
+    assert run["status"] == "cancelled" and run["error"] is None
+    assert latest_checkpoint(Path(run["run_dir"])).name == f"checkpoint-{run['step']}"
+
+
+def test_an_evaluation_between_steps_shows_as_the_runs_phase(ws, manager):
+    m = manager()
+    run_id = make_run(ws, "evaluating", steps=500, every=1000, sleep=0.2, phase_at=2)
+    m.submit(run_id)
+    wait_for(lambda: m.status(run_id)["phase"] == "evaluating 2/16")
+    from studio.ui.charts import progress_html
+    from studio.ui.i18n import Texts
+
+    assert "Evaluating: batch 2 of 16" in progress_html(m.status(run_id), Texts.load(), "en")
+    assert "Evaluando: lote 2 de 16" in progress_html(m.status(run_id), Texts.load(), "es")
+    m.cancel(run_id)
+    assert m.wait(run_id, timeout=30)["status"] == "cancelled" and m.status(run_id)["phase"] is None
+
+
+def test_a_worker_that_ignores_stop_runs_on_until_force_stop(ws, manager):
+    m = manager(cancel_timeout=0.2)
+    run_id = make_run(ws, "stubborn", steps=5000, sleep=0.3, every=2, mode="ignore_stop")
     m.submit(run_id)
     wait_for(lambda: (ws.get_run(run_id)["step"] or 0) >= 1)
     m.cancel(run_id)
-    run = m.wait(run_id, timeout=20)
-    assert run["status"] == "cancelled" and "stopped by force" in run["error"]
+    asked_at = ws.get_run(run_id)["step"]
+    wait_for(lambda: ws.get_run(run_id)["step"] >= asked_at + 4)  # well past cancel_timeout: not killed
+    assert ws.get_run(run_id)["status"] == "cancelling"
+    JobManager(ws, target=FAKE).cancel(run_id, force=True)  # the second, explicit action (here: another process)
+    run = m.wait(run_id, timeout=30)
+    assert run["status"] == "cancelled" and "stopped by force; resume it from step" in run["error"]
 
 
 def test_another_manager_can_cancel_a_run_it_does_not_own(ws, manager):
@@ -280,3 +309,81 @@ def test_exiting_the_app_stops_its_workers_and_leaves_runs_resumable(ws):
     run = ws.get_run(run_id)
     assert run["status"] == "interrupted" and "The studio was closed" in run["error"]
     assert latest_checkpoint(Path(run["run_dir"])).name == f"checkpoint-{run['step']}"
+
+
+def test_a_worker_stuck_in_a_step_ends_soon_after_its_app_is_killed(tmp_path):
+    """`exit_with_parent`: the orphan is told (its cue to checkpoint), then ended after the grace, whatever it does."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    worker = tmp_path / "worker.py"
+    worker.write_text(textwrap.dedent(f"""
+        import os, time
+        from pathlib import Path
+        from studio.jobs.worker import exit_with_parent
+        marks = Path({str(marks)!r})
+        exit_with_parent(0.5, poll_s=0.05, on_orphan=lambda: (marks / "told").write_text("1"))
+        (marks / "pid").write_text(str(os.getpid()))
+        while True:
+            time.sleep(1)  # a step that never ends
+    """))
+    app = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time\n"
+                            f"subprocess.Popen([sys.executable, {str(worker)!r}])\ntime.sleep(120)"],
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        worker_pid = int(wait_for(lambda: (marks / "pid").exists() and (marks / "pid").read_text(), timeout=60))
+    finally:
+        app.kill()
+        app.wait()
+    from studio.jobs.worker import pid_alive
+
+    wait_for(lambda: not pid_alive(worker_pid), timeout=60)
+    assert (marks / "told").read_text() == "1"
+
+
+def test_sigterm_on_the_served_studio_interrupts_its_training_and_leaves_no_worker(ws):
+    run_id = make_run(ws, "served", steps=500, every=1000)
+    app = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import socket
+        from studio.engine import Engine
+        from studio.ui.serve import launch
+        from studio.workspace import Workspace
+        engine = Engine(Workspace.open({str(ws.home)!r}), start_jobs=False)
+        engine.jobs.target, engine.jobs.poll_s = {FAKE!r}, 0.05
+        engine.jobs.start().submit({run_id!r})
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        print("port", port, flush=True)
+        launch(port=port, engine=engine)
+        engine.shutdown()
+        print("closed cleanly")
+    """)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        port = next(int(line.split()[1]) for line in app.stdout if line.startswith("port "))
+        worker_pid = wait_for(lambda: (ws.get_run(run_id)["step"] or 0) >= 2 and ws.get_run(run_id)["pid"],
+                              timeout=120)
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), timeout=180)
+        app.send_signal(signal.SIGTERM)  # as a service manager or a test fixture stops the studio
+        out, _ = app.communicate(timeout=120)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    assert app.returncode == 0 and "closed cleanly" in out, out[-2000:]
+    from studio.jobs.worker import pid_alive
+
+    assert not pid_alive(worker_pid)
+    run = ws.get_run(run_id)
+    assert run["status"] == "interrupted" and "resume it" in run["error"]
+    assert latest_checkpoint(Path(run["run_dir"])).name == f"checkpoint-{run['step']}"
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False

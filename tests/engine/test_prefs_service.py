@@ -4,6 +4,7 @@ arena's blind duels, votes, leaderboard and pairs, and the judge job's suggestio
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ import pytest
 from studio.data.store import dataset_names
 from studio.errors import StudioError
 from studio.generation import GenerationSettings, ModelPool
+from studio.jobs.records import JobRecords
 from studio.prefs.judge import judge_prompt, ranking_from_scores
 from studio.prefs.service import PrefService
 from studio.prefs.slots import candidate_settings, default_settings
@@ -171,7 +173,8 @@ def test_bad_generation_requests_are_refused_before_any_job(service, models):
         assert info.value.key == key, args
     with pytest.raises(StudioError, match="K \\(candidates per prompt\\) is 1; use 2 to 6"):
         service.start_generation("new", ["Q?"], models, 1)
-    assert service._jobs == {} and service.loads == []
+    assert service.jobs.jobs == {} and service.loads == []
+    assert JobRecords(service.ws).list() == []  # no job row either
 
 
 def test_export_turns_the_consensus_into_dpo_and_kto_datasets(service, workspace):
@@ -215,11 +218,16 @@ def test_a_pair_with_an_empty_answer_is_left_out_and_counted(service):
 
 
 def test_a_cancelled_generation_creates_no_task_set(service, models):
-    service._worker.submit(lambda: __import__("time").sleep(0.3))  # keep the worker busy until the cancel
+    gate = threading.Event()
+    service.jobs._pool.submit(gate.wait, 60)  # keep the worker busy until the cancel
     job_id = service.start_generation("never", ["Q?"] * 20, models, 2, SHORT)
+    assert JobRecords(service.ws).get(job_id)["status"] == "queued"
     service.cancel(job_id)
+    gate.set()
     assert service.wait(job_id, timeout=60)["state"] == "cancelled"
     assert service.store.task_sets() == [] and service.loads == []
+    row = JobRecords(service.ws).get(job_id)
+    assert row["kind"] == "generate" and row["status"] == "cancelled" and row["params"]["task_set"] == "never"
 
 
 def test_exporting_a_task_set_with_no_ranked_items_is_refused(service):

@@ -372,7 +372,7 @@ OTHER_METHODS = [(method, stage) for method, cls in sorted(METHODS.items()) for 
 
 @pytest.mark.parametrize("method,stage", OTHER_METHODS)
 def test_every_method_that_lists_a_preference_stage_trains_it(method, stage, workspace, tiny_llama_dir, pairs_file):
-    section = {"reward": "length", "num_generations": 2} if stage == "rl" else None
+    section = {"reward": "length", "num_generations": 2, "max_completion_length": 8} if stage == "rl" else None
     run_id, events, result = run_in_process(workspace, prefs_recipe(tiny_llama_dir, stage, pairs_file, method, section))
     losses = [e["loss"] for e in events if "loss" in e]
     assert not result["stopped"] and losses and all(loss == loss for loss in losses)

@@ -55,6 +55,10 @@ def test_every_method_trains_logs_loss_and_saves_a_loadable_result(method, works
     losses = [e["loss"] for e in events if "loss" in e]
     assert len(losses) >= 3 and all(l == l for l in losses)  # logged every step, no NaN
     assert any("eval_loss" in e for e in events)
+    # Between steps the run says it evaluates (batch k of n), then writes sample answers, then trains again.
+    phases = [e for e in events if e.get("type") == "phase"]
+    assert any(e["phase"] == "evaluating" and 1 <= e["done"] <= e["total"] for e in phases), phases
+    assert any(e["phase"] == "generating" for e in phases) and phases[-1]["phase"] is None
     assert result["result_dir"] and not result["stopped"]
     result_dir = Path(result["result_dir"])
     assert result_dir.name == METHODS.get(method).result_kind

@@ -80,7 +80,7 @@ class CharTokenizer:
 
 
 def test_highlight_marks_only_the_answer_unless_training_on_the_prompt():
-    from studio.data.templates import get_template
+    from studio.data.template_store import get_template
 
     records = [{"instruction": "Hi?", "output": "Hello", "input": "", "system": ""}] * 2
     spans = forms.highlight(CharTokenizer(), get_template("flan"), records, "", False, "loss")

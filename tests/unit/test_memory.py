@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from studio.config import TrainConfig
-from studio.memory import GiB, count_parameters, device_memory, estimate_training_memory, method_table, recommend
+from studio.memory import GiB, count_parameters, device_memory, estimate_training_memory
+from studio.memory_picker import method_table, recommend
 from studio.methods import METHODS, PeftMethod
 
 
@@ -86,8 +87,9 @@ def test_full_needs_gradients_and_adam_for_every_weight():
     assert full["total"] > lora["total"]
 
 
-def recipe(method_settings=None, batch=8):
-    return SimpleNamespace(stage="sft", method=method_settings, train=TrainConfig(batch_size=batch, precision="bf16"),
+def recipe(method_settings=None, batch=8, micro=0):
+    return SimpleNamespace(stage="sft", method=method_settings,
+                           train=TrainConfig(batch_size=batch, precision="bf16", micro_batch_size=micro),
                            data=SimpleNamespace(max_length=128))
 
 
@@ -104,11 +106,14 @@ def test_method_table_lists_every_registered_method_and_refuses_llama_adapter_on
 def test_method_table_says_what_would_make_a_plan_fit():
     small, big = (estimate("full", batch_size=b, seq_len=128)["total"] for b in (1, 256))
     free = int((small + big) / 2 / 0.9)  # batch 1 fits, batch 256 does not
-    rows = method_table(tiny_llama(), None, recipe(batch=256),
-                        memory={"kind": "cpu", "total_bytes": free, "free_bytes": free})
+    memory = {"kind": "cpu", "total_bytes": free, "free_bytes": free}
+    rows = method_table(tiny_llama(), None, recipe(batch=256, micro=256), memory=memory)
     full = next(r for r in rows if r["name"] == "full")
     assert full["fits"] is False and "batch size" in full["advice"]
     assert full["adapter_size_on_disk"] == 4 * full["trainable"]
+    # Left to the studio, the same batch runs in passes small enough to fit (studio.memory_plan).
+    planned = next(r for r in method_table(tiny_llama(), None, recipe(batch=256), memory=memory) if r["name"] == "full")
+    assert planned["fits"] and planned["micro_batch_size"] < 256 and planned["passes"] * planned["micro_batch_size"] == 256
 
 
 def test_recommend_follows_the_seeds_advice():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from studio.memory import GiB, method_table
+from studio.memory import GiB
+from studio.memory_picker import method_table
 from studio.ui.i18n import Texts
 from studio.ui.method_picker import COLUMNS, human_count, table_frame, table_key, table_row, verdict_text
 
@@ -71,7 +72,7 @@ def test_the_verdict_and_table_agree_with_the_engine_on_a_tiny_model(texts, tiny
     full = {r["name"]: r for r in method_table(recipe.model, None, recipe, memory=MEMORY)}
     assert one[0]["trainable"] == full["ia3"]["trainable"] > 0
     assert verdict_text(texts, "en", "IA3", one[0], MEMORY).startswith("IA3: ")
-    assert table_key(recipe) == (str(tiny_llama_dir), "sft", 2, 64, recipe.train.precision, False)
+    assert table_key(recipe) == (str(tiny_llama_dir), "sft", 2, 64, recipe.train.precision, False, 0, False)
 
 
 def test_rows_that_do_not_fit_carry_structured_fixes(tiny_llama_dir):
@@ -86,7 +87,7 @@ def test_rows_that_do_not_fit_carry_structured_fixes(tiny_llama_dir):
 
 
 def test_the_suggestion_says_why_in_both_languages(texts):
-    from studio.memory import recommend
+    from studio.memory_picker import recommend
     from studio.memory_picker import REASONS
     from studio.ui.method_picker import why_text
 

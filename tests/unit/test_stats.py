@@ -59,7 +59,8 @@ def test_distinct_count_is_capped(monkeypatch):
 
 @pytest.mark.parametrize("template", ["alpaca", "chat", "flan"])
 def test_token_lengths_equal_the_training_tokenisation(tok, template):
-    from studio.data.templates import IGNORE_INDEX, get_template, render_example, tokenize_rendered
+    from studio.data.template_store import get_template
+    from studio.data.templates import IGNORE_INDEX, render_example, tokenize_rendered
 
     records = [{"instruction": "Name a colour.", "input": "", "output": "Blue."},
                {"instruction": "Translate", "input": "gato " * 200, "output": "cat " * 150}]

@@ -14,6 +14,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from studio.data import render_deadline, template_limits
 from studio.data import templates as T
+from studio.data.template_store import get_template
 from studio.errors import StudioError
 
 RECORD = {"instruction": "Add the two numbers.", "input": "2 and 3", "output": "The sum is 5."}
@@ -144,7 +145,7 @@ def test_normal_templates_render_exactly_as_the_plain_sandbox_does(prompt):
 
 @pytest.mark.parametrize("name", [n for n, t in T.BUILTIN_TEMPLATES.items() if t.kind == "text"])
 def test_builtin_templates_render_as_before(name):
-    template = T.get_template(name)
+    template = get_template(name)
     plain = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
     for record in (RECORD, {**RECORD, "input": ""}):
         context = T.template_context(record, "Be brief.")
@@ -168,7 +169,7 @@ def test_a_thread_that_timed_out_is_usable_and_gets_no_stray_exception(short_tim
         try:
             outcome["timeout"] = _refusal(NEVER_ENDS).key
             outcome["busy"] = _busy_python()
-            outcome["after"] = T.render_example(T.get_template("alpaca"), RECORD)["response"]
+            outcome["after"] = T.render_example(get_template("alpaca"), RECORD)["response"]
         except BaseException as exc:  # a stray DeadlineExceeded would land here
             outcome["stray"] = repr(exc)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from studio.data import templates as T
-from studio.data.template_store import list_templates, load_template, save_template
+from studio.data.template_store import get_template, list_templates, load_template, save_template
 from studio.errors import StudioError
 
 RECORD = {"instruction": "Add the two numbers.", "input": "2 and 3", "output": "The sum is 5."}
@@ -26,7 +26,7 @@ def _loss_positions(row):
 @pytest.mark.parametrize("name", TEXT_TEMPLATES)
 @pytest.mark.parametrize("record", [RECORD, NO_INPUT], ids=["input", "no-input"])
 def test_text_templates_learn_exactly_the_response_and_eos(tok, name, record):
-    rendered = T.render_example(T.get_template(name), record, system_prompt="Be brief.")
+    rendered = T.render_example(get_template(name), record, system_prompt="Be brief.")
     prompt_ids = tok(rendered["prompt"], add_special_tokens=False)["input_ids"]
     row = T.tokenize_rendered(tok, rendered, max_length=512)
     # The loss starts at the first token after the prompt and runs to the end.
@@ -39,34 +39,34 @@ def test_text_templates_learn_exactly_the_response_and_eos(tok, name, record):
 
 
 def test_alpaca_and_dolly_wordings(tok):
-    alpaca = T.render_example(T.get_template("alpaca"), RECORD)["prompt"]
+    alpaca = T.render_example(get_template("alpaca"), RECORD)["prompt"]
     assert alpaca.startswith("Below is an instruction that describes a task, paired with an input")
     assert "### Input:\n2 and 3\n\n### Response:\n" in alpaca
-    alpaca_short = T.render_example(T.get_template("alpaca"), NO_INPUT)["prompt"]
+    alpaca_short = T.render_example(get_template("alpaca"), NO_INPUT)["prompt"]
     assert "### Input" not in alpaca_short and alpaca_short.endswith("### Response:\n")
-    dolly = T.render_example(T.get_template("dolly"), RECORD)["prompt"]
+    dolly = T.render_example(get_template("dolly"), RECORD)["prompt"]
     assert "### Instruction:\nAdd the two numbers.\n\nInput:\n2 and 3\n\n### Response:\n" in dolly
-    chatml = T.render_example(T.get_template("chatml"), RECORD, system_prompt="Be brief.")
+    chatml = T.render_example(get_template("chatml"), RECORD, system_prompt="Be brief.")
     assert chatml["prompt"] == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nAdd the two numbers."
                                 "\n\n2 and 3<|im_end|>\n<|im_start|>assistant\n")
 
 
 def test_system_prompt_applies_and_the_records_own_wins():
-    assert T.render_example(T.get_template("alpaca"), NO_INPUT, system_prompt="Be brief.")["prompt"].startswith(
+    assert T.render_example(get_template("alpaca"), NO_INPUT, system_prompt="Be brief.")["prompt"].startswith(
         "Be brief.\n\nBelow")
-    own = T.render_example(T.get_template("chat"), {**NO_INPUT, "system": "Own."}, system_prompt="Ignored.")
+    own = T.render_example(get_template("chat"), {**NO_INPUT, "system": "Own."}, system_prompt="Ignored.")
     assert own["messages"][0] == {"role": "system", "content": "Own."}
 
 
 def test_train_on_prompt_makes_every_token_count(tok):
     for name in [*TEXT_TEMPLATES, "chat"]:
-        rendered = T.render_example(T.get_template(name), RECORD)
+        rendered = T.render_example(get_template(name), RECORD)
         row = T.tokenize_rendered(tok, rendered, max_length=512, train_on_prompt=True)
         assert row["labels"] == row["input_ids"], name
 
 
 def test_truncation_cuts_ids_and_labels_together(tok):
-    rendered = T.render_example(T.get_template("alpaca"), RECORD)
+    rendered = T.render_example(get_template("alpaca"), RECORD)
     full = T.tokenize_rendered(tok, rendered, max_length=512)
     prompt_len = len(full["input_ids"]) - full["n_loss_tokens"]
     cut = T.tokenize_rendered(tok, rendered, max_length=prompt_len + 2)
@@ -76,7 +76,7 @@ def test_truncation_cuts_ids_and_labels_together(tok):
 
 
 def test_chat_template_masks_match_studio_data_chat(tok):
-    rendered = T.render_example(T.get_template("chat"), RECORD)
+    rendered = T.render_example(get_template("chat"), RECORD)
     row = T.tokenize_rendered(tok, rendered, max_length=512)
     assert tok.decode([row["input_ids"][i] for i in _loss_positions(row)]) == "The sum is 5.<|im_end|>"
     spans = T.preview_spans(tok, rendered)
@@ -88,7 +88,7 @@ CONVERSATION = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assist
 
 
 def test_multi_turn_last_masks_earlier_assistant_turns(tok):
-    rendered = T.render_example(T.get_template("chat"), CONVERSATION)
+    rendered = T.render_example(get_template("chat"), CONVERSATION)
     every = T.tokenize_rendered(tok, rendered, 512, multi_turn="all")
     last = T.tokenize_rendered(tok, rendered, 512, multi_turn="last")
     assert every["input_ids"] == last["input_ids"]
@@ -102,7 +102,7 @@ def test_multi_turn_last_masks_earlier_assistant_turns(tok):
 
 
 def test_preview_spans_add_up_to_what_the_trainer_sees(tok):
-    rendered = T.render_example(T.get_template("dolly"), RECORD)
+    rendered = T.render_example(get_template("dolly"), RECORD)
     spans = T.preview_spans(tok, rendered)
     assert spans == [(rendered["prompt"], False), (rendered["response"] + tok.eos_token, True)]
     assert T.preview_spans(tok, rendered, train_on_prompt=True) == [(rendered["prompt"] + "The sum is 5.<|im_end|>",
@@ -112,7 +112,7 @@ def test_preview_spans_add_up_to_what_the_trainer_sees(tok):
 
 
 def test_flan_phrasing_is_deterministic_per_seed_and_index_and_varies():
-    flan = T.get_template("flan")
+    flan = get_template("flan")
     doc = {"source": "A long article about tides.", "target": "Tides explained."}
     prompts = [T.render_example(flan, doc, seed=7, index=i)["prompt"] for i in range(40)]
     assert prompts == [T.render_example(flan, doc, seed=7, index=i)["prompt"] for i in range(40)]
@@ -125,8 +125,8 @@ def test_flan_phrasing_is_deterministic_per_seed_and_index_and_varies():
 
 
 def test_seq2seq_and_classification_records_render_through_aliases():
-    assert T.render_example(T.get_template("alpaca"), {"source": "Bonjour", "target": "Hello"}) == {
-        "prompt": T.render_example(T.get_template("alpaca"), {"instruction": "Bonjour"})["prompt"], "response": "Hello"}
+    assert T.render_example(get_template("alpaca"), {"source": "Bonjour", "target": "Hello"}) == {
+        "prompt": T.render_example(get_template("alpaca"), {"instruction": "Bonjour"})["prompt"], "response": "Hello"}
     custom = T.custom_template("Review: {{ text }}\nSentiment:", "{{ label }}")
     assert T.render_example(custom, {"text": "Great", "label": "positive"}) == {"prompt": "Review: Great\nSentiment:",
                                                                                 "response": "positive"}
@@ -167,7 +167,7 @@ def test_saved_templates_round_trip_and_resolve_by_name(workspace):
     assert (workspace.home / "templates" / "qa-short.json").is_file()
     assert load_template(workspace, "qa-short") == saved and saved.response == "{{ output }}"
     assert [t.name for t in list_templates(workspace)] == ["qa-short"]
-    assert T.get_template("qa-short", workspace) == saved
+    assert get_template("qa-short", workspace) == saved
     assert T.render_example(saved, NO_INPUT) == {"prompt": "Q: Name a primary colour.\nA:", "response": "Red."}
 
 
@@ -186,7 +186,7 @@ def test_unknown_template_lists_the_names(workspace):
     save_template(workspace, "mine", "{{ instruction }}")
     with pytest.raises(StudioError, match="Unknown template 'nope'; choose one of alpaca, dolly, flan, chatml, chat, "
                                           "mine") as exc:
-        T.get_template("nope", workspace)
+        get_template("nope", workspace)
     assert exc.value.field == "data.template"
     with pytest.raises(StudioError, match="No saved template 'gone'"):
         load_template(workspace, "gone")
@@ -194,4 +194,4 @@ def test_unknown_template_lists_the_names(workspace):
 
 def test_text_templates_refuse_conversations():
     with pytest.raises(StudioError, match="use the 'chat' template"):
-        T.render_example(T.get_template("alpaca"), CONVERSATION)
+        T.render_example(get_template("alpaca"), CONVERSATION)

@@ -214,3 +214,18 @@ def test_a_keyed_error_reads_in_spanish_and_an_unkeyed_one_stays_english():
     assert texts.error("en", info.value) == info.value.message
     plain = StudioError("Something English.", field="x")
     assert texts.error("es", plain) == "Something English."
+
+
+def test_the_train_tab_offers_skip_evaluation_only_while_a_running_run_evaluates():
+    from studio.ui.i18n import Texts
+    from studio.ui.train_tab import cancel_button, skip_eval_button
+
+    assert skip_eval_button({"status": "running", "phase": "evaluating 5/16"})["visible"] is True
+    assert skip_eval_button({"status": "running", "phase": "generating 0/4"})["visible"] is False
+    assert skip_eval_button({"status": "running", "phase": None})["visible"] is False
+    assert skip_eval_button({"status": "cancelling", "phase": "evaluating 5/16"})["visible"] is False
+    assert skip_eval_button(None)["visible"] is False
+    texts = Texts.load()
+    assert cancel_button("cancelling", texts, "es")["value"] == "Forzar parada"
+    assert cancel_button("running", texts, "en")["interactive"] is True
+    assert texts.t("es", "train.skip_eval") == "Saltar evaluación"
