@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.drop import drop_files
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"  # same folder as conftest's
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +25,7 @@ def test_uploaded_csv_is_guessed_previewed_and_saved(page, studio_server, tmp_pa
     page.goto(url)
     page.wait_for_selector("#studio-start")
     page.get_by_role("tab", name="Data").click()
-    page.locator("#studio-data-file input[type=file]").set_input_files(str(csv))
+    drop_files(page, "#studio-data-file", [csv])
 
     page.wait_for_function("() => document.querySelector('#studio-data-format input').value === 'instruction'",
                            timeout=60_000)
@@ -74,7 +76,7 @@ def test_a_custom_template_is_saved_and_a_mix_is_built(page, studio_server, tmp_
     page.goto(url)
     page.wait_for_selector("#studio-start")
     page.get_by_role("tab", name="Data").click()
-    page.locator("#studio-data-file input[type=file]").set_input_files(str(src))
+    drop_files(page, "#studio-data-file", [src])
     page.wait_for_function("() => document.querySelector('#studio-data-format input').value === 'instruction'",
                            timeout=60_000)
 

@@ -3,12 +3,10 @@ answer citing file and page, a source opens its page, a thumbs up is saved, an u
 the retrieval check scores the approved questions."""
 from __future__ import annotations
 
-import time
-import warnings
-
 import pytest
 
 from studio.rag.samples import write_sample_pdfs
+from tests.e2e.drop import drop_files
 from tests.e2e.test_studio_browser import ARTIFACTS, open_page
 
 pytestmark = pytest.mark.e2e
@@ -28,9 +26,11 @@ def test_upload_ask_and_see_a_citation_with_its_page(page, studio_server, tmp_pa
     pdfs = write_sample_pdfs(tmp_path)
     open_page(page, url)
     page.get_by_role("tab", name="RAG Chat").click()
+    # The tab's refresh fills the answer model: wait for it rather than type while it may still redraw the tab.
+    page.wait_for_function("() => (document.querySelector('#studio-rag-model input') || {}).value")
     page.locator("#studio-rag-collection input").fill("house-docs")
     page.locator("#studio-rag-collection input").press("Enter")
-    upload(page, pdfs[:2])
+    drop_files(page, "#studio-rag-files", pdfs[:2])
     page.locator("#studio-rag-index").click()
     try:
         page.wait_for_selector("#studio-rag-job[data-status=completed]", timeout=180_000)
@@ -74,18 +74,6 @@ def test_upload_ask_and_see_a_citation_with_its_page(page, studio_server, tmp_pa
     wait_text(page, "#studio-rag-library", "archivo(s)")
     wait_text(page, "#studio-rag-sources", "Archivo")
     page.screenshot(path=str(ARTIFACTS / "18-rag-es.png"), full_page=False)
-
-
-def upload(page, files) -> None:
-    """Drops the files and waits until the File box lists them (the upload reached the server). On a loaded
-    machine this once took more than 45 s while the tab's first refresh started the RAG service (CI timed out
-    at 60 s; a second drop then indexed every file twice), so it waits up to 3 minutes and warns when slow."""
-    began = time.monotonic()
-    page.locator("#studio-rag-files input[type=file]").set_input_files([str(p) for p in files])
-    wait_text(page, "#studio-rag-files", files[-1].name, timeout=180_000)
-    if time.monotonic() - began > 20:
-        warnings.warn(f"the RAG upload took {time.monotonic() - began:.0f} s to be listed; browser console: "
-                      + " | ".join(page.studio_console[-10:]))
 
 
 def ask(page, question: str) -> None:
