@@ -125,15 +125,12 @@ class Recipe:
     data: DataConfig = setting(help="Training data settings.")
     train: TrainConfig = setting(default_factory=TrainConfig, help="Training hyperparameters.")
     trust_remote_code: bool = setting(False, help="Run code shipped with a hub model. Only for models you trust.")
-    distill: Any = setting(default_factory=dict, help="Distillation settings (stage distill): teacher, temperature, "
-                           "alpha.", advanced=True)
-    dpo: Any = setting(default_factory=dict, help="DPO settings (stage dpo): beta, loss_type.", advanced=True)
-    kto: Any = setting(default_factory=dict, help="KTO settings (stage kto): beta, desirable_weight, "
-                       "undesirable_weight.", advanced=True)
-    orpo: Any = setting(default_factory=dict, help="ORPO settings (stage orpo): beta.", advanced=True)
-    rl: Any = setting(default_factory=dict, help="Reinforcement learning settings (stage rl): reward, its rule's "
-                      "settings, beta (the KL coefficient), num_generations, max_completion_length, temperature.",
-                      advanced=True)
+    # The sections of stages that read one (`dpo:`, `rl:`, ...), by stage name; each stage parses its own
+    # (`Stage.settings`), so a new stage needs no field here.
+    sections: dict = dataclasses.field(default_factory=dict, metadata={"internal": True})
+
+    def section(self, stage: str) -> dict:
+        return self.sections.get(stage) or {}
 
 
 def _parse_method(raw: Any) -> Any:
@@ -154,13 +151,20 @@ def _parse_method(raw: Any) -> Any:
 def parse_recipe(data: Any) -> Recipe:
     """Validate a dict (parsed YAML) into a Recipe."""
     from studio.stages import STAGES
+    from studio.stages.base import stage_sections
 
     if not isinstance(data, dict):
         raise StudioError("The recipe must be a YAML mapping with keys such as name, model, stage, method, data.",
                           key="recipe.not_mapping")
     data = dict(data)
     method_raw = data.pop("method", {"name": "lora"})
+    sections = {name: data.pop(name) for name in stage_sections() if name in data}
+    for name, raw in sections.items():
+        if raw is not None and not isinstance(raw, dict):
+            raise StudioError(f"'{name}' must be a mapping of settings, e.g. {name}: {{...}}.", field=name,
+                              key="recipe.section_mapping", name=name)
     recipe = parse_settings(Recipe, data)
+    recipe.sections = {name: dict(raw or {}) for name, raw in sections.items()}
     if not recipe.name.strip():
         raise StudioError("'name' is empty; give the run a short name.", field="name", key="recipe.empty_name")
     STAGES.get(recipe.stage, field="stage")
@@ -171,6 +175,7 @@ def parse_recipe(data: Any) -> Recipe:
 def recipe_to_dict(recipe: Recipe) -> dict:
     out = settings_to_dict(recipe)
     out["method"] = {"name": recipe.method.name, **settings_to_dict(recipe.method)}
+    out.update(out.pop("sections"))
     return out
 
 

@@ -156,9 +156,9 @@ class Engine:
     # --- evaluating -----------------------------------------------------------------------
     def evaluable_runs(self) -> list[dict]:
         """Completed runs the Evaluate tab can score: those that write answers, and classifiers."""
-        from studio.evaluation import GENERATIVE_STAGES
+        from studio.evaluation import evaluated
 
-        return [r for r in self.finished_runs() if r["stage"] in GENERATIVE_STAGES + ("classify",)]
+        return [r for r in self.finished_runs() if evaluated(r["stage"])]
 
     def evaluate(self, targets: list[str], dataset: str, **options) -> dict:
         """`studio.evaluation.evaluate` on this workspace (options: split, metrics, limit, shots, forgetting, emit,

@@ -31,7 +31,6 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 GENERAL_TEXT = ASSETS / "general-text.txt"
 METRIC_GROUPS = {"rouge": ("rouge1", "rouge2", "rougeL"), "bleu": ("bleu",), "em": ("exact_match",),
                  "ppl": ("perplexity",)}
-GENERATIVE_STAGES = ("sft", "cpt", "distill")
 WINDOW = 256  # tokens per perplexity window on the general text
 
 
@@ -77,11 +76,18 @@ def resolve_target(ws, spec: str) -> Target:
         raise StudioError(f"Run '{run['name']}' is {run['status']}; only a completed run with a saved result can "
                           "be evaluated.", field="targets", key="eval.not_completed", name=run["name"],
                           status=run["status"])
-    if run["stage"] not in GENERATIVE_STAGES + ("classify",):
+    if not evaluated(run["stage"]):
         raise StudioError(f"Run '{run['name']}' is a {run['stage']} run, which this evaluation does not cover; its "
                           "stage scores it itself (ROUGE, BLEU and exact match at each evaluation, in the run's "
                           "charts).", field="targets", key="eval.not_generative", name=run["name"], stage=run["stage"])
     return Target(label=f"{run['name']} ({run_id[-4:]})", model=run["model"], run_id=run_id, stage=run["stage"])
+
+
+def evaluated(stage: str) -> bool:
+    """Whether this evaluation covers runs of `stage` (its class says what it measures: `Stage.evaluation`)."""
+    from studio.stages.base import capability
+
+    return capability(stage, "evaluation") is not None
 
 
 def load_items(ws, dataset: str, split: str, limit: int, seed: int = 42) -> tuple[list[Item], list[Item]]:

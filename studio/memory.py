@@ -70,12 +70,11 @@ def load_config(model_config_or_dir: Any) -> Any:
                           path=str(model_config_or_dir), reason=str(error)) from None
 
 
-# Which head a stage trains: classify -> a sequence classifier, seq2seq -> an encoder-decoder LM, others a causal LM.
-STAGE_TASKS = {"classify": "classify", "seq2seq": "seq2seq", "reward": "classify"}
-
-
 def task_of(stage: str | None) -> str:
-    return STAGE_TASKS.get(stage or "", "causal")
+    """The model head a stage trains (`Stage.task`): "causal", "seq2seq" or "classify"."""
+    from studio.stages.base import capability
+
+    return capability(stage, "task") or "causal"
 
 
 def _build(config: Any, device: str, task: str = "causal") -> Any:

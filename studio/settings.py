@@ -150,11 +150,16 @@ def check_field(f: dataclasses.Field, value: Any, path: str) -> None:
                               key="setting.too_large", name=path, high=meta["max"], value=_param(value))
 
 
+def user_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields a recipe or form sets: not those the code fills (`init=False` or metadata `internal`)."""
+    return [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
+
+
 def parse_settings(cls: type, data: dict | None, path: str = "") -> Any:
     """Build `cls` from `data`, refusing unknown keys and bad values with a field-naming error."""
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in user_fields(cls)}
     for key in data:
         if key not in fields:
             where = f"{path}.{key}" if path else key
@@ -192,9 +197,7 @@ def settings_to_dict(obj: Any) -> Any:
 def field_help(cls: type) -> dict[str, dict]:
     """Field name -> metadata (help, choices, bounds, default): what the UI needs to draw a widget."""
     out = {}
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
+    for f in user_fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         out[f.name] = {**f.metadata, "default": default}

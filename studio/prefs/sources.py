@@ -21,7 +21,6 @@ from studio.models.refs import has_result, parse, run_spec
 
 SOURCES = ("typed", "dataset", "exchanges")
 # Stages whose result is a causal LM that writes answers (classify, seq2seq and reward models do not).
-GENERATING_STAGES = ("sft", "cpt", "distill", "dpo", "kto", "orpo", "rl")
 # The field that holds the prompt, per stored format.
 PROMPT_FIELDS = {"instruction": "instruction", "preference": "prompt", "feedback": "prompt", "seq2seq": "source",
                  "classification": "text", "text": "text", "chat": "messages"}
@@ -201,9 +200,11 @@ def resolve_target(ws: Any, spec: str) -> Target:
         raise StudioError(f"Run '{run['name']}' is {run['status']}; only a completed run with a saved result can "
                           "answer prompts.", field="prefs.models", key="prefs.models.not_completed",
                           name=run["name"], status=run["status"])
-    if run["stage"] not in GENERATING_STAGES:
+    from studio.stages.base import capability, stages_where
+
+    if not capability(run["stage"], "generates"):
+        stages = ", ".join(stages_where(generates=True))
         raise StudioError(f"Run '{run['name']}' is a {run['stage']} run, which does not write answers; pick a run "
-                          f"of one of the stages {', '.join(GENERATING_STAGES)}.", field="prefs.models",
-                          key="prefs.models.not_generative", name=run["name"], stage=run["stage"],
-                          stages=", ".join(GENERATING_STAGES))
+                          f"of one of the stages {stages}.", field="prefs.models", key="prefs.models.not_generative",
+                          name=run["name"], stage=run["stage"], stages=stages)
     return Target(label=run_spec(run_id), model=run["model"], run_id=run_id, stage=run["stage"])

@@ -26,9 +26,24 @@ class TrainContext:
 
 
 class Stage:
+    """What every part of the studio asks a stage is said here, on the class, so adding a stage touches only its
+    module and the locale files: the recipe section it reads, the model head it trains, whether its result
+    writes text and what the Evaluate tab measures on it."""
+
     name: ClassVar[str]
     title: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    settings_cls: ClassVar[type | None] = None  # the recipe section named after the stage (`dpo:`), if it has one
+    task: ClassVar[str] = "causal"  # the model head it trains: "causal", "seq2seq" or "classify"
+    generates: ClassVar[bool] = False  # its result answers in text (playground, preference candidates)
+    evaluation: ClassVar[str | None] = None  # what the Evaluate tab measures: "generation", "classification"
+
+    @classmethod
+    def settings(cls, recipe: Any) -> Any:
+        """The stage's recipe section parsed into `settings_cls` (defaults for what the recipe leaves out)."""
+        from studio.settings import parse_settings
+
+        return parse_settings(cls.settings_cls, recipe.sections.get(cls.name) or {}, cls.name)
 
     @classmethod
     def check_data(cls, recipe: Any, ws: Any) -> None:
@@ -41,3 +56,19 @@ class Stage:
 
 
 STAGES: Registry[type[Stage]] = Registry("stage")
+
+
+def stage_sections() -> dict[str, type]:
+    """{stage name: settings class} for every stage that reads a recipe section of its own."""
+    return {name: cls.settings_cls for name, cls in STAGES.items() if cls.settings_cls is not None}
+
+
+def capability(stage: str | None, attribute: str) -> Any:
+    """One class attribute of the stage named `stage` (e.g. "generates"); None for a name no stage has."""
+    return getattr(dict(STAGES.items()).get(stage or ""), attribute, None)
+
+
+def stages_where(**capabilities: Any) -> tuple[str, ...]:
+    """The names of the stages whose class attributes equal `capabilities`, e.g. stages_where(generates=True)."""
+    return tuple(name for name, cls in STAGES.items()
+                 if all(getattr(cls, key) == value for key, value in capabilities.items()))

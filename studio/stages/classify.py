@@ -215,6 +215,7 @@ def classify_args(recipe, run_dir: Path, has_eval: bool):
 class SequenceClassification(Stage):
     title = "Text classification"
     summary = "Learns to put each text in one of your labels (sentiment, topic, intent); reports accuracy and F1."
+    task, evaluation = "classify", "classification"
 
     @classmethod
     def check_data(cls, recipe, ws) -> None:

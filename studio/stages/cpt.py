@@ -73,6 +73,7 @@ def build_cpt_datasets(recipe, tokenizer, home: Path):
 class ContinuedPretraining(Stage):
     title = "Continued pretraining (CPT)"
     summary = "Reads raw text from your domain so the model learns its words and facts; no prompts or answers."
+    generates, evaluation = True, "generation"
 
     @classmethod
     def check_data(cls, recipe, ws) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import StudioError
-from studio.settings import parse_settings, setting
+from studio.settings import setting
 from studio.models.refs import parse
 from studio.stages.base import STAGES, Stage, TrainContext
 from studio.stages.distill_teacher import soft_target_loss, teacher_run
@@ -42,10 +42,6 @@ class DistillConfig:
                                  "shows the student the teacher's second choices too.", gt=0.0, max=100.0)
     alpha: float = setting(0.5, help="Weight of the example answers (hard labels); 1 - alpha goes to matching "
                            "the teacher. 0: learn only from the teacher.", min=0.0, max=1.0)
-
-
-def distill_settings(recipe) -> DistillConfig:
-    return parse_settings(DistillConfig, recipe.distill, "distill")
 
 
 def _teacher_base(spec: str, ws) -> str:
@@ -151,6 +147,8 @@ def load_teacher(spec: str, ws, recipe):
 class Distillation(Stage):
     title = "Knowledge distillation"
     summary = "A smaller student learns from your examples and from a bigger teacher's predictions."
+    settings_cls = DistillConfig
+    generates, evaluation = True, "generation"
 
     @classmethod
     def check_data(cls, recipe, ws) -> None:
@@ -160,7 +158,7 @@ class Distillation(Stage):
 
         from studio.stages.classify import is_classification_data
 
-        settings = distill_settings(recipe)
+        settings = cls.settings(recipe)
         spec = settings.teacher.strip()
         if not spec:
             raise StudioError("'distill.teacher' is empty; name the model to learn from, or 'run:<run id>'.",
@@ -184,7 +182,7 @@ class Distillation(Stage):
         from studio.stages.sft import build_sft_datasets, train_causal_lm
         from studio.workspace import Workspace
 
-        settings = distill_settings(ctx.recipe)
+        settings = cls.settings(ctx.recipe)
         if is_classification_data(ctx.recipe, Workspace.open(ctx.home)):
             from studio.stages.distill_classify import distill_classifier
 

@@ -40,7 +40,7 @@ class DpoConfig:
 class DirectPreference(PreferenceStage):
     title = "Direct preference optimisation (DPO)"
     summary = "Learns to prefer the chosen answer of each pair over the rejected one; no reward model needed."
-    settings_class = DpoConfig
+    settings_cls = DpoConfig
     trl_classes = ("trl", "DPOConfig", "DPOTrainer")
     report = REPORTED
 

@@ -40,7 +40,7 @@ class KtoConfig:
 class KahnemanTversky(PreferenceStage):
     title = "KTO (learning from good/bad judgements)"
     summary = "Learns from answers marked good or bad (thumbs up/down), or from preference pairs."
-    settings_class = KtoConfig
+    settings_cls = KtoConfig
     trl_classes = ("trl", "KTOConfig", "KTOTrainer")
     formats = FORMATS
     report = REPORTED

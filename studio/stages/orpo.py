@@ -30,7 +30,7 @@ class OrpoConfig:
 class OddsRatioPreference(PreferenceStage):
     title = "ORPO (fine-tuning and preferences in one step)"
     summary = "Learns the chosen answers and to prefer them over the rejected ones, without a reference model."
-    settings_class = OrpoConfig
+    settings_cls = OrpoConfig
     trl_classes = ("trl.experimental.orpo", "ORPOConfig", "ORPOTrainer")
     reference = False
     report = REPORTED

@@ -5,7 +5,7 @@ checks that section and the preference data before a run exists, and trains with
 through the shared loop (`studio.stages.preference_training.train_policy`), reporting the last value
 of a few metrics. `PreferenceStage` does all of that; a subclass says only what differs:
 
-- `settings_class`: the dataclass of its recipe section (the UI renders it too);
+- `settings_cls`: the dataclass of its recipe section (the UI renders it too);
 - `trl_classes`: where its TRL config and trainer live, as ("module", "ConfigClass", "TrainerClass");
 - `trl_settings(settings, recipe)`: the TRL config fields its settings become (max_length is added here);
 - optionally `formats` (data formats it accepts), `reference` (whether TRL gets a reference model),
@@ -17,25 +17,19 @@ The `rl` stage trains with the same loop but generates its own answers, so it is
 from __future__ import annotations
 
 import importlib
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from studio.settings import parse_settings
 from studio.stages.base import Stage, TrainContext
 
 
 class PreferenceStage(Stage):
     """A stage that trains a causal LM with one TRL preference trainer on preference or feedback data."""
 
-    settings_class: ClassVar[type]
+    generates = True
     trl_classes: ClassVar[tuple[str, str, str]]
     formats: ClassVar[tuple[str, ...]] = ("preference",)
     reference: ClassVar[bool] = True
     report: ClassVar[tuple[str, ...]] = ()
-
-    @classmethod
-    def settings(cls, recipe) -> Any:
-        """The stage's recipe section (e.g. `recipe.dpo`) parsed into `settings_class`."""
-        return parse_settings(cls.settings_class, getattr(recipe, cls.name), cls.name)
 
     @classmethod
     def check_settings(cls, recipe, settings) -> None:

@@ -89,6 +89,7 @@ def load_reward_model(run: dict, ws):
 class RewardModel(Stage):
     title = "Reward model"
     summary = "Learns to score answers the way your preference pairs rank them; reports pairwise accuracy."
+    task = "classify"
 
     @classmethod
     def check_data(cls, recipe, ws) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from studio.errors import StudioError
 from studio.models.refs import has_result, parse
-from studio.settings import parse_settings, setting
+from studio.settings import setting
 from studio.stages.base import STAGES, Stage, TrainContext
 from studio.stages.rl_rewards import parse_keywords
 
@@ -72,10 +72,6 @@ class RlConfig:
         if reward == "keyword" and not parse_keywords(self.keywords):
             raise StudioError("'rl.keywords' is empty; the 'keyword' reward needs comma-separated keywords.",
                               field="rl.keywords", key="stage.rl.no_keywords")
-
-
-def rl_settings(recipe) -> RlConfig:
-    return parse_settings(RlConfig, recipe.rl, "rl")
 
 
 def reward_run(spec: str, ws) -> dict:
@@ -140,12 +136,14 @@ def prompt_datasets(recipe, ws, tokenizer, reward_tokenizer, emit):
 class ReinforcementLearning(Stage):
     title = "Reinforcement learning from a reward (GRPO)"
     summary = "The model writes answers, a reward model or a rule scores them, and it learns to earn more."
+    settings_cls = RlConfig
+    generates = True
 
     @classmethod
     def check_data(cls, recipe, ws) -> None:
         from studio.stages.preference_data import load_prompts
 
-        settings = rl_settings(recipe)
+        settings = cls.settings(recipe)
         if recipe.train.batch_size % settings.num_generations:
             raise StudioError(f"'rl.num_generations' ({settings.num_generations}) must divide 'train.batch_size' "
                               f"({recipe.train.batch_size}): a batch holds whole groups of answers to one prompt; "
@@ -165,7 +163,7 @@ class ReinforcementLearning(Stage):
         from studio.workspace import Workspace
 
         recipe = ctx.recipe
-        settings = rl_settings(recipe)
+        settings = cls.settings(recipe)
         ws = Workspace.open(ctx.home)
         reward, reward_tokenizer = reward_function(
             settings, ws, load_tokenizer(recipe.model, ws, recipe.trust_remote_code), ctx.emit)

@@ -184,6 +184,7 @@ class SequenceToSequence(Stage):
     title = "Sequence to sequence (seq2seq)"
     summary = ("Turns a source text into a target text with an encoder-decoder model (T5, BART): summaries, "
                "translations; measured with ROUGE. data.system_prompt is the task prefix, e.g. 'summarize: '.")
+    task = "seq2seq"
 
     @classmethod
     def check_data(cls, recipe, ws) -> None:

@@ -128,6 +128,7 @@ def quiet_datasets() -> None:
 class SupervisedFineTuning(Stage):
     title = "Supervised fine-tuning (SFT)"
     summary = "Learns to answer instructions the way your examples do."
+    generates, evaluation = True, "generation"
 
     @classmethod
     def check_data(cls, recipe, ws) -> None:

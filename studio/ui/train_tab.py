@@ -20,11 +20,7 @@ import gradio as gr
 from studio.config import DataConfig, Recipe, TrainConfig, parse_recipe
 from studio.errors import StudioError
 from studio.stages import STAGES
-from studio.stages.distill import DistillConfig
-from studio.stages.dpo import DpoConfig
-from studio.stages.kto import KtoConfig
-from studio.stages.orpo import OrpoConfig
-from studio.stages.rl import RlConfig
+from studio.stages.base import stage_sections
 from studio.ui.charts import loss_figure, progress_html, queue_message, samples_table
 from studio.ui.metric_charts import confusion_figure, metrics_figure
 from studio.ui.common import UiShared, error_text, log_text, pick_default
@@ -70,10 +66,6 @@ class TrainView:
     def method_fields(self) -> dict[str, list[FieldWidget]]:
         return self.picker.fields
 
-# The recipe sections that belong to one stage: their fields show only while that stage is picked.
-STAGE_SETTINGS = {"distill": DistillConfig, "dpo": DpoConfig, "kto": KtoConfig, "orpo": OrpoConfig, "rl": RlConfig}
-
-
 def recipe_dict(view: TrainView, values: dict) -> dict:
     """The recipe (plain dict) that the widgets describe; validation is parse_recipe's job."""
     method = values[view.method] or DEFAULT_METHOD
@@ -81,7 +73,7 @@ def recipe_dict(view: TrainView, values: dict) -> dict:
     dataset = values[view.dataset] or ""
     name = (values[view.name] or "").strip() or f"{Path(str(dataset)).stem or 'run'}-{method}"
     stage = values[view.stage] or "sft"
-    for other in STAGE_SETTINGS:
+    for other in stage_sections():  # a stage's own section (`Stage.settings_cls`) goes in only for that stage
         if other != stage:
             sections.pop(other, None)
     return {"name": name, "model": (values[view.model] or "").strip(), "stage": stage,
@@ -126,7 +118,7 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
     picker = build_method_picker(ui)
     # Settings that only one stage reads (a distillation's teacher, DPO's beta, RL's reward) show only for that stage.
     stage_groups, stage_fields = {}, []
-    for name, settings in STAGE_SETTINGS.items():
+    for name, settings in stage_sections().items():
         with gr.Group(visible=False) as stage_groups[name]:
             stage_fields += draw_fields(field_specs(settings, name), loc, lang, per_row=3)
 

@@ -8,7 +8,8 @@ from studio.config import parse_recipe
 from studio.ui.common import UiShared
 from studio.ui.i18n import Localizer, Texts
 from studio.ui.metric_charts import metric_series, panels_with_data
-from studio.ui.train_tab import STAGE_SETTINGS, build_train, recipe_dict
+from studio.stages.base import stage_sections
+from studio.ui.train_tab import build_train, recipe_dict
 from tests.unit.fake_engine import FakeEngine
 
 
@@ -25,8 +26,8 @@ def test_only_the_picked_stage_s_settings_go_into_the_recipe():
     values[beta.component] = 0.25
     recipe = recipe_dict(view, values)
     assert recipe["stage"] == "dpo" and recipe["dpo"]["beta"] == 0.25
-    assert not set(STAGE_SETTINGS) - {"dpo"} & set(recipe)
-    assert parse_recipe(recipe).dpo["beta"] == 0.25
+    assert not set(stage_sections()) - {"dpo"} & set(recipe)
+    assert parse_recipe(recipe).section("dpo")["beta"] == 0.25
 
 
 def test_preference_metrics_get_their_own_panels():
