@@ -8,7 +8,7 @@ parameters that require a gradient: the exact number peft's `print_trainable_par
     weights      = total x 4 bytes (training keeps float32 master weights; see models.loading)
                    + linear weights x 2 under bf16/fp16 autocast (the half-precision copies the
                    backward pass keeps); adapters on a GPU in bf16: the frozen base x 2 + trained x 4
-                   (stages.sft.frozen_weights_to_bf16); QLoRA: the block linears at bits/8 (+ 4-bit block
+                   (stages.trainer_setup.frozen_weights_to_bf16); QLoRA: the block linears at bits/8 (+ 4-bit block
                    constants), everything else in float32, no autocast copies
     gradients    = trainable x 4              optimizer = trainable x 8 (AdamW: two fp32 moments)
     activations  = batch x seq x hidden x layers x c, c in bytes per device kind (ACT): "trained" when
@@ -178,7 +178,7 @@ def estimate_training_memory(config: Any, method: str, settings: Any, batch_size
     if quant is not None:  # a quantised base: the block linears are packed, the rest is float32
         bits = 4 if getattr(quant, "load_in_4bit", False) else 8
         weights = QUANT_BYTES[bits] * shape["linear"] + 4 * (total - shape["linear"])
-    elif half and kind == "cuda" and issubclass(cls, PeftMethod):  # frozen base stored in bf16 (stages.sft)
+    elif half and kind == "cuda" and issubclass(cls, PeftMethod):  # frozen base stored in bf16 (stages.trainer_setup)
         weights = 2 * (total - trainable) + 4 * trainable
     else:
         weights = 4 * total + (2 * shape["linear"] if half else 0)

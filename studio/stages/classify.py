@@ -206,7 +206,7 @@ class ClassificationMetrics:
 def classify_args(recipe, run_dir: Path, has_eval: bool):
     from transformers import TrainingArguments
 
-    from studio.stages.sft import common_training_args
+    from studio.stages.trainer_setup import common_training_args
 
     return TrainingArguments(**common_training_args(recipe, run_dir, has_eval))
 
@@ -237,7 +237,7 @@ def train_classifier(ctx: TrainContext, trainer_cls=None, extend=None, collator=
 
     from studio.methods import METHODS
     from studio.stages.progress import train as train_with_progress
-    from studio.stages.sft import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
+    from studio.stages.trainer_setup import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
     from studio.workspace import Workspace
 
     hf_logging.disable_progress_bar()

@@ -18,7 +18,7 @@ from studio.stages.base import TrainContext
 
 def preference_args(recipe, run_dir, has_eval: bool, **overrides: Any) -> dict:
     """The studio's shared Trainer arguments, with sampling that preference collators support."""
-    from studio.stages.sft import common_training_args
+    from studio.stages.trainer_setup import common_training_args
 
     args = common_training_args(recipe, run_dir, has_eval)
     args["train_sampling_strategy"] = "random"
@@ -56,7 +56,7 @@ def train_policy(ctx: TrainContext, build_datasets: Callable, make_trainer: Call
     from studio.methods import METHODS
     from studio.models.loading import load_causal_lm
     from studio.stages.progress import train as train_with_progress
-    from studio.stages.sft import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
+    from studio.stages.trainer_setup import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
     from studio.workspace import Workspace
 
     hf_logging.disable_progress_bar()

@@ -128,7 +128,7 @@ def train_reward_model(ctx: TrainContext) -> dict:
     from studio.stages.preference_data import load_preference_records, pair_row, rows_dataset
     from studio.stages.preference_training import preference_args
     from studio.stages.progress import train as train_with_progress
-    from studio.stages.sft import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
+    from studio.stages.trainer_setup import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
     from studio.workspace import Workspace
 
     hf_logging.disable_progress_bar()

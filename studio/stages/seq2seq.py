@@ -142,7 +142,7 @@ def build_seq2seq_datasets(recipe, tokenizer, home: Path):
 def seq2seq_args(recipe, run_dir: Path, has_eval: bool):
     from transformers import Seq2SeqTrainingArguments
 
-    from studio.stages.sft import common_training_args
+    from studio.stages.trainer_setup import common_training_args
 
     return Seq2SeqTrainingArguments(
         **common_training_args(recipe, run_dir, has_eval),
@@ -203,7 +203,7 @@ class SequenceToSequence(Stage):
         from studio.methods import METHODS
         from studio.stages.generation_eval import GenerationMetrics, seq2seq_samples
         from studio.stages.progress import train as train_with_progress
-        from studio.stages.sft import (early_stopping_callbacks, finish_training, prepare_for_training,
+        from studio.stages.trainer_setup import (early_stopping_callbacks, finish_training, prepare_for_training,
                                        quiet_datasets)
         from studio.workspace import Workspace
 

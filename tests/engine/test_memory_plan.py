@@ -81,7 +81,7 @@ def test_frozen_weights_go_to_bf16_and_adapters_stay_float32(tiny_llama_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from studio.stages.sft import frozen_weights_to_bf16
+    from studio.stages.trainer_setup import frozen_weights_to_bf16
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32),
                            LoraConfig(r=4, target_modules="all-linear"))
@@ -98,7 +98,7 @@ def test_frozen_weights_go_to_bf16_and_adapters_stay_float32(tiny_llama_dir):
                                                   ("off", True, None)])
 def test_adamw_is_fused_on_a_gpu_or_when_asked(monkeypatch, setting, cuda, fused):
     from studio.config import TrainConfig
-    from studio.stages.sft import make_optimizer
+    from studio.stages.trainer_setup import make_optimizer
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     weight = torch.nn.Parameter(torch.ones(3))
@@ -127,7 +127,7 @@ def test_liger_kernels_are_used_on_a_gpu_where_installed(monkeypatch, cuda, inst
     import importlib.util
 
     from studio.config import TrainConfig
-    from studio.stages.sft import use_liger
+    from studio.stages.trainer_setup import use_liger
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
