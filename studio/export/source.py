@@ -20,15 +20,6 @@ from studio.models.refs import parse
 
 CAUSAL, CLASSIFIER, SEQ2SEQ = "causal", "classifier", "seq2seq"
 
-# Why a method's result cannot be folded into the base weights (the Export tab shows the sentence).
-NOT_MERGEABLE_WHY = {
-    "prompt_tuning": "its soft prompt is extra input in front of every text, not a change to any weight",
-    "prefix_tuning": "its learnt keys and values are extra inputs to every attention layer, not weight changes",
-    "p_tuning": "its virtual tokens come from a small encoder at run time, not from a change to any weight",
-    "bottleneck": "each adapter has a non-linearity inside, which no single weight matrix can reproduce",
-    "llama_adapter": "its gated attention prompts are extra inputs to the top layers, not weight changes",
-}
-
 
 @dataclass
 class ExportSource:
@@ -48,7 +39,11 @@ class ExportSource:
         return self.run is not None
 
     def why_not_mergeable(self) -> str:
-        return NOT_MERGEABLE_WHY.get(self.method or "", "its method adds layers that are not weight updates")
+        """Why the run's method cannot be folded into the base weights (`Method.not_mergeable_why`)."""
+        from studio.methods import METHODS
+        from studio.methods.base import Method
+
+        return getattr(dict(METHODS.items()).get(self.method or ""), "not_mergeable_why", Method.not_mergeable_why)
 
     def recipe_yaml(self) -> str:
         path = Path(self.run["run_dir"]) / "recipe.yaml" if self.run else None
@@ -104,7 +99,9 @@ def _run_source(ws, spec: str, run: dict) -> ExportSource:
     method = METHODS.get(run["method"], field="method")
     labels_file = result_dir / "labels.json"
     labels = json.loads(labels_file.read_text(encoding="utf-8"))["labels"] if labels_file.exists() else []
-    head = CLASSIFIER if labels else SEQ2SEQ if run.get("stage") == "seq2seq" else CAUSAL
+    from studio.stages.base import capability
+
+    head = CLASSIFIER if labels else SEQ2SEQ if capability(run.get("stage"), "task") == "seq2seq" else CAUSAL
     kind = "model" if method.result_kind == "model" else "adapter"
     return ExportSource(spec=spec, name=safe_name(label), base=run["model"], head=head, run=run,
                         method=run["method"], result_dir=result_dir, result_kind=kind,

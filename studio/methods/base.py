@@ -23,6 +23,8 @@ class Method:
     title: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     mergeable: ClassVar[bool] = False  # can the result be folded into the base weights (export)?
+    # Why not, when it cannot: the Export tab's sentence (its Spanish is export.why.<name> in the locale files).
+    not_mergeable_why: ClassVar[str] = "its method adds layers that are not weight updates"
     stages: ClassVar[tuple[str, ...]] = ("sft", "cpt")  # stages it can serve (and is tested on)
     architectures: ClassVar[tuple[str, ...] | None] = None  # model_type values it needs (None: any)
 

@@ -126,6 +126,7 @@ class BottleneckAdapters(Method):
                "stays frozen. Not mergeable: the non-linearity inside an adapter is not a weight update that could be "
                "folded into the base, so the adapters stay as extra layers at inference.")
     mergeable = False
+    not_mergeable_why = "each adapter has a non-linearity inside, which no single weight matrix can reproduce"
     architectures = ("llama", "mistral", "qwen2")
 
     @classmethod

@@ -31,6 +31,7 @@ class LlamaAdapter(PeftMethod):
     title = "LLaMA-Adapter"
     summary = "Gated learned prompts in the top attention layers of a Llama model; starts at the base model."
     mergeable = False
+    not_mergeable_why = "its gated attention prompts are extra inputs to the top layers, not weight changes"
     stages = ("sft", "cpt", *PREFERENCE_STAGES)
     architectures = ("llama",)
 

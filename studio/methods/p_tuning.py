@@ -31,6 +31,7 @@ class PTuning(PromptLearningMethod):
     settings_cls = PTuningSettings
     title = "P-tuning"
     summary = "Virtual input tokens produced by a small trained encoder; the model stays frozen. Not mergeable."
+    not_mergeable_why = "its virtual tokens come from a small encoder at run time, not from a change to any weight"
 
     @classmethod
     def peft_config(cls, model: Any, settings: PTuningSettings) -> Any:

@@ -32,6 +32,7 @@ class PrefixTuning(PromptLearningMethod):
     settings_cls = PrefixTuningSettings
     title = "Prefix tuning"
     summary = "Learns keys and values put in front of every attention layer; the model stays frozen. Not mergeable."
+    not_mergeable_why = "its learnt keys and values are extra inputs to every attention layer, not weight changes"
 
     @classmethod
     def peft_config(cls, model: Any, settings: PrefixTuningSettings) -> Any:

@@ -49,6 +49,7 @@ class PromptTuning(PromptLearningMethod):
     settings_cls = PromptTuningSettings
     title = "Prompt tuning"
     summary = "Learns a short soft prompt in front of every input; the model stays frozen. Tiny, not mergeable."
+    not_mergeable_why = "its soft prompt is extra input in front of every text, not a change to any weight"
 
     @classmethod
     def peft_config(cls, model: Any, settings: PromptTuningSettings) -> Any:

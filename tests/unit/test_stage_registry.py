@@ -92,3 +92,18 @@ def test_the_built_in_stages_say_what_they_are():
     assert {name: task_of(name) for name in ("sft", "classify", "reward", "seq2seq")} == {
         "sft": "causal", "classify": "classify", "reward": "classify", "seq2seq": "seq2seq"}
     assert capability("no-such-stage", "generates") is None and task_of(None) == "causal"
+
+
+def test_a_method_that_cannot_merge_says_why_on_its_own_class(monkeypatch):
+    from studio.export.source import ExportSource
+    from studio.methods import METHODS
+    from studio.methods.base import Method
+
+    class Toy(Method):
+        not_mergeable_why = "its toy layers are not weight updates"
+
+    monkeypatch.setitem(METHODS._items, "toy", Toy)
+    assert ExportSource(spec="x", name="x", base="m", method="toy").why_not_mergeable() == Toy.not_mergeable_why
+    adapters = [cls for _, cls in METHODS.items() if not cls.mergeable and cls.result_kind == "adapter"]
+    assert len(adapters) >= 5
+    assert all(cls.not_mergeable_why != Method.not_mergeable_why for cls in adapters)
