@@ -66,6 +66,10 @@ class Engine:
             self._prefs = PrefService(self.ws)
         return self._prefs
 
+    def audit_entries(self, limit: int = 500, user: str | None = None) -> list[dict]:
+        """The newest entries of the audit log (admin clicks and API calls, refusals, failed logins), newest first."""
+        return self.access.audit.entries(limit=limit, user=user)
+
     # --- background jobs of every kind ------------------------------------------------------
     def job_list(self, kind: str | None = None, active_only: bool = False) -> list[dict]:
         """Jobs newest first (training, exports...), as `studio jobs --json` prints them (`studio.jobs.records`)."""

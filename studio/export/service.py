@@ -22,6 +22,7 @@ from typing import Any
 
 from studio.errors import StudioError
 from studio.export.pipeline import ExportRequest, check_request
+from studio.export.source import ExportSource, resolve_source
 from studio.export.staging import partial_dirs
 from studio.jobs.records import JobRecords
 
@@ -99,6 +100,15 @@ class ExportService:
     @property
     def index_path(self) -> Path:
         return self.ws.home / "exports" / "index.jsonl"
+
+    # --- planning (no weights loaded) ------------------------------------------------------------------
+    def source(self, spec: str) -> ExportSource:
+        """The run or model `spec` names, checked for export (`studio.export.source.resolve_source`)."""
+        return resolve_source(self.ws, spec)
+
+    def check(self, request: ExportRequest | dict) -> tuple[ExportRequest, ExportSource]:
+        """The request completed with its default folder and checked, as `start` would (StudioError if refused)."""
+        return check_request(self.ws, ExportRequest.from_dict(request) if isinstance(request, dict) else request)
 
     # --- jobs --------------------------------------------------------------------------------------
     def start(self, request: ExportRequest | dict, owner: str | None = None) -> str:

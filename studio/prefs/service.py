@@ -18,6 +18,7 @@ import random
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Sequence
 
 from studio.errors import StudioError
@@ -79,6 +80,32 @@ class PrefService:
 
     def task_sets(self) -> list[dict]:
         return self.store.task_sets()
+
+    # --- the annotator's side and accounts: the store's operations, so the UI needs only this service -----------
+    def next_item(self, task_set: str, annotator: str) -> dict | None:
+        return self.store.next_item(task_set, annotator)
+
+    def progress(self, task_set: str) -> dict:
+        return self.store.progress(task_set)
+
+    def submit(self, item_id: int, annotator: str, ranking: list[list[int]], rationale: str = "",
+               seconds: float | None = None) -> dict:
+        return self.store.submit(item_id, annotator, ranking, rationale=rationale, seconds=seconds)
+
+    def skip(self, item_id: int, annotator: str, seconds: float | None = None) -> dict:
+        return self.store.skip(item_id, annotator, seconds=seconds)
+
+    def flag(self, item_id: int, annotator: str, reason: str, seconds: float | None = None) -> dict:
+        return self.store.flag(item_id, annotator, reason, seconds=seconds)
+
+    def check_password(self, name: str, password: str) -> bool:
+        return self.store.check_password(name, password)
+
+    def add_annotator(self, name: str, password: str | None = None, role: str = "annotator") -> dict:
+        return self.store.add_annotator(name, password, role)
+
+    def import_rankings(self, task_set: str, parsed_items: list[dict], source: str | Path = "import") -> dict:
+        return self.store.import_rankings(task_set, parsed_items, source)
 
     # --- jobs --------------------------------------------------------------------------------------
     def _step(self, job: PrefJob, done: int, phase: str) -> None:

@@ -80,6 +80,10 @@ class RagService:
                 return self.embedder(row["embedder"])
         return self.embedder()
 
+    def manifest(self, collection: str) -> dict:
+        """What a collection holds, file by file (pages, chunks, sha256, chunking), for the library view."""
+        return self.store.manifest(collection)
+
     def collections(self) -> list[dict]:
         rows = self.store.describe()
         for row in rows:

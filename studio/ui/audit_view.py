@@ -27,6 +27,6 @@ def build_audit(engine: Any, ui: UiShared) -> None:
         refresh = loc.value(gr.Button(texts.t(lang, "audit.refresh"), size="sm", elem_id="studio-audit-refresh"),
                             "audit.refresh")
     def show_audit_log():
-        return audit_rows(engine.access.audit.entries(limit=500))
+        return audit_rows(engine.audit_entries(limit=500))
 
     refresh.click(show_audit_log, None, [table], api_visibility="private")

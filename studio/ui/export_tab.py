@@ -22,8 +22,8 @@ import gradio as gr
 
 from studio.errors import StudioError
 from studio.export.merge import DTYPES
-from studio.export.pipeline import BNB4_TYPES, FORMATS, ExportRequest, check_request
-from studio.export.source import CAUSAL, resolve_source
+from studio.export.pipeline import BNB4_TYPES, FORMATS
+from studio.export.source import CAUSAL
 from studio.export.staging import check_out
 from studio.models.refs import run_spec
 from studio.ui.common import UiShared, error_text
@@ -94,12 +94,13 @@ def allowed_formats(source: Any) -> tuple[str, ...]:
     return tuple(f for f in formats if f != "adapter" or source.result_kind == "adapter")
 
 
-def describe_source(ws: Any, spec: str | None, texts: Any, lang: str) -> tuple[str, tuple[str, ...]]:
-    """(one or two markdown lines about the source, the formats it may export to)."""
+def describe_source(exports: Any, spec: str | None, texts: Any, lang: str) -> tuple[str, tuple[str, ...]]:
+    """(one or two markdown lines about the source, the formats it may export to); `exports` is the engine's
+    export service."""
     if not spec:
         return texts.t(lang, "export.describe.none"), FORMATS
     try:
-        source = resolve_source(ws, spec)
+        source = exports.source(spec)
     except StudioError as exc:
         return error_text(texts, lang, exc), FORMATS
     if source.is_run:
@@ -157,13 +158,13 @@ def refusal_text(texts: Any, lang: str, exc: StudioError) -> str:
     return texts.t(lang, "msg.error", message=refusal(texts, lang, exc))
 
 
-def check_plan(ws: Any, request: dict, texts: Any, lang: str) -> tuple[str, str]:
+def check_plan(exports: Any, request: dict, texts: Any, lang: str) -> tuple[str, str]:
     """(the folder the request would write to when 'out' is left empty, '' or why the engine would refuse it,
     the folder typed in 'out' included), read without loading any weights."""
     if not request["source"] or not request["format"]:
         return "", ""
     try:
-        checked, _ = check_request(ws, ExportRequest.from_dict({**request, "out": None, "heldout": None}))
+        checked, _ = exports.check({**request, "out": None, "heldout": None})
     except StudioError as exc:
         return "", refusal_text(texts, lang, exc)
     try:
@@ -318,7 +319,7 @@ def _wire(view: ExportView, engine: Any, ui: UiShared, tab: Any) -> None:
                 show_progress="hidden")
 
     def on_source(lang, spec, fmt):
-        line, formats = describe_source(engine.ws, spec, texts, lang)
+        line, formats = describe_source(engine.exports, spec, texts, lang)
         value = fmt if fmt in formats else formats[0]
         return line, gr.update(choices=format_choices(formats, texts, lang), value=value)
 
@@ -327,7 +328,7 @@ def _wire(view: ExportView, engine: Any, ui: UiShared, tab: Any) -> None:
 
     def on_plan(lang, *values):
         request = request_of(*values)
-        default, problem = check_plan(engine.ws, request, texts, lang)
+        default, problem = check_plan(engine.exports, request, texts, lang)
         shown = option_visibility(request["format"])
         explain = texts.t(lang, f"export.explain.{request['format']}") if request["format"] else ""
         return (explain + (f"\n\n{problem}" if problem else ""), gr.update(placeholder=default),

@@ -177,7 +177,7 @@ def build_create(engine: Any, ui: UiShared) -> None:
                 raise StudioError("Choose a rankings file (.jsonl) first.", field="prefs.import",
                                   key="prefs.ui.no_file")
             path = Path(upload if isinstance(upload, str) else upload.name)
-            result = engine.prefs.store.import_rankings((name or "").strip(), read_rankings_jsonl(path), path.stem)
+            result = engine.prefs.import_rankings((name or "").strip(), read_rankings_jsonl(path), path.stem)
         except StudioError as exc:
             return error_text(texts, lang, exc)
         return texts.t(lang, "prefs.import.done", items=result.get("items_added", 0) + result.get("items_matched", 0),
@@ -194,7 +194,7 @@ def build_create(engine: Any, ui: UiShared) -> None:
 
     def on_account(lang, name, password, role):
         try:
-            engine.prefs.store.add_annotator(name, password or None, role)
+            engine.prefs.add_annotator(name, password or None, role)
         except StudioError as exc:
             return error_text(texts, lang, exc), password
         return texts.t(lang, "prefs.accounts.added", name=name.strip(), role=role), ""
@@ -231,14 +231,14 @@ def build_results(engine: Any, ui: UiShared, tab: Any) -> None:
     files = gr.File(label="JSONL / Parquet", file_count="multiple", interactive=False, elem_id="studio-prefs-files")
 
     def refresh(current):
-        names = [s["name"] for s in engine.prefs.store.task_sets()]
+        names = [s["name"] for s in engine.prefs.task_sets()]
         return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
 
     tab.select(refresh, [task_set], [task_set], api_visibility="private", show_progress="hidden")
 
     def on_show(lang, name):
         try:
-            state = engine.prefs.store.progress(name or "")
+            state = engine.prefs.progress(name or "")
             report = engine.prefs.agreement(name or "")
         except StudioError as exc:
             return error_text(texts, lang, exc), _table(texts, lang, PEOPLE, []), _table(texts, lang, CONTESTED, [])

@@ -264,7 +264,7 @@ def _wire_rank(view: RankView, engine: Any, ui: UiShared, tab: Any) -> None:
 
     @allow("rank")
     def refresh(current, who, request: gr.Request):
-        names = [s["name"] for s in prefs().store.task_sets()]
+        names = [s["name"] for s in prefs().task_sets()]
         user = annotator_of(engine, request, None)
         # A value only when none is chosen: a late answer must not undo what the annotator picked meanwhile.
         chosen = {} if current in names else {"value": names[0] if names else None}
@@ -284,8 +284,8 @@ def _wire_rank(view: RankView, engine: Any, ui: UiShared, tab: Any) -> None:
         if not who:
             raise StudioError("Type your name first, so that your rankings are kept apart from others'.",
                               field="prefs.annotator", key="prefs.ui.no_annotator")
-        item = prefs().store.next_item(task_set, who)
-        state = prefs().store.progress(task_set)
+        item = prefs().next_item(task_set, who)
+        state = prefs().progress(task_set)
         mine = next((a for a in state["annotators"] if a["annotator"] == who), {})
         progress = texts.t(lang, "prefs.progress", mine=mine.get("ranked") or 0, complete=state["complete"],
                            items=state["items"], overlap=state["overlap"])
@@ -326,14 +326,14 @@ def _wire_rank(view: RankView, engine: Any, ui: UiShared, tab: Any) -> None:
         try:
             if action == "submit":
                 shown = parse_ranking_text(ranking, len(item["candidates"]))
-                prefs().store.submit(item["item_id"], who, to_candidate_ranking(item["order"], shown),
+                prefs().submit(item["item_id"], who, to_candidate_ranking(item["order"], shown),
                                      rationale=(rationale or "").strip(), seconds=seconds)
                 note = texts.t(lang, "prefs.saved", ranking=format_ranking_text(shown))
             elif action == "skip":
-                prefs().store.skip(item["item_id"], who, seconds=seconds)
+                prefs().skip(item["item_id"], who, seconds=seconds)
                 note = texts.t(lang, "prefs.skipped")
             else:
-                prefs().store.flag(item["item_id"], who, reason, seconds=seconds)
+                prefs().flag(item["item_id"], who, reason, seconds=seconds)
                 note = texts.t(lang, "prefs.flagged")
             outputs, _ = show(lang, task_set, who)
         except StudioError as exc:  # nothing was stored: the item and what was typed stay on screen

@@ -198,7 +198,7 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
         names = [r["name"] for r in rows]
         name = name if name else (names[0] if names else None)
         models, runs = engine.model_choices(), engine.finished_runs()
-        manifest = rag().store.manifest(name) if name in names else None
+        manifest = rag().manifest(name) if name in names else None
         return (gr.update(choices=names, value=name), library_text(rows, name, texts, lang, manifest),
                 gr.update(choices=target_choices(models, runs, texts, lang, False),
                           value=model or pick_default(models, DEFAULT_MODEL)))
@@ -210,7 +210,7 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
     ui.on_language(lambda lang, frame: sources_value(frame.values.tolist() if hasattr(frame, "values") else frame,
                                                      texts, lang), [view.sources], [view.sources])
     view.collection.change(lambda lang, name: library_text(rag().collections(), name, texts, lang,
-                                                           rag().store.manifest(name) if name else None)
+                                                           rag().manifest(name) if name else None)
                            if _valid(name) else texts.t(lang, "rag.library.new"),
                            [ui.lang, view.collection], [view.library], api_visibility="private",
                            show_progress="hidden")
@@ -244,7 +244,7 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
         rows = rag().collections()
         return (gr.Timer(active=False), progress_html(job, texts, lang),
                 gr.update(choices=[r["name"] for r in rows], value=job["collection"]),
-                library_text(rows, job["collection"], texts, lang, rag().store.manifest(job["collection"])))
+                library_text(rows, job["collection"], texts, lang, rag().manifest(job["collection"])))
 
     view.timer.tick(on_tick, [ui.lang, view.job, view.collection],
                     [view.timer, view.progress, view.collection, view.library], api_visibility="private",

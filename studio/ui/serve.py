@@ -93,7 +93,7 @@ def authenticator(creds: Credentials, engine: Any) -> Callable[[str, str], bool]
         if user in admins:
             return hmac.compare_digest(admins[user].encode(), (password or "").encode())
         try:
-            return engine.prefs.store.check_password(user, password)
+            return engine.prefs.check_password(user, password)
         except Exception:  # noqa: BLE001 - an engine without a preference store has no other accounts
             return False
 

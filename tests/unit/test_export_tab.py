@@ -11,6 +11,7 @@ import pytest
 from studio.export.pipeline import FORMATS
 from studio.ui.common import UiShared
 from studio.ui.export_report_view import completed_export, job_html, previous_table, show_export
+from studio.export.service import ExportService
 from studio.ui.export_tab import (OPTION_FORMAT, build_export, check_plan, describe_source, export_request,
                                   option_visibility, poll_export, source_choices, start_export)
 from studio.ui.i18n import LOCALES_DIR, Localizer, Texts
@@ -48,14 +49,14 @@ def test_each_format_shows_and_sends_only_its_own_options(fmt):
 
 def test_a_run_that_cannot_merge_is_offered_adapter_only_and_says_why(workspace, tmp_path, texts):
     spec = add_run(workspace, tmp_path, "prompt_tuning")
-    line, formats = describe_source(workspace, spec, texts, "es")
+    line, formats = describe_source(ExportService(workspace), spec, texts, "es")
     assert formats == ("adapter",)
     assert "Ejecución **tiny-prompt_tuning**" in line and "etapa sft" in line
     assert "su prompt suave es una entrada extra" in line and "Solo se exporta como adaptador" in line
 
     lora = add_run(workspace, tmp_path, "lora")
-    assert describe_source(workspace, lora, texts, "en")[1] == FORMATS
-    line, formats = describe_source(workspace, "smollm2-135m-instruct", texts, "en")
+    assert describe_source(ExportService(workspace), lora, texts, "en")[1] == FORMATS
+    line, formats = describe_source(ExportService(workspace), "smollm2-135m-instruct", texts, "en")
     assert "adapter" not in formats and "exported as it is" in line
 
 
@@ -68,7 +69,7 @@ def test_runs_come_first_in_the_source_list(texts):
 def test_refusals_read_in_spanish_before_and_after_export_is_clicked(workspace, tmp_path, texts):
     spec = add_run(workspace, tmp_path, "prompt_tuning")
     request = export_request(spec, "merged", OPTIONS, "", True, None)
-    default, problem = check_plan(workspace, request, texts, "es")
+    default, problem = check_plan(ExportService(workspace), request, texts, "es")
     assert default == "" and "no se puede fusionar" in problem
     job_id, message = start_export(FakeEngine(workspace), request, texts, "es")
     assert job_id is None and message.startswith("⚠️ El método 'prompt_tuning' no se puede fusionar")
@@ -79,7 +80,7 @@ def test_refusals_read_in_spanish_before_and_after_export_is_clicked(workspace, 
 
 def test_the_default_folder_is_shown_before_exporting(workspace, tmp_path, texts):
     spec = add_run(workspace, tmp_path, "lora")
-    default, problem = check_plan(workspace, export_request(spec, "bnb4", OPTIONS, "", True, None), texts, "en")
+    default, problem = check_plan(ExportService(workspace), export_request(spec, "bnb4", OPTIONS, "", True, None), texts, "en")
     assert problem == "" and default == str(workspace.home / "exports" / "tiny-lora-bnb4-fp4")
 
 
@@ -91,10 +92,10 @@ def test_the_plan_check_refuses_a_folder_of_user_files_before_export_is_clicked(
     for overwrite in (False, True):
         request = export_request(spec, "merged", OPTIONS, str(out), True, None, overwrite)
         assert request["overwrite"] is overwrite
-        default, problem = check_plan(workspace, request, texts, "en")
+        default, problem = check_plan(ExportService(workspace), request, texts, "en")
         assert default == str(workspace.home / "exports" / "tiny-lora-merged")  # the placeholder stays
         assert "holds files that are not a studio export (notes.txt); choose an empty or new folder" in problem
-        _, problem = check_plan(workspace, request, texts, "es")
+        _, problem = check_plan(ExportService(workspace), request, texts, "es")
         assert "contiene archivos que no son de una exportación del estudio (notes.txt)" in problem
         job_id, message = start_export(FakeEngine(workspace), request, texts, "es")
         assert job_id is None and "elige una carpeta vacía o nueva" in message
@@ -109,19 +110,19 @@ def test_a_previous_export_asks_for_the_box_and_the_default_folder_moves_on(work
     poll_export(engine, job_id, texts, "en")
     assert poll_export(engine, job_id, texts, "en")[0]["result"]["path"] == default
     # Exporting the same run again with the folder left empty goes to a new folder, without a question...
-    assert check_plan(workspace, export_request(spec, "merged", OPTIONS, "", True, None), texts, "en") == (
+    assert check_plan(ExportService(workspace), export_request(spec, "merged", OPTIONS, "", True, None), texts, "en") == (
         f"{default}-2", "")
     # ...or replaces the previous one when the box is ticked.
-    assert check_plan(workspace, export_request(spec, "merged", OPTIONS, "", True, None, True), texts, "en") == (
+    assert check_plan(ExportService(workspace), export_request(spec, "merged", OPTIONS, "", True, None, True), texts, "en") == (
         default, "")
     # Naming that folder without the box says which box to tick, in either language.
     request = export_request(spec, "merged", OPTIONS, default, True, None)
-    _, problem = check_plan(workspace, request, texts, "en")
+    _, problem = check_plan(ExportService(workspace), request, texts, "en")
     assert "holds a previous export; tick 'Replace the previous export in this folder'" in problem
     assert "--overwrite" not in problem
     job_id, message = start_export(engine, request, texts, "es")
     assert job_id is None and "marca 'Reemplazar la exportación anterior en esta carpeta'" in message
-    assert check_plan(workspace, {**request, "overwrite": True}, texts, "en")[1] == ""
+    assert check_plan(ExportService(workspace), {**request, "overwrite": True}, texts, "en")[1] == ""
 
 
 def test_polling_a_job_to_completion_draws_the_report_files_and_previous_exports(workspace, tmp_path, texts):
