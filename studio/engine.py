@@ -234,6 +234,23 @@ class Engine:
                 return run
         return None
 
+    # --- planning a run (nothing starts) -----------------------------------------------------
+    def method_table(self, recipe: Recipe, memory: dict | None = None, only: str | None = None) -> list[dict]:
+        """Every method (or `only` one) for this recipe: trainable parameters, estimated peak, fits, fixes."""
+        from studio.memory_picker import method_table
+
+        return method_table(recipe.model, self.ws, recipe, memory=memory, only=only)
+
+    def suggest_method(self, recipe: Recipe, goal: str) -> dict:
+        """The method the picker suggests for `goal` on this model, machine and dataset, with its reason."""
+        from studio.memory import device_memory, load_config, model_shape, task_of
+        from studio.memory_picker import dataset_rows, recommend
+        from studio.models.catalogue import resolve_model
+
+        params = model_shape(load_config(resolve_model(recipe.model, self.ws)), task_of(recipe.stage))["params"]
+        return recommend(device_memory()["total_bytes"], dataset_rows(recipe.data.dataset, self.ws), goal, params,
+                         recipe.stage)
+
     def model_choices(self) -> list[str]:
         from studio.models.catalogue import list_models
 

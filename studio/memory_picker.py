@@ -157,6 +157,24 @@ _HEADROOM = 1.3  # activations, runtime, fragmentation
 REASONS = ("huge", "huge_head", "many_tasks", "much_data", "default", "quantise")
 
 
+FALLBACK_ROWS = 1000  # dataset size assumed when counting the selected dataset is not cheap
+MAX_COUNTED_BYTES = 50 * 1024 * 1024
+
+
+def dataset_rows(spec: str, ws: Any) -> int:
+    """Rows in the selected dataset when it is a local JSONL small enough to count, else FALLBACK_ROWS."""
+    from studio.data.loaders import resolve_dataset
+
+    try:
+        path = resolve_dataset(spec, ws)
+        if path.suffix != ".jsonl" or path.stat().st_size > MAX_COUNTED_BYTES:
+            return FALLBACK_ROWS
+        with open(path, encoding="utf-8") as lines:
+            return sum(1 for line in lines if line.strip()) or FALLBACK_ROWS
+    except (StudioError, OSError):
+        return FALLBACK_ROWS
+
+
 def recommend(device_total_bytes: int, dataset_rows: int, goal: str, model_params: int, stage: str = "sft") -> dict:
     """{method, reason, params}: a method for this device, data, goal and stage; `reason` is one of REASONS and
     `params` (size, memory, rows, title) fill the sentence a UI words for it."""

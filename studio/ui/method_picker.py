@@ -17,16 +17,13 @@ import gradio as gr
 import pandas as pd
 
 from studio.errors import StudioError
-from studio.memory import GOALS, GiB, device_memory, load_config, model_shape, task_of
-from studio.memory_picker import method_table, recommend
+from studio.memory import GOALS, GiB, device_memory
 from studio.methods import METHODS
 from studio.ui.fields import FieldWidget, build_fields
 from studio.ui.i18n import Texts
 
 DEFAULT_METHOD = "lora"
 DEFAULT_GOAL = "style"
-FALLBACK_ROWS = 1000  # dataset size assumed when counting the selected dataset is not cheap
-MAX_COUNTED_BYTES = 50 * 1024 * 1024
 COLUMNS = ("method", "applicable", "trainable", "percent", "peak", "disk", "mergeable", "fits")
 
 
@@ -134,20 +131,6 @@ def goal_choices(texts: Texts, lang: str) -> list[tuple[str, str]]:
     return [(texts.t(lang, f"picker.goal.{g}"), g) for g in GOALS]
 
 
-def dataset_rows(spec: str, ws: Any) -> int:
-    """Rows in the selected dataset when it is a local JSONL small enough to count, else FALLBACK_ROWS."""
-    from studio.data.loaders import resolve_dataset
-
-    try:
-        path = resolve_dataset(spec, ws)
-        if path.suffix != ".jsonl" or path.stat().st_size > MAX_COUNTED_BYTES:
-            return FALLBACK_ROWS
-        with open(path, encoding="utf-8") as lines:
-            return sum(1 for line in lines if line.strip()) or FALLBACK_ROWS
-    except (StudioError, OSError):
-        return FALLBACK_ROWS
-
-
 # ---- building and wiring ----
 
 def build_method_picker(ui: Any) -> MethodPickerView:
@@ -222,7 +205,7 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
                 memory = cached["memory"]
             else:
                 memory = device_memory()
-                row = method_table(recipe.model, engine.ws, recipe, memory=memory, only=name)[0]
+                row = engine.method_table(recipe, memory=memory, only=name)[0]
         except StudioError as exc:
             shown["verdict"] = None
             return {view.verdict: texts.t(lang, "picker.verdict.error", message=texts.error(lang, exc)), view.shown: shown}
@@ -241,7 +224,7 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
             key = repr(table_key(recipe))
             if key not in cache:
                 memory = device_memory()
-                cache[key] = {"rows": method_table(recipe.model, engine.ws, recipe, memory=memory),
+                cache[key] = {"rows": engine.method_table(recipe, memory=memory),
                               "memory": memory}
         except StudioError as exc:
             gr.Warning(texts.error(lang, exc))
@@ -256,12 +239,7 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
         lang, shown = values[ui.lang], dict(values[view.shown] or {})
         try:
             recipe = recipe_of(values)
-            from studio.models.catalogue import resolve_model
-
-            config = load_config(resolve_model(recipe.model, engine.ws))
-            params = model_shape(config, task_of(recipe.stage))["params"]
-            pick = recommend(device_memory()["total_bytes"], dataset_rows(recipe.data.dataset, engine.ws),
-                             values[view.goal] or DEFAULT_GOAL, params, recipe.stage)
+            pick = engine.suggest_method(recipe, values[view.goal] or DEFAULT_GOAL)
         except StudioError as exc:
             return {view.suggestion: texts.t(lang, "picker.verdict.error", message=texts.error(lang, exc)),
                     view.use: gr.update(visible=False)}

@@ -137,6 +137,16 @@ class FakeExports:
         self.manifests: list[dict] = []
         self.names: dict[str, str] = {}  # job id -> the source's file-safe name
 
+    def source(self, spec):
+        from studio.export.service import ExportService
+
+        return ExportService.source(self, spec)
+
+    def check(self, request):
+        from studio.export.service import ExportService
+
+        return ExportService.check(self, request)
+
     def start(self, request):
         from studio.export.pipeline import ExportRequest, check_request
 

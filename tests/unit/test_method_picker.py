@@ -109,3 +109,21 @@ def test_every_method_explains_itself_in_both_languages(texts):
         for lang in ("en", "es"):
             assert texts.locales[lang].get(f"method.{name}.explain"), (name, lang)
     assert "65,536" in method_text(texts, "en", "lora") and "65 536" in method_text(texts, "es", "lora")
+
+
+def test_the_engine_plans_a_recipe_for_the_picker(workspace, tiny_llama_dir, tmp_path):
+    from studio.config import parse_recipe
+    from studio.engine import Engine
+    from studio.memory_picker import FALLBACK_ROWS, dataset_rows
+
+    data = tmp_path / "three.jsonl"
+    data.write_text("".join('{"instruction": "q", "output": "a"}\n' for _ in range(3)), encoding="utf-8")
+    recipe = parse_recipe({"name": "t", "model": str(tiny_llama_dir), "data": {"dataset": str(data)}})
+    engine = Engine(workspace, start_jobs=False)
+    try:
+        assert [r["name"] for r in engine.method_table(recipe, memory=MEMORY, only="lora")] == ["lora"]
+        pick = engine.suggest_method(recipe, "style")
+        assert pick["method"] == "lora" and pick["params"]["rows"] == "3"
+    finally:
+        engine.shutdown()
+    assert dataset_rows(str(tmp_path / "missing.jsonl"), workspace) == FALLBACK_ROWS
