@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any, Iterator
 
 from studio.access import AccessControl
 from studio.config import Recipe, parse_recipe_yaml
@@ -30,6 +31,7 @@ class Engine:
         self._rag = None
         self._prefs = None
         self._exports = None
+        self._chat_pool = None  # the playground's loaded models
         self.access = AccessControl(self.ws.home / "audit.jsonl", self._account_role)
         """Who calls and what they may do (`studio.access`); `launch` switches it to server mode under --auth."""
         if start_jobs:
@@ -233,6 +235,23 @@ class Engine:
             if run["status"] in ACTIVE_STATES:
                 return run
         return None
+
+    # --- the playground -------------------------------------------------------------------------
+    def chat(self, model: str, run_id: str | None, messages: list[dict], settings: Any = None,
+             stats: dict | None = None) -> Iterator[str]:
+        """The growing answer of `model` (or of the finished run `run_id`) to `messages`; up to 3 models stay
+        loaded between calls (`studio.generation.stream_chat`)."""
+        from studio.generation import ModelPool, stream_chat
+
+        if self._chat_pool is None:
+            self._chat_pool = ModelPool(self.ws, capacity=3)
+        return stream_chat(self.ws, model, run_id, messages, settings, self._chat_pool, stats=stats)
+
+    def save_exchange(self, name: str, messages: list[dict], source: str) -> str:
+        """Keep a conversation as the chat dataset `name` (a new version each time); returns the dataset name."""
+        from studio.generation import save_exchange
+
+        return save_exchange(self.ws, name, messages, source)
 
     # --- planning a run (nothing starts) -----------------------------------------------------
     def method_table(self, recipe: Recipe, memory: dict | None = None, only: str | None = None) -> list[dict]:

@@ -198,3 +198,24 @@ class RagService:
 
     def page_text(self, collection: str, file: str, page: int) -> str:
         return self.store.page_text(collection, file, page)
+
+    # --- feedback and the retrieval check ------------------------------------------------------------------
+    def save_feedback(self, collection: str, answer: dict, rating: str | None = None, better: str = "") -> dict:
+        """Record a verdict on an answer (`studio.rag.feedback.save_feedback`); its evalset path is given relative
+        to the workspace."""
+        from studio.rag.feedback import save_feedback
+
+        saved = save_feedback(self.ws, collection, answer, rating=rating, better=better,
+                              model=answer.get("model", ""))
+        evalset = saved["evalset"]
+        return {**saved, "evalset": str(Path(evalset).relative_to(self.ws.home)) if evalset else None}
+
+    def evalset(self, collection: str) -> Path:
+        """The questions approved answers of `collection` left behind (the retrieval check's default file)."""
+        return Path(self.ws.home) / "rag" / "evalsets" / f"{collection}.jsonl"
+
+    def check_retrieval(self, collection: str, questions: Path, k: int = 5) -> dict:
+        """hit@k, MRR and nDCG@10 of each retrieval mode on the questions of a JSONL/CSV file."""
+        from studio.rag.evaluate import evaluate_retrieval, read_questions
+
+        return evaluate_retrieval(self.store, collection, self.embedder_of(collection), read_questions(questions), k=k)

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import StudioError
-from studio.generation import GenerationSettings, ModelPool, save_exchange, stream_chat
+from studio.generation import GenerationSettings
 from studio.models.refs import parse, run_spec
 from studio.settings import parse_settings
 from studio.ui.common import UiShared, error_text, pick_default
@@ -103,11 +103,11 @@ def build_playground(engine: Any, ui: UiShared, tab: Any) -> PlaygroundView:
     with loc.label(gr.Accordion(t("play.settings"), open=False), "play.settings"):
         settings = build_fields(GenerationSettings, "gen", loc, lang, per_row=4)
     view = PlaygroundView(slots, chats, columns, speeds, system, message, send, clear, save_name, save, settings, notice)
-    _wire(view, engine, ui, tab, ModelPool(engine.ws, capacity=3))
+    _wire(view, engine, ui, tab)
     return view
 
 
-def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any, pool: ModelPool) -> None:
+def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any) -> None:
     texts = ui.texts
 
     def refresh(lang, *current):
@@ -159,7 +159,7 @@ def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any, pool: Model
             history, stats = histories[chat], {}
             model, run_id = split_target(value, runs)
             try:
-                for answer in stream_chat(engine.ws, model, run_id, history, settings, pool, stats=stats):
+                for answer in engine.chat(model, run_id, history, settings, stats=stats):
                     yield {chat: _shown(history) + [{"role": "assistant", "content": answer}],
                            speed: speed_text(stats, texts, lang)}
             except StudioError as exc:
@@ -182,7 +182,7 @@ def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any, pool: Model
             for history, source in zip(chats, slots):
                 if source and history:
                     messages = ([{"role": "system", "content": system}] if system else []) + list(history)
-                    dataset = save_exchange(engine.ws, (name or "playground").strip(), messages, source)
+                    dataset = engine.save_exchange((name or "playground").strip(), messages, source)
                     saved += 1
         except StudioError as exc:
             gr.Warning(texts.error(lang, exc))

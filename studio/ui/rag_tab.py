@@ -351,29 +351,23 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
         return note, ("" if note.startswith("✓") else better)
 
     def _save(lang, answer, rating, better):
-        from studio.rag.feedback import save_feedback
-
         try:
-            saved = save_feedback(engine.ws, answer["collection"], answer, rating=rating, better=better,
-                                  model=answer.get("model", ""))
+            saved = rag().save_feedback(answer["collection"], answer, rating=rating, better=better)
         except StudioError as exc:
             return error_text(texts, lang, exc)
-        tests = Path(saved["evalset"]).relative_to(engine.ws.home) if saved["evalset"] else "—"
+        tests = saved["evalset"] or "—"
         return "✓ " + texts.t(lang, "rag.feedback.saved", datasets=", ".join(saved["datasets"]) or "—", tests=tests)
 
     view.save_better.click(on_better, [ui.lang, view.answers, view.better], [view.feedback_notice, view.better],
                            api_visibility="private")
 
     def on_eval(lang, name, upload, k):
-        from studio.rag.evaluate import evaluate_retrieval, read_questions
-
         name = (name or "").strip()
         try:
-            path = Path(upload if isinstance(upload, str) else upload.name) if upload else \
-                Path(engine.ws.home) / "rag" / "evalsets" / f"{name}.jsonl"
+            path = Path(upload if isinstance(upload, str) else upload.name) if upload else rag().evalset(name)
             if not path.exists():
                 return [], texts.t(lang, "rag.eval.nothing")
-            report = evaluate_retrieval(rag().store, name, rag().embedder_of(name), read_questions(path), k=int(k))
+            report = rag().check_retrieval(name, path, k=int(k))
         except StudioError as exc:
             return [], error_text(texts, lang, exc)
         rows = [[mode, round(m["hit_rate"], 3), round(m["mrr"], 3), round(m["ndcg@10"], 3), round(m["seconds"], 2)]

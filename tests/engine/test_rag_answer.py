@@ -160,10 +160,12 @@ def test_feedback_becomes_preference_data_and_a_retrieval_test_set(service, corp
     monkeypatch.setattr("studio.generation.stream_chat", lambda *a, **k: iter(["Every 300 kilometres [1]."]))
     final = list(service.ask("home-docs", "How often does the chain need oil?", model="tiny"))[-1]
     answer = dict(final.as_dict(), messages=final.messages)
-    up = save_feedback(workspace, "home-docs", answer, rating="up", model="tiny")
-    assert up["datasets"] == ["rag-feedback"]
-    evalset = [json.loads(line) for line in open(up["evalset"], encoding="utf-8")]
+    up = service.save_feedback("home-docs", dict(answer, model="tiny"), rating="up")
+    assert up["datasets"] == ["rag-feedback"] and up["evalset"] == "rag/evalsets/home-docs.jsonl"
+    evalset = [json.loads(line) for line in open(service.evalset("home-docs"), encoding="utf-8")]
     assert evalset == [{"question": "How often does the chain need oil?", "file": "bikes.pdf", "page": [2]}]
+    check = service.check_retrieval("home-docs", service.evalset("home-docs"), k=3)
+    assert check["questions"] == 1 and check["modes"]["hybrid"]["hit_rate"] == 1.0
     better = save_feedback(workspace, "home-docs", answer, rating="down",
                            better="Every 300 km, or after riding in the rain [1].")
     assert set(better["datasets"]) == {"rag-feedback", "rag-preferences"}

@@ -144,3 +144,19 @@ def test_a_saved_exchange_becomes_a_chat_dataset(workspace):
     with pytest.raises(StudioError, match="no answer to save"):
         save_exchange(workspace, "playground", [{"role": "user", "content": "Hi"}], "smollm2")
     assert cut_at_stop("Answer. User: more", ["User:"]) == "Answer. "
+
+
+def test_the_engine_chats_and_keeps_the_exchange(workspace, tiny_llama_dir):
+    from studio.engine import Engine
+
+    engine = Engine(workspace, start_jobs=False)
+    try:
+        settings = GenerationSettings(max_new_tokens=3, do_sample=False)
+        chat = [{"role": "user", "content": "Hi"}]
+        first = list(engine.chat(str(tiny_llama_dir), None, chat, settings))
+        again = list(engine.chat(str(tiny_llama_dir), None, chat, settings))
+        assert first and first[-1] == again[-1]  # greedy: the same answer from the model kept loaded
+        assert len(engine._chat_pool._models) == 1
+        assert engine.save_exchange("talk", chat + [{"role": "assistant", "content": "Hello"}], "tiny") == "talk"
+    finally:
+        engine.shutdown()
