@@ -60,6 +60,13 @@ class Engine:
 
     # --- preferences ----------------------------------------------------------------------
     @property
+    def data(self):
+        """The workspace's datasets and prompt templates (`studio.data.library.DataLibrary`)."""
+        from studio.data.library import DataLibrary
+
+        return DataLibrary(self.ws)
+
+    @property
     def prefs(self):
         """Ranking task sets, annotations, agreement, export, arena and judge (`studio.prefs.service.PrefService`)."""
         if self._prefs is None:

@@ -13,9 +13,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from studio.data.builder import load_split, mix_datasets
 from studio.data.cleaning import SplitConfig
-from studio.data.template_store import save_template
 from studio.errors import StudioError
 from studio.ui.common import UiShared, error_text
 
@@ -41,7 +39,7 @@ def parse_sources(text: str) -> list[tuple[str, float | int]]:
     return sources
 
 
-def build_template_editor(ui: UiShared, ws: Any, template: gr.Dropdown, names: Callable[[], list[str]]) -> None:
+def build_template_editor(ui: UiShared, data: Any, template: gr.Dropdown, names: Callable[[], list[str]]) -> None:
     texts, loc, t = ui.texts, ui.localizer, (lambda key: ui.texts.t(ui.default_lang, key))
     with loc.label(gr.Accordion(t("data.custom.title"), open=False), "data.custom.title"):
         with gr.Row():
@@ -56,7 +54,7 @@ def build_template_editor(ui: UiShared, ws: Any, template: gr.Dropdown, names: C
 
     def on_save(tpl_name, tpl_prompt, tpl_response, lang):
         try:
-            saved = save_template(ws, (tpl_name or "").strip(), tpl_prompt or "", tpl_response or "{{ output }}")
+            saved = data.save_template((tpl_name or "").strip(), tpl_prompt or "", tpl_response or "{{ output }}")
         except StudioError as exc:
             return gr.skip(), error_text(texts, lang, exc)
         return gr.update(choices=names(), value=saved.name), texts.t(lang, "data.custom.saved", name=saved.name)
@@ -64,7 +62,7 @@ def build_template_editor(ui: UiShared, ws: Any, template: gr.Dropdown, names: C
     save.click(on_save, [name, prompt, response, ui.lang], [template, message], **PRIVATE)
 
 
-def build_mixer(ui: UiShared, ws: Any, on_done: Callable[[str], Any], outputs: list) -> None:
+def build_mixer(ui: UiShared, data: Any, on_done: Callable[[str], Any], outputs: list) -> None:
     texts, loc, t = ui.texts, ui.localizer, (lambda key: ui.texts.t(ui.default_lang, key))
     with loc.label(gr.Accordion(t("data.mix.title"), open=False), "data.mix.title"):
         with gr.Row():
@@ -79,8 +77,8 @@ def build_mixer(ui: UiShared, ws: Any, on_done: Callable[[str], Any], outputs: l
     def on_mix(text, mix_name, share, lang):
         try:
             value = float(share or 0)
-            result = mix_datasets(ws, (mix_name or "").strip(), parse_sources(text),
-                                  SplitConfig(validation=int(value) if value >= 1 else value))
+            result = data.mix((mix_name or "").strip(), parse_sources(text),
+                              SplitConfig(validation=int(value) if value >= 1 else value))
         except StudioError as exc:
             return [error_text(texts, lang, exc), *[gr.skip() for _ in outputs]]
         return [result.summary(), *on_done(result.name)]
@@ -104,7 +102,7 @@ def page_of(records: list[dict], page: int) -> tuple[dict, int]:
     return {"headers": headers, "data": rows}, pages
 
 
-def build_browser(ui: UiShared, ws: Any, picked: gr.Dropdown) -> None:
+def build_browser(ui: UiShared, data: Any, picked: gr.Dropdown) -> None:
     texts, loc, t = ui.texts, ui.localizer, (lambda key: ui.texts.t(ui.default_lang, key))
     with loc.label(gr.Accordion(t("data.browse.title"), open=False), "data.browse.title"):
         with gr.Row():
@@ -118,7 +116,7 @@ def build_browser(ui: UiShared, ws: Any, picked: gr.Dropdown) -> None:
     def show(name, part, number, lang):
         if not name:
             return [], ""
-        table, count = page_of(load_split(ws, name, part), number)
+        table, count = page_of(data.rows(name, part), number)
         return table, texts.t(lang, "data.browse.of", pages=count)
 
     inputs = [picked, split_name, page, ui.lang]

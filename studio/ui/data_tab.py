@@ -16,12 +16,11 @@ from typing import Any
 
 import gradio as gr
 
-from studio.data.builder import dataset_card, export_dataset, import_dataset, inspect_source, list_datasets
+from studio.data.builder import inspect_source
 from studio.data.cleaning import CleaningConfig, SplitConfig
 from studio.data.formats import FORMATS
-from studio.data.stats import dataset_report, histogram_figure
-from studio.data.template_store import list_templates
-from studio.data.template_store import get_template
+from studio.data.stats import histogram_figure
+from studio.data.library import DataLibrary
 from studio.data.templates import BUILTIN_TEMPLATES
 from studio.errors import StudioError
 from studio.ui import data_forms as forms
@@ -65,13 +64,13 @@ class DataView:
     source: gr.State  # {"path", "columns", "rows", "guess"} of the inspected file
 
 
-def _template_names(ws: Any) -> list[str]:
-    saved = [t.name for t in list_templates(ws)] if ws is not None else []
+def _template_names(data: Any) -> list[str]:
+    saved = [t.name for t in data.templates()] if data is not None else []
     return [*BUILTIN_TEMPLATES, *(n for n in saved if n not in BUILTIN_TEMPLATES)]
 
 
 def build_data(engine: Any, ui: UiShared) -> DataView:
-    ws = getattr(engine, "ws", None)
+    data = getattr(engine, "data", None)  # the workspace's datasets and templates (`studio.data.library`)
     texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
     t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
 
@@ -96,7 +95,7 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
                                   "data.system")
         train_on_prompt = loc.label(gr.Checkbox(value=False, label=t("data.train_on_prompt"), scale=1,
                                                 elem_id="studio-data-train-on-prompt"), "data.train_on_prompt")
-    build_template_editor(ui, ws, template, lambda: _template_names(ws))
+    build_template_editor(ui, data, template, lambda: _template_names(data))
     loss_labels = {texts.t(code, "data.preview.loss") for code in texts.locales}
     preview = loc.label(gr.HighlightedText(label=t("data.preview.label"), combine_adjacent=False, show_legend=False,
                                            color_map={label: "#86efac" for label in loss_labels},
@@ -136,11 +135,11 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
         card = loc.label(gr.JSON(label=t("data.card"), elem_id="studio-data-card"), "data.card")
 
     def refreshed_library(new_name: str):
-        rows = list_datasets(ws) if ws is not None else []
+        rows = data.datasets() if data is not None else []
         return forms.dataset_rows(rows), gr.update(choices=[d["name"] for d in rows], value=new_name)
 
-    build_mixer(ui, ws, refreshed_library, [datasets, picked])
-    build_browser(ui, ws, picked)
+    build_mixer(ui, data, refreshed_library, [datasets, picked])
+    build_browser(ui, data, picked)
     view = DataView(file, fmt, slots, table, facts, template, system_prompt, train_on_prompt, preview, preview_note,
                     cleaning, split, name, save, message, problems, datasets, picked, card, max_length, stats_note,
                     histogram, columns, export_format, export, download, gr.State(None))
@@ -150,7 +149,8 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
 
 def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
     texts = ui.texts
-    ws = getattr(engine, "ws", None)
+    data = getattr(engine, "data", None)
+    builtin = data or DataLibrary(None)  # built-in templates and the embedded tokenizer need no workspace
     tokenizers: dict[str, Any] = {}  # one tokenizer per app, loaded on the first preview
 
     def slot_updates(fmt, source, mapping=None):
@@ -177,9 +177,7 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
 
     def tokenizer():
         if PREVIEW_MODEL not in tokenizers:
-            from studio.models.loading import load_tokenizer
-
-            tokenizers[PREVIEW_MODEL] = load_tokenizer(PREVIEW_MODEL, ws)
+            tokenizers[PREVIEW_MODEL] = builtin.tokenizer(PREVIEW_MODEL)
         return tokenizers[PREVIEW_MODEL]
 
     def on_preview(source, fmt, template, system_prompt, train_on_prompt, lang, *slot_values):
@@ -190,7 +188,7 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
             if not records:
                 first = f" ({problems[0][1]})" if problems else ""
                 return [], texts.t(lang, "data.preview.none", first=first)
-            spans = forms.highlight(tokenizer(), get_template(template or "chat", ws), records, system_prompt or "",
+            spans = forms.highlight(tokenizer(), builtin.template(template or "chat"), records, system_prompt or "",
                                     bool(train_on_prompt), texts.t(lang, "data.preview.loss"))
         except StudioError as exc:
             return [], error_text(texts, lang, exc)
@@ -212,7 +210,7 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
     view.system_prompt.blur(on_preview, preview_inputs, preview_outputs, **private)
 
     def library(selected=None):
-        rows = list_datasets(ws) if ws is not None else []
+        rows = data.datasets() if data is not None else []
         names = [d["name"] for d in rows]
         value = selected if selected in names else (names[0] if names else None)
         return forms.dataset_rows(rows), gr.update(choices=names, value=value)
@@ -232,7 +230,7 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
                                           values[view.system_prompt], sections.get("cleaning", {}),
                                           sections.get("split", {}))
             # Big files stream: the bar follows the bytes read.
-            result = import_dataset(ws, request, progress=lambda done, total: progress(
+            result = data.import_file(request, progress=lambda done, total: progress(
                 done / total if total else None, desc=texts.t(lang, "data.msg.reading")))
         except StudioError as exc:
             gr.Warning(texts.error(lang, exc))
@@ -250,8 +248,8 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
         if not name:
             return None, "", None, []
         try:
-            card = dataset_card(ws, name)
-            report = dataset_report(ws, name, tokenizer(), int(max_length or 512))
+            card = data.card(name)
+            report = data.report(name, tokenizer(), int(max_length or 512))
         except (StudioError, OSError) as exc:
             return None, error_text(texts, lang, exc) if isinstance(exc, StudioError) else "", None, []
         return card, forms.stats_note(texts, lang, report), histogram_figure(report), forms.column_rows(report)
@@ -268,7 +266,7 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
         if not name:
             return gr.skip(), texts.t(lang, "data.msg.pick_first")
         try:
-            path = export_dataset(ws, name, Path(tempfile.mkdtemp(prefix="studio-export-")) / f"{name}.{fmt}", fmt)
+            path = data.export(name, Path(tempfile.mkdtemp(prefix="studio-export-")) / f"{name}.{fmt}", fmt)
         except StudioError as exc:
             return gr.skip(), error_text(texts, lang, exc)
         return str(path), ""
@@ -276,4 +274,4 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
     view.export.click(on_export, [view.picked, view.export_format, ui.lang], [view.download, view.message],
                       **private)
     ui.demo.load(lambda: library(), None, [view.datasets, view.picked], **private)
-    ui.demo.load(lambda: gr.update(choices=_template_names(ws)), None, [view.template], **private)
+    ui.demo.load(lambda: gr.update(choices=_template_names(data)), None, [view.template], **private)
