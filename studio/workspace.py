@@ -112,6 +112,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs_v3 RENAME TO jobs;
     CREATE INDEX jobs_by_kind_status ON jobs (kind, status);
     """,
+    # An ended job's error as a key and its values too, so each page words it in its own language.
+    """
+    ALTER TABLE jobs ADD COLUMN error_key TEXT;
+    ALTER TABLE jobs ADD COLUMN error_params TEXT;
+    """,
 ]
 
 RUN_STATES = ("queued", "running", "cancelling", "completed", "failed", "cancelled", "interrupted")

@@ -172,7 +172,7 @@ class ExportService:
     def _finish_row(self, job: ExportJob) -> None:
         failure = job.failure()
         result = {"path": job.result.get("path")} if job.result else None
-        self.records.finish(int(job.id), job.state, error=failure.message if failure else None, result=result)
+        self.records.finish(int(job.id), job.state, error=failure, result=result)
 
     def _ended_silently(self, job: ExportJob) -> None:
         code = job.process.exitcode

@@ -30,6 +30,7 @@ from studio.errors import StudioError
 from studio.jobs import worker
 from studio.jobs.runfiles import (SKIP_EVALUATION, append_log_line, append_metrics, checkpoint_step, estimate_eta,
                                   follow_metrics, latest_checkpoint, recent_metrics, rewind_metrics, tail_lines)
+from studio.jobs.records import error_columns
 from studio.jobs.worker import exit_reason, pid_alive
 from studio.workspace import ACTIVE_STATES, Workspace
 
@@ -355,6 +356,8 @@ class JobManager:
                 final_loss = outcome["final_loss"]
         elif outcome.get("type") == "error":
             status, error = "failed", outcome.get("message") or "Training failed (see train.log)."
+            if outcome.get("key"):  # a StudioError in the worker: the Jobs panel words it in the page's language
+                error = StudioError(error, key=outcome["key"], **(outcome.get("params") or {}))
         elif w.stop_asked_at is not None and (w.terminated_at is not None or not w.closing):
             status = "interrupted" if w.closing else "cancelled"
             ckpt = latest_checkpoint(w.run_dir)
@@ -431,26 +434,31 @@ class JobManager:
         # A job claimed a moment ago may not have its worker's pid written yet.
         return pid_alive(pid) if pid else (started_at or 0) > now - 60
 
-    def _finish_job(self, job_id: int | None, run_id: str, status: str, error: str | None,
+    def _finish_job(self, job_id: int | None, run_id: str, status: str, error: str | StudioError | None,
                     only_if_active: bool = False, **run_values: Any) -> None:
         now = time.time()
         guard = " AND status IN ('running', 'cancelling')" if only_if_active else ""
-        values = {"status": status, "finished_at": now, "error": error, "pid": None,
+        columns = error_columns(error)
+        values = {"status": status, "finished_at": now, "error": columns["error"], "pid": None,
                   **{k: v for k, v in run_values.items() if v is not None}}
         sets = ", ".join(f"{k} = ?" for k in values)
         with self.ws.db() as conn:
             conn.execute(f"UPDATE runs SET {sets} WHERE id = ?{guard}", (*values.values(), run_id))
             if job_id is not None:
-                conn.execute(f"UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?{guard}",
-                             (status, now, error, job_id))
+                conn.execute("UPDATE jobs SET status = ?, finished_at = ?, error = ?, error_key = ?, error_params = ? "
+                             f"WHERE id = ?{guard}", (status, now, columns["error"], columns["error_key"],
+                                                      columns["error_params"], job_id))
 
-    def _interrupted_message(self, run_id: str, closing: bool = False) -> str:
+    def _interrupted_message(self, run_id: str, closing: bool = False) -> StudioError:
         run = self.ws.get_run(run_id)
         ckpt = latest_checkpoint(Path(run["run_dir"])) if run else None
-        why = "The studio was closed" if closing else "The studio stopped"
+        why, how = ("The studio was closed", "closed") if closing else ("The studio stopped", "stopped")
         if ckpt is None:
-            return f"{why} while this run was training, before its first checkpoint; start it again."
-        return f"{why} while this run was training; resume it to continue from step {checkpoint_step(ckpt)}."
+            return StudioError(f"{why} while this run was training, before its first checkpoint; start it again.",
+                               key=f"jobs.run_{how}_early")
+        step = checkpoint_step(ckpt)
+        return StudioError(f"{why} while this run was training; resume it to continue from step {step}.",
+                           key=f"jobs.run_{how}", step=step)
 
     def _get_run(self, run_id: str) -> dict:
         run = self.ws.get_run(run_id)

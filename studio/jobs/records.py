@@ -71,11 +71,12 @@ class JobRecords:
             conn.execute("UPDATE jobs SET progress = ?, phase = ? WHERE id = ? AND status IN ('running', 'cancelling')",
                          (None if fraction is None else round(float(fraction), 4), phase, job_id))
 
-    def finish(self, job_id: int, status: str, error: str | None = None, result: dict | None = None) -> None:
+    def finish(self, job_id: int, status: str, error: str | StudioError | None = None,
+               result: dict | None = None) -> None:
         if status not in ENDED:
             raise ValueError(f"{status!r} is not an end state")
         self._written.pop(job_id, None)
-        values: dict[str, Any] = {"status": status, "finished_at": time.time(), "error": error, "pid": None}
+        values: dict[str, Any] = {"status": status, "finished_at": time.time(), "pid": None, **error_columns(error)}
         if status == "completed":
             values["progress"], values["phase"] = 1.0, "done"
         if result is not None:
@@ -149,15 +150,29 @@ def check_retryable(job: dict) -> None:
                           kind=job["kind"], why=job["status"])
 
 
-def interrupted_sentence(kind: str, phase: str | None, job_id: int | str) -> str:
-    return (f"The studio stopped while this {kind} job was at '{phase or 'start'}'; retry it with "
-            f"`studio jobs retry {job_id}` or from its tab.")
+def interrupted_sentence(kind: str, phase: str | None, job_id: int | str) -> StudioError:
+    return StudioError(f"The studio stopped while this {kind} job was at '{phase or 'start'}'; retry it with "
+                       f"`studio jobs retry {job_id}` or from its tab.", key="jobs.interrupted", kind=kind,
+                       phase=phase or "start", job_id=str(job_id))
+
+
+def cancelled_sentence(kind: str) -> StudioError:
+    return StudioError(f"The {kind} job was cancelled.", key="jobs.cancelled", kind=kind)
+
+
+def error_columns(error: str | StudioError | None) -> dict[str, Any]:
+    """A jobs row's error columns: the English sentence and, for a StudioError, its key and values (JSON), so the
+    Jobs panel words it in the page's language."""
+    if isinstance(error, StudioError):
+        return {"error": error.message, "error_key": error.key,
+                "error_params": json.dumps(error.params, default=str) if error.key else None}
+    return {"error": error, "error_key": None, "error_params": None}
 
 
 def describe(row: dict) -> dict:
     """A job row as the CLI's --json and the UI show it: JSON columns parsed, seconds so far or in all."""
     out = dict(row)
-    for key in ("params", "result"):
+    for key in ("params", "result", "error_params"):
         if out.get(key):
             try:
                 out[key] = json.loads(out[key])
@@ -191,10 +206,10 @@ def foreground(ws: Workspace, kind: str, title: str, params: dict, owner: str | 
     try:
         yield job
     except KeyboardInterrupt:
-        records.finish(job.id, "cancelled", error=f"The {kind} job was cancelled.")
+        records.finish(job.id, "cancelled", error=cancelled_sentence(kind))
         raise
     except StudioError as exc:
-        records.finish(job.id, "failed", error=exc.message)
+        records.finish(job.id, "failed", error=exc)
         raise
     except BaseException as exc:
         records.finish(job.id, "failed", error=f"{type(exc).__name__}: {exc}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from studio.errors import StudioError
-from studio.jobs.records import JobRecords, interrupted_sentence
+from studio.jobs.records import JobRecords, cancelled_sentence, interrupted_sentence
 
 CANCEL_CHECK_S = 1.0  # how often a running job reads its row for a cancel asked from another process
 _LIVE: dict[str, "ThreadJob"] = {}  # this process's unfinished thread jobs, by row id (any service)
@@ -89,8 +89,8 @@ class JobThread:
         if self._closing:  # on shutdown the row already says 'interrupted'
             state = "interrupted" if state == "cancelled" else state
         else:
-            self.records.finish(row, state, error=job.error.message if job.error else (
-                f"The {job.kind} job was cancelled." if state == "cancelled" else None), result=job.summary())
+            self.records.finish(row, state, error=job.error or (
+                cancelled_sentence(job.kind) if state == "cancelled" else None), result=job.summary())
         job.state = state  # last: whoever waits on the job finds its row ended too
         _LIVE.pop(job.id, None)
 

@@ -144,7 +144,8 @@ def main(target: str, run_dir: str, home: str, resume_from: str | None, events: 
         events.put({**result, "type": "done"})
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the supervisor must hear why
         log.error("Job failed:\n%s", traceback.format_exc())
-        events.put({"type": "error", "message": failure_message(exc), "traceback": traceback.format_exc()})
+        events.put({"type": "error", "message": failure_message(exc), "traceback": traceback.format_exc(),
+                    "key": getattr(exc, "key", None), "params": getattr(exc, "params", None)})
     finally:
         events.close()
         if os.getppid() == parent:

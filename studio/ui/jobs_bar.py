@@ -36,6 +36,14 @@ def jobs_line(jobs: list[dict], texts: Any, lang: str) -> str:
     return texts.t(lang, "jobs.running", n=len(jobs)) + " " + " · ".join(items)
 
 
+def _error(job: dict, texts: Any, lang: str) -> str:
+    """The job's error sentence in `lang` (its key and values, the kind named in words), else its English one."""
+    params = dict(job.get("error_params") or {})
+    if "kind" in params:
+        params["kind"] = texts.t(lang, f"jobs.kind.{params['kind']}")
+    return texts.sentence(lang, job.get("error_key"), params, job.get("error") or "")
+
+
 def jobs_table(jobs: list[dict], texts: Any, lang: str) -> dict:
     """The panel's table: newest first, kind and status in words, progress in %, error sentence last."""
     rows = []
@@ -44,7 +52,8 @@ def jobs_table(jobs: list[dict], texts: Any, lang: str) -> dict:
         rows.append([job["id"], texts.t(lang, f"jobs.kind.{job['kind']}"), texts.t(lang, f"jobs.status.{job['status']}"),
                      f"{job['progress'] * 100:.0f}%" if job.get("progress") is not None else "",
                      _phase(job.get("phase"), texts, lang), job.get("title") or "",
-                     time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "", job.get("error") or ""])
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "",
+                     _error(job, texts, lang)])
     return gr.update(value={"headers": [texts.t(lang, f"jobs.col.{c}") for c in COLUMNS], "data": rows})
 
 

@@ -32,3 +32,23 @@ def test_the_jobs_panel_lists_every_state_in_the_page_language():
     assert table["data"][1][1] == "indexado" and table["data"][1][3] == "50%"
     assert table["data"][-1][-1] == "The studio stopped"
     assert table["data"][3][4] == "terminado" and table["data"][1][4] == "page 3 of 16"
+
+
+def test_a_stored_error_reads_in_the_page_language(workspace):
+    from studio.errors import StudioError
+    from studio.jobs.records import JobRecords, cancelled_sentence, interrupted_sentence
+    from studio.ui.jobs_bar import jobs_table
+
+    texts, records = Texts.load(), JobRecords(workspace)
+    stopped, cancelled, plain = (records.create("index", "manuals <- a.pdf", {}) for _ in range(3))
+    records.finish(stopped, "interrupted", error=interrupted_sentence("index", "page 3 of 16", stopped))
+    records.finish(cancelled, "cancelled", error=cancelled_sentence("generate"))
+    records.finish(plain, "failed", error=StudioError("Something only English knows."))
+    rows = [records.get(job_id) for job_id in (stopped, cancelled, plain)]
+    assert rows[0]["error"].startswith("The studio stopped while this index job was at 'page 3 of 16'")
+    assert rows[0]["error_params"] == {"kind": "index", "phase": "page 3 of 16", "job_id": str(stopped)}
+    spanish = [row[-1] for row in jobs_table(rows, texts, "es")["value"]["data"]]
+    assert spanish[0].startswith("El estudio se detuvo mientras este trabajo de indexado estaba en 'page 3 of 16'")
+    assert spanish[1] == "El trabajo de candidatas se canceló."
+    assert spanish[2] == "Something only English knows."
+    assert [row[-1] for row in jobs_table(rows, texts, "en")["value"]["data"]][1] == "The generate job was cancelled."
