@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -32,6 +33,7 @@ class Engine:
         self._prefs = None
         self._exports = None
         self._chat_pool = None  # the playground's loaded models
+        self._services_lock = threading.RLock()
         self.access = AccessControl(self.ws.home / "audit.jsonl", self._account_role)
         """Who calls and what they may do (`studio.access`); `launch` switches it to server mode under --auth."""
         if start_jobs:
@@ -52,10 +54,11 @@ class Engine:
     def rag(self):
         """The workspace's document collections, indexing and answers (`studio.rag.service.RagService`), made on
         first use so that an app that never opens the RAG tab never starts Chroma."""
-        if self._rag is None:
-            from studio.rag.service import RagService
+        with self._services_lock:  # two first calls at once (page load and a tab) must not make two
+            if self._rag is None:
+                from studio.rag.service import RagService
 
-            self._rag = RagService(self.ws)
+                self._rag = RagService(self.ws)
         return self._rag
 
     # --- preferences ----------------------------------------------------------------------
@@ -69,10 +72,11 @@ class Engine:
     @property
     def prefs(self):
         """Ranking task sets, annotations, agreement, export, arena and judge (`studio.prefs.service.PrefService`)."""
-        if self._prefs is None:
-            from studio.prefs.service import PrefService
+        with self._services_lock:  # two first calls at once (page load and a tab) must not make two
+            if self._prefs is None:
+                from studio.prefs.service import PrefService
 
-            self._prefs = PrefService(self.ws)
+                self._prefs = PrefService(self.ws)
         return self._prefs
 
     def audit_entries(self, limit: int = 500, user: str | None = None) -> list[dict]:
@@ -132,10 +136,11 @@ class Engine:
     @property
     def exports(self):
         """Export jobs (merge, bitsandbytes, int8, GGUF) and the finished exports (`studio.export.service`)."""
-        if self._exports is None:
-            from studio.export.service import ExportService
+        with self._services_lock:  # two first calls at once (page load and a tab) must not make two
+            if self._exports is None:
+                from studio.export.service import ExportService
 
-            self._exports = ExportService(self.ws)
+                self._exports = ExportService(self.ws)
         return self._exports
 
     # --- training -------------------------------------------------------------------------

@@ -203,9 +203,21 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
                 gr.update(choices=target_choices(models, runs, texts, lang, False),
                           value=model or pick_default(models, DEFAULT_MODEL)))
 
-    for trigger in (tab.select, ui.demo.load):
-        trigger(refresh, [ui.lang, view.collection, view.model], [view.collection, view.library, view.model],
-                api_visibility="private", show_progress="hidden")
+    def on_select(lang, name, model):
+        """Back on the tab: fresh choices (a collection or run made meanwhile), but no value changes. Its first call
+        starts the RAG service, slow on a busy machine: resetting the values then undid a collection name typed
+        meanwhile (CI's browser test indexed into no collection)."""
+        rows = rag().collections()
+        names = [r["name"] for r in rows]
+        library = library_text(rows, name, texts, lang, rag().manifest(name)) if name in names else gr.update()
+        choices = target_choices(engine.model_choices(), engine.finished_runs(), texts, lang, False)
+        return gr.update(choices=names), library, gr.update(choices=choices)
+
+    outputs = [view.collection, view.library, view.model]
+    ui.demo.load(refresh, [ui.lang, view.collection, view.model], outputs, api_visibility="private",
+                 show_progress="hidden")
+    tab.select(on_select, [ui.lang, view.collection, view.model], outputs, api_visibility="private",
+               show_progress="hidden")
     ui.on_language(refresh, [view.collection, view.model], [view.collection, view.library, view.model])
     ui.on_language(lambda lang, frame: sources_value(frame.values.tolist() if hasattr(frame, "values") else frame,
                                                      texts, lang), [view.sources], [view.sources])

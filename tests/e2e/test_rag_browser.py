@@ -12,11 +12,14 @@ from tests.e2e.test_studio_browser import ARTIFACTS, open_page
 pytestmark = pytest.mark.e2e
 
 
+READ_JS = "sel => (document.querySelector(sel) || {}).innerText || '(nothing there)'"  # reads without waiting
+
+
 def text_of(page, selector: str) -> str:
     return page.locator(selector).inner_text()
 
 
-def wait_text(page, selector: str, needle: str, timeout: int = 60_000) -> None:
+def wait_text(page, selector: str, needle: str, timeout: int = 120_000) -> None:
     page.wait_for_function("([sel, needle]) => ((document.querySelector(sel) || {}).textContent || '').includes(needle)",
                            arg=[selector, needle], timeout=timeout)
 
@@ -26,16 +29,19 @@ def test_upload_ask_and_see_a_citation_with_its_page(page, studio_server, tmp_pa
     pdfs = write_sample_pdfs(tmp_path)
     open_page(page, url)
     page.get_by_role("tab", name="RAG Chat").click()
-    # The tab's refresh fills the answer model: wait for it rather than type while it may still redraw the tab.
-    page.wait_for_function("() => (document.querySelector('#studio-rag-model input') || {}).value")
+    # The tab's refresh fills the answer model (its first call starts the RAG service: slow on a loaded machine):
+    # wait for it rather than type while it may still redraw the tab.
+    page.wait_for_function("() => (document.querySelector('#studio-rag-model input') || {}).value", timeout=180_000)
     page.locator("#studio-rag-collection input").fill("house-docs")
     page.locator("#studio-rag-collection input").press("Enter")
     drop_files(page, "#studio-rag-files", pdfs[:2])
+    assert page.locator("#studio-rag-collection input").input_value() == "house-docs"
     page.locator("#studio-rag-index").click()
     try:
         page.wait_for_selector("#studio-rag-job[data-status=completed]", timeout=180_000)
     except Exception:
-        print("RAG job panel:", text_of(page, "#studio-rag-job"), "| notice:", text_of(page, "#studio-rag-notice"))
+        print("RAG progress:", page.evaluate(READ_JS, "#studio-rag-progress"), "| notice:",
+              page.evaluate(READ_JS, "#studio-rag-notice"))
         raise
     wait_text(page, "#studio-rag-job", "pages/s")
     wait_text(page, "#studio-rag-library", "brewmatic-300-manual.pdf")
