@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from studio.prefs.store import PrefStore
+from studio.prefs.service import PrefService
 from studio.access import ADMIN, ANNOTATOR, AccessControl
 from studio.ui.serve import authenticator
 
 
 def test_admins_from_auth_and_annotators_from_the_store(workspace):
-    store = PrefStore(workspace)
-    engine = SimpleNamespace(prefs=SimpleNamespace(store=store))
-    engine.prefs.store.add_annotator("luis", "tomate", role="annotator")
-    engine.prefs.store.add_annotator("eva", "pimiento", role="admin")
-    engine.prefs.store.add_annotator("sin-clave")
-    check = authenticator([("ana", "s3cret")], engine)
+    prefs = PrefService(workspace)
+    store = prefs.store
+    prefs.add_annotator("luis", "tomate", role="annotator")
+    prefs.add_annotator("eva", "pimiento", role="admin")
+    prefs.add_annotator("sin-clave")
+    check = authenticator([("ana", "s3cret")], SimpleNamespace(prefs=prefs))
     assert check("ana", "s3cret") and not check("ana", "wrong")
     assert check("luis", "tomate") and not check("luis", "s3cret")
     assert not check("sin-clave", "") and not check("nobody", "x")
