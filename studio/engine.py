@@ -49,17 +49,21 @@ class Engine:
         account = self.prefs.store.annotator(name)
         return account["role"] if account else None
 
+    def _service(self, attr: str, module: str, name: str) -> Any:
+        """The service kept in `attr`, made on first use; two first calls at once (page load and a tab) make one."""
+        with self._services_lock:
+            if getattr(self, attr) is None:
+                import importlib
+
+                setattr(self, attr, getattr(importlib.import_module(module), name)(self.ws))
+        return getattr(self, attr)
+
     # --- documents (RAG) ------------------------------------------------------------------
     @property
     def rag(self):
         """The workspace's document collections, indexing and answers (`studio.rag.service.RagService`), made on
         first use so that an app that never opens the RAG tab never starts Chroma."""
-        with self._services_lock:  # two first calls at once (page load and a tab) must not make two
-            if self._rag is None:
-                from studio.rag.service import RagService
-
-                self._rag = RagService(self.ws)
-        return self._rag
+        return self._service("_rag", "studio.rag.service", "RagService")
 
     # --- preferences ----------------------------------------------------------------------
     @property
@@ -72,12 +76,7 @@ class Engine:
     @property
     def prefs(self):
         """Ranking task sets, annotations, agreement, export, arena and judge (`studio.prefs.service.PrefService`)."""
-        with self._services_lock:  # two first calls at once (page load and a tab) must not make two
-            if self._prefs is None:
-                from studio.prefs.service import PrefService
-
-                self._prefs = PrefService(self.ws)
-        return self._prefs
+        return self._service("_prefs", "studio.prefs.service", "PrefService")
 
     def audit_entries(self, limit: int = 500, user: str | None = None) -> list[dict]:
         """The newest entries of the audit log (admin clicks and API calls, refusals, failed logins), newest first."""
@@ -136,12 +135,7 @@ class Engine:
     @property
     def exports(self):
         """Export jobs (merge, bitsandbytes, int8, GGUF) and the finished exports (`studio.export.service`)."""
-        with self._services_lock:  # two first calls at once (page load and a tab) must not make two
-            if self._exports is None:
-                from studio.export.service import ExportService
-
-                self._exports = ExportService(self.ws)
-        return self._exports
+        return self._service("_exports", "studio.export.service", "ExportService")
 
     # --- training -------------------------------------------------------------------------
     def start_training(self, recipe: Recipe | str) -> str:

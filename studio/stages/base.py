@@ -43,7 +43,7 @@ class Stage:
         """The stage's recipe section parsed into `settings_cls` (defaults for what the recipe leaves out)."""
         from studio.settings import parse_settings
 
-        return parse_settings(cls.settings_cls, recipe.sections.get(cls.name) or {}, cls.name)
+        return parse_settings(cls.settings_cls, recipe.section(cls.name), cls.name)
 
     @classmethod
     def check_data(cls, recipe: Any, ws: Any) -> None:

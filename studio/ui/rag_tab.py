@@ -193,30 +193,27 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
     texts = ui.texts
     rag = lambda: engine.rag  # noqa: E731 - made on first use
 
-    def refresh(lang, name, model):
+    def refresh(lang, name, model, pick=True):
+        """Collections, library and answering models. `pick` (page load, language) also fills empty values; back
+        on the tab (`pick=False`) only the choices change: that first call starts the RAG service, slow on a busy
+        machine, and setting values then undid a collection name typed meanwhile (CI's browser test indexed into
+        no collection)."""
         rows = rag().collections()
         names = [r["name"] for r in rows]
-        name = name if name else (names[0] if names else None)
+        if pick:
+            name = name if name else (names[0] if names else None)
         models, runs = engine.model_choices(), engine.finished_runs()
-        manifest = rag().manifest(name) if name in names else None
-        return (gr.update(choices=names, value=name), library_text(rows, name, texts, lang, manifest),
-                gr.update(choices=target_choices(models, runs, texts, lang, False),
-                          value=model or pick_default(models, DEFAULT_MODEL)))
-
-    def on_select(lang, name, model):
-        """Back on the tab: fresh choices (a collection or run made meanwhile), but no value changes. Its first call
-        starts the RAG service, slow on a busy machine: resetting the values then undid a collection name typed
-        meanwhile (CI's browser test indexed into no collection)."""
-        rows = rag().collections()
-        names = [r["name"] for r in rows]
-        library = library_text(rows, name, texts, lang, rag().manifest(name)) if name in names else gr.update()
-        choices = target_choices(engine.model_choices(), engine.finished_runs(), texts, lang, False)
-        return gr.update(choices=names), library, gr.update(choices=choices)
+        library = library_text(rows, name, texts, lang, rag().manifest(name) if name in names else None)
+        choices = target_choices(models, runs, texts, lang, False)
+        if not pick:
+            return gr.update(choices=names), library if name in names else gr.update(), gr.update(choices=choices)
+        return (gr.update(choices=names, value=name), library,
+                gr.update(choices=choices, value=model or pick_default(models, DEFAULT_MODEL)))
 
     outputs = [view.collection, view.library, view.model]
     ui.demo.load(refresh, [ui.lang, view.collection, view.model], outputs, api_visibility="private",
                  show_progress="hidden")
-    tab.select(on_select, [ui.lang, view.collection, view.model], outputs, api_visibility="private",
+    tab.select(lambda lang, name, model: refresh(lang, name, model, pick=False), [ui.lang, view.collection, view.model], outputs, api_visibility="private",
                show_progress="hidden")
     ui.on_language(refresh, [view.collection, view.model], [view.collection, view.library, view.model])
     ui.on_language(lambda lang, frame: sources_value(frame.values.tolist() if hasattr(frame, "values") else frame,
