@@ -163,7 +163,7 @@ def parse_recipe(data: Any) -> Recipe:
         if raw is not None and not isinstance(raw, dict):
             raise StudioError(f"'{name}' must be a mapping of settings, e.g. {name}: {{...}}.", field=name,
                               key="recipe.section_mapping", name=name)
-    recipe = parse_settings(Recipe, data)
+    recipe = parse_settings(Recipe, data, also_known=("method", *stage_sections()))
     recipe.sections = {name: dict(raw or {}) for name, raw in sections.items()}
     if not recipe.name.strip():
         raise StudioError("'name' is empty; give the run a short name.", field="name", key="recipe.empty_name")

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from studio.errors import StudioError
 from studio.metrics import TEXT_METRICS, perplexity, text_metrics
 from studio.models.refs import has_result, parse
+from studio.phase import Phase
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 GENERAL_TEXT = ASSETS / "general-text.txt"
@@ -237,7 +238,8 @@ def evaluate(ws, targets: list[str], dataset: str, split: str = "test", metrics:
                                         if k or not already]
     began = time.perf_counter()
     for target, k in plan:
-        say(f"Evaluating {target.label} on {len(items)} examples")
+        say(Phase(f"Evaluating {target.label} on {len(items)} examples", "evaluating_target", target=target.label,
+                  n=len(items)))
         loaded = pool.get(target.model, target.run_id)
         example_shots = train_items[:k]
         prompts = [with_shots(i.prompt, example_shots) if k else i.prompt for i in items]

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from studio.errors import StudioError
+from studio.phase import Phase
 
 BATCH = 32
 
@@ -67,7 +68,8 @@ def evaluate_classifiers(ws, runs: list[tuple[str, dict]], dataset: str, split: 
     records = labelled_split(ws, runs[0][1], dataset, split, limit)
     texts, truth = [r["text"] for r in records], [r["label"] for r in records]
     for label, run in runs:
-        say(f"Evaluating {label} on {len(records)} labelled texts")
+        say(Phase(f"Evaluating {label} on {len(records)} labelled texts", "evaluating_labelled", target=label,
+                  n=len(records)))
         labels, predicted = predict(ws, run, texts)
         unknown = sorted(set(truth) - set(labels))
         if unknown:

@@ -155,15 +155,16 @@ def user_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
 
 
-def parse_settings(cls: type, data: dict | None, path: str = "") -> Any:
-    """Build `cls` from `data`, refusing unknown keys and bad values with a field-naming error."""
+def parse_settings(cls: type, data: dict | None, path: str = "", also_known: tuple[str, ...] = ()) -> Any:
+    """Build `cls` from `data`, refusing unknown keys and bad values with a field-naming error. `also_known`: keys
+    the caller reads itself (listed in that error, never in `data`)."""
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in user_fields(cls)}
     for key in data:
         if key not in fields:
             where = f"{path}.{key}" if path else key
-            known = ', '.join(fields)
+            known = ', '.join([*fields, *(name for name in also_known if name not in fields)])
             raise StudioError(
                 f"Unknown key '{where}' in the recipe; known keys here: {known}.", field=where,
                 key="setting.unknown_key", name=where, known=known,

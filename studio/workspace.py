@@ -117,6 +117,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN error_key TEXT;
     ALTER TABLE jobs ADD COLUMN error_params TEXT;
     """,
+    # A job's phase as a key and its values too (studio.phase), for the same reason.
+    """
+    ALTER TABLE jobs ADD COLUMN phase_key TEXT;
+    ALTER TABLE jobs ADD COLUMN phase_params TEXT;
+    """,
 ]
 
 RUN_STATES = ("queued", "running", "cancelling", "completed", "failed", "cancelled", "interrupted")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from studio.errors import StudioError
+from studio.phase import Phase
 
 BITS = (4, 8)
 QUANT_TYPES = ("nf4", "fp4")
@@ -63,14 +64,14 @@ def save_bnb(merged_dir: Path, out_dir: Path, bits: int = 4, quant_type: str = "
     else:
         config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,
                                     bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=dtype)
-    progress(0.0, f"quantising to {bits}-bit with bitsandbytes")
+    progress(0.0, Phase(f"quantising to {bits}-bit with bitsandbytes", "quantising_bnb", bits=bits))
     model = AutoModelForCausalLM.from_pretrained(merged_dir, quantization_config=config, dtype=dtype,
                                                  device_map=_device())
-    progress(0.7, "writing the bitsandbytes checkpoint")
+    progress(0.7, Phase("writing the bitsandbytes checkpoint", "writing_bnb"))
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir, safe_serialization=True)
     AutoTokenizer.from_pretrained(merged_dir).save_pretrained(out_dir)
-    progress(1.0, "done")
+    progress(1.0, Phase("done", "done"))
     return {"path": str(out_dir), "bits": bits, "quant_type": quant_type if bits == 4 else "int8",
             "double_quant": bool(double_quant) if bits == 4 else False, "compute_dtype": str(dtype).split(".")[-1],
             "bytes": sum(f.stat().st_size for f in out_dir.glob("*.safetensors"))}

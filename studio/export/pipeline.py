@@ -25,6 +25,7 @@ from studio.paths import confined, user_path
 from studio.export.merge import check_dtype, folder_bytes, save_adapter, save_merged, write_model_card
 from studio.export.source import CAUSAL, ExportSource, load_source, resolve_source
 from studio.export.staging import MANIFEST, check_out, export_files, folder_state, staged
+from studio.phase import Phase
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def run_export(ws, request: ExportRequest, progress: Progress | None = None,
         artifact, reference = _write(ws, request, source, tmp, step)
         report = None
         if request.report and reference is not None:
-            step(0.7, "measuring the artifact against the unquantised model")
+            step(0.7, Phase("measuring the artifact against the unquantised model", "measuring"))
             report = _report(ws, request, source, tmp, artifact, reference, step)
         manifest = {"format": request.format, "quant": request.quant, "source": source.spec,
                     "source_name": source.name, "run": source.run["id"] if source.run else None,
@@ -179,7 +180,7 @@ def run_export(ws, request: ExportRequest, progress: Progress | None = None,
                     "request": asdict(request), "details": _moved(artifact, tmp, out), "report": bool(report),
                     "files": sorted([*export_files(tmp), MANIFEST])}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
-    progress(1.0, "done")
+    progress(1.0, Phase("done", "done"))
     return {**manifest, "report": report}
 
 
@@ -191,14 +192,14 @@ def _moved(details: dict, tmp: Path, out: Path) -> dict:
 def _write(ws, request: ExportRequest, source: ExportSource, tmp: Path, step) -> tuple[dict, Any]:
     """Write the artifact into `tmp`; returns (details, reference model or None for no report)."""
     if request.format == "adapter":
-        step(0.1, "copying the adapter")
+        step(0.1, Phase("copying the adapter", "copying_adapter"))
         return save_adapter(source, tmp), None
-    step(0.05, f"loading {source.spec}")
+    step(0.05, Phase(f"loading {source.spec}", "loading", name=source.spec))
     started = time.perf_counter()
     model, tokenizer = load_source(ws, source)
     # The reference is measured from memory; its load time is the real one, loading (and merging) the source.
     reference = (model, tokenizer, time.perf_counter() - started) if source.head == CAUSAL else None
-    step(0.3, f"writing the {request.format} export")
+    step(0.3, Phase(f"writing the {request.format} export", "writing_export", format=request.format))
     if request.format == "merged":
         return save_merged(model, tokenizer, tmp, source, request.dtype), reference
     if request.format in ("bnb8", "bnb4"):
@@ -223,7 +224,7 @@ def _write(ws, request: ExportRequest, source: ExportSource, tmp: Path, step) ->
 
     path = tmp / f"{source.name}-{request.quant}.gguf"
     details = write_gguf(model, tokenizer, path, request.quant,
-                         progress=lambda fraction, name: step(0.3 + 0.35 * fraction, f"writing {name}"),
+                         progress=lambda fraction, name: step(0.3 + 0.35 * fraction, Phase(f"writing {name}", "writing", name=name)),
                          metadata={"name": source.name, "base_model": source.base})
     details["modelfile"] = str(write_modelfile(path, tokenizer, tmp, system=request.system))
     write_model_card(tmp, source, "gguf", {"quant": request.quant})
@@ -278,7 +279,8 @@ def _report(ws, request: ExportRequest, source: ExportSource, tmp: Path, artifac
                             size_bytes=_fp32_bytes(model, tmp))
     report = measure.build_report(ref, [candidate], heldout,
                                   progress=lambda done, total, what: step(0.7 + 0.28 * done / total,
-                                                                          f"measured {what}"))
+                                                                          Phase(f"measured {what}", "measured",
+                                                                                name=what)))
     report["reference"]["load_s"] = round(load_s, 4)
     measure.save_report(report, tmp / "report.json")
     return report

@@ -30,6 +30,7 @@ import torch
 
 from studio.errors import StudioError
 from studio.export import calibration
+from studio.phase import Phase
 
 SCHEMES = ("auto", "dynamic", "smoothed", "static")
 CALIBRATED = ("smoothed", "static")
@@ -125,10 +126,11 @@ def choose_scheme(model, tokenizer, texts: list[str], progress=None) -> tuple[to
     """Quantise every way, keep the int8 model with the lowest calibration perplexity; its meta lists all scores."""
     progress = progress or (lambda fraction, message: None)
     best, scores = None, {}
-    progress(0.0, "calibrating activation ranges")
+    progress(0.0, Phase("calibrating activation ranges", "calibrating"))
     maxima = calibration.input_channel_maxima(model, tokenizer, texts)
     for i, scheme in enumerate(("dynamic", "smoothed", "static")):
-        progress(i / 3, f"trying the {scheme} int8 scheme on the calibration texts")
+        progress(i / 3, Phase(f"trying the {scheme} int8 scheme on the calibration texts", "trying_scheme",
+                                scheme=scheme))
         qmodel, meta = quantize(model, tokenizer, texts, scheme, maxima=maxima)
         scores[scheme] = round(calibration_perplexity(qmodel, tokenizer, texts), 4)
         if best is None or scores[scheme] < best[2]:
@@ -150,9 +152,9 @@ def quantize(model: torch.nn.Module, tokenizer=None, calibration_texts: list[str
     if scheme == "auto":
         return choose_scheme(model, tokenizer, calibration_texts, progress)
     if scheme in CALIBRATED and maxima is None:
-        progress(0.0, "calibrating activation ranges")
+        progress(0.0, Phase("calibrating activation ranges", "calibrating"))
         maxima = calibration.input_channel_maxima(model, tokenizer, calibration_texts)
-    progress(0.4, "quantising weights")
+    progress(0.4, Phase("quantising weights", "quantising"))
     qmodel = copy.deepcopy(model).to("cpu", torch.float32).eval()
     embedding = qmodel.get_input_embeddings()
     head = qmodel.get_output_embeddings()
@@ -197,7 +199,7 @@ def save_int8(model, tokenizer, out_dir: Path, calibration_texts: list[str] | No
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     qmodel, meta = quantize(model, tokenizer, calibration_texts, scheme, progress)
-    progress(0.8, "writing int8 weights")
+    progress(0.8, Phase("writing int8 weights", "writing_int8"))
     state = qmodel.state_dict()
     if meta["tied_head"]:
         # The head's int8 rows are the embedding's; its own input scale (static) is still saved.
@@ -210,7 +212,7 @@ def save_int8(model, tokenizer, out_dir: Path, calibration_texts: list[str] | No
         model.generation_config.save_pretrained(out_dir)
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
-    progress(1.0, "done")
+    progress(1.0, Phase("done", "done"))
     return {"path": str(out_dir), "scheme": meta["scheme"], "smooth_alpha": meta["smooth_alpha"],
             "calibration_texts": meta["calibration_texts"], "int8_layers": len(meta["linears"]),
             "chosen_by": meta.get("chosen_by"),

@@ -155,7 +155,7 @@ class ExportService:
                     self._ended_silently(job)
                     return
             if event[0] == "progress":
-                job.fraction, job.message = float(event[1]), str(event[2])
+                job.fraction, job.message = float(event[1]), event[2]
                 self.records.progress(row, job.fraction, job.message)
             elif event[0] == "done":
                 job.result, job.state, job.fraction, job.message = event[1], "completed", 1.0, "done"

@@ -31,6 +31,7 @@ from studio.jobs import worker
 from studio.jobs.runfiles import (SKIP_EVALUATION, append_log_line, append_metrics, checkpoint_step, estimate_eta,
                                   follow_metrics, latest_checkpoint, recent_metrics, rewind_metrics, tail_lines)
 from studio.jobs.records import error_columns
+from studio.phase import Phase, phase_columns
 from studio.jobs.worker import exit_reason, pid_alive
 from studio.workspace import ACTIVE_STATES, Workspace
 
@@ -314,7 +315,7 @@ class JobManager:
             if kind in ("done", "error"):
                 w.outcome, w.outcome_at = {"type": kind, **event}, time.time()
             elif kind == "phase":  # evaluating / generating samples between steps, or back to training (None)
-                self.ws.update_job(w.job_id, phase=phase_text(event))
+                self.ws.update_job(w.job_id, **phase_columns(phase_text(event)))
             elif kind != "log" and "step" in event:  # the worker writes log events to train.log itself
                 event.setdefault("time", round(time.time(), 3))
                 metrics.append(event)
@@ -477,10 +478,12 @@ class JobManager:
         return dict(row) if row else None
 
 
-def phase_text(event: dict) -> str | None:
+def phase_text(event: dict) -> Phase | None:
     """'evaluating 5/16', 'generating 0/4' or None (training steps again) from a worker's phase event."""
     if not event.get("phase"):
         return None
+    name = str(event["phase"])
     if event.get("done") is None:
-        return str(event["phase"])
-    return f"{event['phase']} {event['done']}/{event.get('total') or '?'}"
+        return Phase(name, name)
+    total = event.get("total") or "?"
+    return Phase(f"{name} {event['done']}/{total}", name, done=event["done"], total=total)

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from studio.errors import StudioError
 from studio.jobs.worker import pid_alive
+from studio.phase import Phase, phase_columns
 from studio.workspace import ACTIVE_STATES as ACTIVE
 from studio.workspace import RUN_STATES, Workspace
 
@@ -54,22 +55,25 @@ class JobRecords:
     def start(self, job_id: int, pid: int | None = None) -> None:
         """A queued row begins (unless it was asked to stop meanwhile)."""
         with self.ws.db() as conn:
-            conn.execute("UPDATE jobs SET status = 'running', started_at = ?, phase = 'starting', pid = ? "
-                         "WHERE id = ? AND status = 'queued'", (time.time(), pid or os.getpid(), job_id))
+            conn.execute("UPDATE jobs SET status = 'running', started_at = ?, phase = 'starting', phase_key = NULL, "
+                         "pid = ? WHERE id = ? AND status = 'queued'", (time.time(), pid or os.getpid(), job_id))
 
     def set_pid(self, job_id: int, pid: int) -> None:
         self.ws.update_job(job_id, pid=pid)
 
     def progress(self, job_id: int, fraction: float | None, phase: str, force: bool = False) -> None:
-        """Record how far a job is (`fraction` None: not known, only the phase); rewrites the row at most once a
-        second unless `force`."""
+        """Record how far a job is (`fraction` None: not known, only the phase, a `studio.phase.Phase` to be worded
+        in each page's language); rewrites the row at most once a second unless `force`."""
         now = time.monotonic()
         if not force and now - self._written.get(job_id, 0.0) < PROGRESS_EVERY_S:
             return
         self._written[job_id] = now
         with self.ws.db() as conn:
-            conn.execute("UPDATE jobs SET progress = ?, phase = ? WHERE id = ? AND status IN ('running', 'cancelling')",
-                         (None if fraction is None else round(float(fraction), 4), phase, job_id))
+            columns = phase_columns(phase)
+            conn.execute("UPDATE jobs SET progress = ?, phase = ?, phase_key = ?, phase_params = ? "
+                         "WHERE id = ? AND status IN ('running', 'cancelling')",
+                         (None if fraction is None else round(float(fraction), 4), columns["phase"],
+                          columns["phase_key"], columns["phase_params"], job_id))
 
     def finish(self, job_id: int, status: str, error: str | StudioError | None = None,
                result: dict | None = None) -> None:
@@ -78,7 +82,7 @@ class JobRecords:
         self._written.pop(job_id, None)
         values: dict[str, Any] = {"status": status, "finished_at": time.time(), "pid": None, **error_columns(error)}
         if status == "completed":
-            values["progress"], values["phase"] = 1.0, "done"
+            values.update(progress=1.0, **phase_columns("done"))
         if result is not None:
             values["result"] = json.dumps(result, default=str)
         self.ws.update_job(job_id, **values)
@@ -107,7 +111,10 @@ class JobRecords:
             run = runs.get(row.get("run_id")) if row["kind"] == "train" else None
             if run and run["total_steps"]:
                 row["progress"] = round((run["step"] or 0) / run["total_steps"], 4)
-                row["phase"] = row["phase"] or f"step {run['step'] or 0} / {run['total_steps']}"
+                if not row["phase"]:
+                    step = Phase(f"step {run['step'] or 0} / {run['total_steps']}", "step", step=run["step"] or 0,
+                                 total=run["total_steps"])
+                    row.update(phase=str(step), phase_key=step.key, phase_params=step.params)
         return rows
 
     def cancel_asked(self, job_id: int) -> bool:
@@ -172,7 +179,7 @@ def error_columns(error: str | StudioError | None) -> dict[str, Any]:
 def describe(row: dict) -> dict:
     """A job row as the CLI's --json and the UI show it: JSON columns parsed, seconds so far or in all."""
     out = dict(row)
-    for key in ("params", "result", "error_params"):
+    for key in ("params", "result", "error_params", "phase_params"):
         if out.get(key):
             try:
                 out[key] = json.loads(out[key])

@@ -32,6 +32,7 @@ from studio.prefs.ranking import PreferenceRows, ranks
 from studio.prefs.slots import default_settings
 from studio.prefs.sources import load_prompts, prompt_sources, resolve_target
 from studio.prefs.store import PrefStore, _check_set_name
+from studio.phase import Phase
 
 MIN_K, MAX_K = 2, 6
 VOTES = {"1": "a", "2": "b", "tie": "tie", "both_bad": "both_bad"}
@@ -197,7 +198,8 @@ class PrefService:
             target = targets[t]
             for p, prompt in enumerate(prompts):
                 for j in range(t, k, len(targets)):
-                    self._step(job, job.done, f"answer {job.done + 1} of {job.total}")
+                    self._step(job, job.done, Phase(f"answer {job.done + 1} of {job.total}", "answer",
+                                                    done=job.done + 1, total=job.total))
                     chosen = settings[j % len(settings)]
                     if j >= len(settings) and chosen.seed >= 0:
                         # Settings reused with a fixed seed would repeat an earlier candidate word for word.
@@ -205,7 +207,7 @@ class PrefService:
                     texts[p, j] = {"text": self._answer(target, _messages(prompt), chosen), "model": target.label,
                                    "settings": asdict(chosen)}
                     job.done += 1
-        self._step(job, job.done, "saving the task set")
+        self._step(job, job.done, Phase("saving the task set", "saving_task_set"))
         items = [{**prompt, "candidates": [texts[p, j] for j in range(k)]} for p, prompt in enumerate(prompts)]
         labels = ", ".join(dict.fromkeys(t.label for t in targets))
         return self.store.create_task_set(job.task_set, items, k=k, overlap=overlap, guidelines=guidelines,
@@ -306,7 +308,8 @@ class PrefService:
                                      item["system"])
 
         for item in items:
-            self._step(job, job.done, f"answer {job.done + 1} of {job.total}")
+            self._step(job, job.done, Phase(f"item {job.done + 1} of {job.total}", "judging", done=job.done + 1,
+                                            total=job.total))
             scores = inference_thread().submit(score, item).result()
             rationale = json.dumps({"p_yes": [round(s, 4) for s in scores],
                                     "method": "P(' Yes') vs P(' No') after the rubric, prompt and answer"})

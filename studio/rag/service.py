@@ -25,6 +25,7 @@ from studio.rag.answer import Answer, AskSettings, answer_question, check_questi
 from studio.rag.embedder import DEFAULT_EMBEDDER
 from studio.rag.parsing import check_files
 from studio.rag.store import RagStore, check_name
+from studio.phase import Phase
 
 
 @dataclass(kw_only=True)
@@ -131,7 +132,7 @@ class RagService:
     def _index(self, job: IndexJob, paths: list[Path], names, chunking, embedder, password) -> None:
         def progress(done: int, total: int) -> None:
             job.pages_done, job.pages_total = done, total
-            self.jobs.progress(job, done / total if total else 0.0, f"page {done} of {total}")
+            self.jobs.progress(job, done / total if total else 0.0, Phase(f"page {done} of {total}", "page", done=done, total=total))
 
         model = self.embedder_of(job.collection) if embedder is None else self.embedder(embedder)
         job.report = self.store.ingest(job.collection, paths, model, chunking, progress=progress, names=names,

@@ -202,7 +202,7 @@ def _wire(view: EvaluateView, engine: Any, ui: UiShared, tab: Any) -> None:
 
         inference_thread().submit(work)  # the thread the playground generates on: one CPU thread pool
         while (line := lines.get()) is not None:
-            yield {view.message: texts.t(lang, "eval.running", step=line)}
+            yield {view.message: texts.t(lang, "eval.running", step=texts.phase(lang, line))}
         if "error" in box:
             gr.Warning(texts.error(lang, box["error"]))
             yield {view.message: error_text(texts, lang, box["error"])}

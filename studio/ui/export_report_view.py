@@ -50,7 +50,7 @@ def job_html(job: dict | None, texts: Any, lang: str, error: str | None = None) 
     source = (job.get("result") or {}).get("source_name") or parse(str(request.get("source", ""))).run_id or str(request.get("source", ""))
     head = texts.t(lang, f"export.job.{state if state != 'queued' else 'running'}", source=source,
                    format=format_label(texts, lang, request.get("format", ""), request.get("quant")))
-    facts = texts.t(lang, "export.job.facts", percent=f"{percent:.0f}", message=job.get("message") or "",
+    facts = texts.t(lang, "export.job.facts", percent=f"{percent:.0f}", message=texts.phase(lang, job.get("message")),
                     seconds=f"{float(job.get('seconds') or 0):.0f}")
     extra = f'<div class="studio-progress-error">{html.escape(error)}</div>' if error else ""
     return (f'<div class="studio-progress" id="studio-export-job" data-status="{html.escape(state)}">'

@@ -46,15 +46,24 @@ class Texts:
         English message."""
         return self.sentence(lang, getattr(exc, "key", None), getattr(exc, "params", {}), exc.message)
 
-    def sentence(self, lang: str, key: str | None, params: dict, english: str) -> str:
-        """`error.<key>` in `lang` filled with `params`; the `english` sentence when there is no translation."""
-        template = self.locales.get(lang, {}).get(f"error.{key}") if key and lang != DEFAULT_LANG else None
+    def sentence(self, lang: str, key: str | None, params: dict, english: str, prefix: str = "error.") -> str:
+        """`<prefix><key>` in `lang` filled with `params`; the `english` sentence when there is no translation."""
+        template = self.locales.get(lang, {}).get(f"{prefix}{key}") if key and lang != DEFAULT_LANG else None
         if template is None:
             return english
         try:
             return template.format(**params)
         except (KeyError, IndexError, ValueError):
             return english
+
+    def phase(self, lang: str, phase: Any, key: str | None = None, params: dict | None = None) -> str:
+        """A job's progress words in `lang`: a `studio.phase.Phase` (or a row's `phase_key` / `phase_params`)
+        through `phase.<key>`, the two words every job shares ('starting', 'done'), else the words as recorded."""
+        if phase in ("starting", "done"):
+            return self.t(lang, f"jobs.phase.{phase}")
+        key = key or getattr(phase, "key", None)
+        params = params if params is not None else getattr(phase, "params", {})
+        return self.sentence(lang, key, params or {}, str(phase or ""), prefix="phase.")
 
     def get(self, lang: str, key: str) -> str | None:
         for code in (lang, DEFAULT_LANG):

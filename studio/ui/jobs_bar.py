@@ -29,7 +29,7 @@ def jobs_line(jobs: list[dict], texts: Any, lang: str) -> str:
     items = []
     for job in jobs:
         progress = f" {job['progress'] * 100:.0f}%" if job.get("progress") is not None else ""
-        phase = f" ({job['phase']})" if job.get("phase") else ""
+        phase = f" ({_phase(job, texts, lang)})" if job.get("phase") else ""
         items.append(texts.t(lang, "jobs.item", id=job["id"], kind=texts.t(lang, f"jobs.kind.{job['kind']}"),
                              title=job.get("title") or "", status=texts.t(lang, f"jobs.status.{job['status']}"),
                              progress=progress, phase=phase))
@@ -41,6 +41,8 @@ def _error(job: dict, texts: Any, lang: str) -> str:
     params = dict(job.get("error_params") or {})
     if "kind" in params:
         params["kind"] = texts.t(lang, f"jobs.kind.{params['kind']}")
+    if "phase" in params and job.get("phase_key"):  # the phase it stopped at, as its row recorded it
+        params["phase"] = _phase(job, texts, lang)
     return texts.sentence(lang, job.get("error_key"), params, job.get("error") or "")
 
 
@@ -51,15 +53,16 @@ def jobs_table(jobs: list[dict], texts: Any, lang: str) -> dict:
         started = job.get("started_at") or job.get("created_at")
         rows.append([job["id"], texts.t(lang, f"jobs.kind.{job['kind']}"), texts.t(lang, f"jobs.status.{job['status']}"),
                      f"{job['progress'] * 100:.0f}%" if job.get("progress") is not None else "",
-                     _phase(job.get("phase"), texts, lang), job.get("title") or "",
+                     _phase(job, texts, lang), job.get("title") or "",
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "",
                      _error(job, texts, lang)])
     return gr.update(value={"headers": [texts.t(lang, f"jobs.col.{c}") for c in COLUMNS], "data": rows})
 
 
-def _phase(phase: str | None, texts: Any, lang: str) -> str:
-    """The two phase words every job row shares ('starting', 'done') in the page language; others as recorded."""
-    return texts.t(lang, f"jobs.phase.{phase}") if phase in ("starting", "done") else (phase or "")
+def _phase(job: dict, texts: Any, lang: str) -> str:
+    """The job's phase in the page language ('writing layer 12', 'page 3 of 10', 'done'), from its row's key."""
+    params = job.get("phase_params")
+    return texts.phase(lang, job.get("phase"), job.get("phase_key"), params if isinstance(params, dict) else {})
 
 
 def build_jobs_bar(engine: Any, ui: UiShared) -> None:

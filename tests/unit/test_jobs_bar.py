@@ -52,3 +52,24 @@ def test_a_stored_error_reads_in_the_page_language(workspace):
     assert spanish[1] == "El trabajo de candidatas se canceló."
     assert spanish[2] == "Something only English knows."
     assert [row[-1] for row in jobs_table(rows, texts, "en")["value"]["data"]][1] == "The generate job was cancelled."
+
+
+def test_a_recorded_phase_and_the_phase_an_interrupted_job_stopped_at_read_in_the_page_language(workspace):
+    from studio.jobs.records import JobRecords, interrupted_sentence
+    from studio.phase import Phase
+    from studio.ui.jobs_bar import jobs_table
+
+    texts, records = Texts.load(), JobRecords(workspace)
+    running, stopped = records.create("index", "manuals <- a.pdf", {}), records.create("export", "run:x -> gguf", {})
+    records.progress(running, 0.3, Phase("page 3 of 10", "page", done=3, total=10), force=True)
+    records.progress(stopped, 0.5, Phase("writing blk.3.attn_q.weight", "writing", name="blk.3.attn_q.weight"),
+                     force=True)
+    row = records.get(stopped)
+    records.finish(stopped, "interrupted", error=interrupted_sentence("export", row["phase"], stopped))
+    rows = [records.get(job_id) for job_id in (running, stopped)]
+    assert rows[0]["phase"] == "page 3 of 10" and rows[0]["phase_params"] == {"done": 3, "total": 10}
+    spanish = jobs_table(rows, texts, "es")["value"]["data"]
+    assert spanish[0][4] == "página 3 de 10"
+    assert spanish[1][-1].startswith("El estudio se detuvo mientras este trabajo de exportación estaba en "
+                                     "'escribiendo blk.3.attn_q.weight'")
+    assert jobs_table(rows, texts, "en")["value"]["data"][0][4] == "page 3 of 10"

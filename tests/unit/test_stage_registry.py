@@ -54,6 +54,13 @@ def test_a_section_no_stage_reads_is_refused_naming_it():
         parse_recipe({**BASE, "toy": {"strength": 2.5}})
 
 
+def test_an_unknown_key_s_sentence_lists_the_method_and_every_stage_section(toy):
+    with pytest.raises(StudioError) as caught:
+        parse_recipe({**BASE, "tooy": {"strength": 2.5}})
+    known = caught.value.params["known"].split(", ")
+    assert {"method", "toy", *stage_sections()} <= set(known) and "train" in known
+
+
 def test_a_new_stage_s_capabilities_reach_every_reader(toy):
     from studio.evaluation import evaluated
     from studio.memory import task_of

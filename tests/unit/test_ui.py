@@ -205,6 +205,60 @@ def test_every_keyed_error_has_a_spanish_sentence_that_its_values_fill():
     assert problems == []
 
 
+def _keyed_phases() -> list[tuple[str, str, set[str]]]:
+    """(file:line, key, keyword names) of every `Phase(english, "key", name=value...)` with a literal key."""
+    import ast
+    from pathlib import Path
+
+    import studio
+
+    found = []
+    for path in Path(studio.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Phase" and len(node.args) > 1 \
+                    and isinstance(node.args[1], ast.Constant):
+                found.append((f"{path.name}:{node.lineno}", node.args[1].value, {k.arg for k in node.keywords}))
+    return found
+
+
+def test_every_keyed_phase_has_a_spanish_sentence_that_its_values_fill():
+    import string
+
+    from studio.ui.i18n import Texts
+
+    es = Texts.load().locales["es"]
+    keyed = _keyed_phases()
+    assert len(keyed) >= 15
+    problems = []
+    for where, key, names in keyed:
+        template = es.get(f"phase.{key}")
+        if template is None:
+            problems.append(f"{where}: no es entry phase.{key}")
+            continue
+        wanted = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+        if not wanted <= names:
+            problems.append(f"{where}: phase.{key} uses {sorted(wanted - names)} that the Phase does not pass")
+    for name in ("evaluating", "generating"):  # the training worker's phases (manager.phase_text)
+        assert f"phase.{name}" in es
+    assert problems == []
+
+
+def test_a_phase_reads_in_spanish_through_a_pickle_and_a_job_row():
+    import pickle
+
+    from studio.phase import Phase, phase_columns
+    from studio.ui.i18n import Texts
+
+    texts = Texts.load()
+    phase = pickle.loads(pickle.dumps(Phase("page 3 of 10", "page", done=3, total=10)))
+    assert phase == "page 3 of 10" and texts.phase("es", phase) == "página 3 de 10"
+    assert texts.phase("en", phase) == "page 3 of 10"
+    columns = phase_columns(phase)
+    assert texts.phase("es", columns["phase"], columns["phase_key"], json.loads(columns["phase_params"])) == \
+        "página 3 de 10"
+    assert texts.phase("es", "done") == "terminado" and texts.phase("es", "unkeyed words") == "unkeyed words"
+
+
 def test_a_keyed_error_reads_in_spanish_and_an_unkeyed_one_stays_english():
     from studio.errors import StudioError
     from studio.methods import METHODS
