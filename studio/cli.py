@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from studio.cli_common import follow_run, table
+from studio.cli_common import bars_wanted, follow_run, table
 from studio.errors import StudioError
 
 
@@ -27,9 +27,12 @@ def cmd_train(args) -> int:
     from studio.training import prepare_run
     from studio.workspace import Workspace
 
+    from studio.models.loading import precision_reason
+
     recipe = load_recipe(args.recipe, args.set)
     ws = Workspace.open()
     run_id = prepare_run(ws, recipe)
+    print(precision_reason(recipe.train.precision), file=sys.stderr)
     manager = JobManager(ws)
     manager.start()
     try:
@@ -43,6 +46,16 @@ def cmd_train(args) -> int:
 def cmd_runs(args) -> int:
     from studio.engine import Engine
 
+    if getattr(args, "runs_command", None) == "cancel":
+        engine = Engine(start_jobs=False)
+        engine.cancel(args.run_id, force=args.force)
+        status = engine.jobs.status(args.run_id)["status"]
+        words = {"cancelled": "cancelled", "cancelling": "stops after its current step and keeps a checkpoint"}
+        if args.force and status == "cancelling":
+            words["cancelling"] = "is being stopped now (work since its last checkpoint is lost)"
+        message = f"Run {args.run_id} {words.get(status, status)}."
+        print(json.dumps({"run_id": args.run_id, "status": status, "message": message}) if args.json else message)
+        return 0
     runs = Engine(start_jobs=False).list_runs()
     cols = ["id", "name", "stage", "method", "status", "pid", "run_dir"]
     if args.json:
@@ -92,17 +105,39 @@ def cmd_eval(args) -> int:
     from studio.evaluation import evaluate_recorded
     from studio.workspace import Workspace
 
+    from tqdm import tqdm
+
     shots = [int(k) for k in args.shots.split(",") if k.strip()] if args.shots else []
-    result = evaluate_recorded(Workspace.open(), args.targets, args.data, split=args.split, metrics=args.metrics,
-                      limit=args.limit, shots=shots, forgetting=args.forgetting, max_new_tokens=args.max_new_tokens,
-                      emit=lambda message: print(message, file=sys.stderr))
+    bars: dict[str, tqdm] = {}
+
+    def rows_done(target: str, done: int, total: int) -> None:
+        if target not in bars:
+            for old in bars.values():
+                old.close()
+            bars[target] = tqdm(total=total, unit="row", desc=target[:40], file=sys.stderr, dynamic_ncols=True,
+                                disable=not bars_wanted(args))
+        bar = bars[target]
+        if done < bar.n:  # perplexity scores the same rows again after they were answered
+            bar.reset(total)
+        bar.update(done - bar.n)
+
+    try:
+        result = evaluate_recorded(Workspace.open(), args.targets, args.data, split=args.split, metrics=args.metrics,
+                                   limit=args.limit, shots=shots, forgetting=args.forgetting,
+                                   max_new_tokens=args.max_new_tokens, rows_done=rows_done,
+                                   emit=lambda message: None if args.json else tqdm.write(message, file=sys.stderr))
+    finally:
+        for bar in bars.values():
+            bar.close()
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
     cols = ["target", "shots", *result["columns"]]
     rows = [{c: (f"{r[c]:.4f}" if isinstance(r.get(c), float) else r.get(c)) for c in cols} for r in result["rows"]]
-    print(f"{result['dataset']} / {result['split']}: {result['n']} examples")
+    print(result_line(result))
     print(table(rows, cols))
+    if args.misses:
+        print_misses(result, args.misses)
     if result["forgetting"]:
         print("\nPerplexity on the general text (forgetting check):")
         for row in result["forgetting"]:
@@ -110,6 +145,29 @@ def cmd_eval(args) -> int:
             print(f"  {row['target']}: {row['perplexity']:.2f}{change}")
     print(f"\nSaved to {result['saved']}")
     return 0
+
+
+def result_line(result: dict) -> str:
+    """'faq / test: 120 examples', with the limit when one cut the split: 'first 50 of 120 (--limit 50)'."""
+    where = "the whole file" if result["split"] == "file" else result["split"]
+    available = result.get("available") or result["n"]
+    if result["n"] < available:
+        return (f"{result['dataset']} / {where}: the first {result['n']} of {available} examples "
+                f"(--limit {result['limit']}; leave it out to score them all)")
+    return f"{result['dataset']} / {where}: {result['n']} examples"
+
+
+def print_misses(result: dict, most: int) -> None:
+    """Up to `most` examples some target did not answer exactly, each with its reference and answers."""
+    misses = [e for e in result.get("examples", []) if e.get("missed")]
+    print(f"\n{len(misses)} of {len(result.get('examples', []))} examples missed by at least one target"
+          + (f"; the first {most}:" if len(misses) > most else ":"))
+    for example in misses[:most]:
+        print(f"\n#{example['index'] + 1} {example['prompt'][:200]}")
+        print(f"  reference: {example['reference'][:200]}")
+        for label in example["missed"]:
+            scores = ", ".join(f"{k} {v:.2f}" for k, v in example["scores"][label].items())
+            print(f"  {label}: {example['outputs'][label][:200]}  ({scores})")
 
 
 def cmd_ui(args) -> int:
@@ -142,9 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("recipe")
     train.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     train.set_defaults(func=cmd_train)
-    runs = sub.add_parser("runs", help="list runs")
+    runs = sub.add_parser("runs", help="list runs; `studio runs cancel ID` stops a queued or running one")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
+    runs_sub = runs.add_subparsers(dest="runs_command")
+    cancel = runs_sub.add_parser("cancel", help="cancel a queued run, or stop a running one after its current step "
+                                                "with a checkpoint")
+    cancel.add_argument("run_id")
+    cancel.add_argument("--force", action="store_true", help="stop a running run now, losing the work since its "
+                                                             "last checkpoint")
+    cancel.add_argument("--json", action="store_true")
     models = sub.add_parser("models", help="list embedded and cached models")
     models.add_argument("--json", action="store_true")
     models.add_argument("--prepare", action="store_true",
@@ -156,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, help="a studio dataset, sample name or file")
     ev.add_argument("--split", default="test", choices=("train", "validation", "test"))
     ev.add_argument("--metrics", default="rouge,bleu,em,ppl", help="comma list of rouge, bleu, em, ppl")
-    ev.add_argument("--limit", type=int, default=50, help="at most this many examples")
+    ev.add_argument("--limit", type=int, default=None, help="score only the first N examples (default: all)")
+    ev.add_argument("--misses", type=int, default=0, metavar="N",
+                    help="also print up to N examples a target did not answer exactly, with the answers")
     ev.add_argument("--shots", default="", help="in-context baseline: comma list of k, e.g. 0,1,3")
     ev.add_argument("--forgetting", action="store_true", help="perplexity on a general text, before and after")
     ev.add_argument("--max-new-tokens", type=int, default=256)
@@ -182,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except StudioError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # machine-readable to the end: one JSON object on stdout
+            print(json.dumps({"error": exc.message, "field": exc.field, "key": exc.key}, ensure_ascii=False))
+        else:
+            print(f"Error: {exc}", file=sys.stderr)
         return 1
 
 

@@ -1,8 +1,14 @@
-"""What the `studio` subcommands share: plain-text tables and following a training run in the terminal."""
+"""What the `studio` subcommands share: plain-text tables, progress bars only for a person at a terminal, and
+following a training run."""
 from __future__ import annotations
 
 import sys
 import time
+
+
+def bars_wanted(args=None) -> bool:
+    """A progress bar (redrawn in place) only for a person: not with --json, not when stderr is a pipe or a file."""
+    return not getattr(args, "json", False) and sys.stderr.isatty()
 
 
 def table(rows: list[dict], cols: list[str]) -> str:
@@ -18,12 +24,19 @@ def follow_run(manager, run_id: str, title: str) -> int:
     prints its folder. Exit code 0 when it completed."""
     from tqdm import tqdm
 
-    bar = tqdm(total=None, unit="step", desc=title, file=sys.stderr, dynamic_ncols=True)
-    cancelled = False
+    bar = tqdm(total=None, unit="step", desc=title, file=sys.stderr, dynamic_ncols=True, disable=not bars_wanted())
+    cancelled, said_queued = False, False
     try:
         while True:
             try:
                 status = manager.status(run_id)
+                if status["status"] == "queued" and not said_queued:
+                    said_queued = True
+                    behind = manager.queued_behind(run_id)
+                    if behind:
+                        tqdm.write(f"Queued behind run {behind} ({status.get('queue_position') or 1} ahead): this run "
+                                   f"starts when the studio is free. Cancel it with `studio runs cancel {run_id}`.",
+                                   file=sys.stderr)
                 if status.get("total_steps"):
                     bar.total = status["total_steps"]
                 bar.n = status.get("step") or 0

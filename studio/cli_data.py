@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
+from studio.cli_common import bars_wanted
 from studio.errors import StudioError
 
 
@@ -46,7 +47,8 @@ def cmd_import(args) -> int:
 
     req = ImportRequest(source=args.source, name=args.name, format=args.format, mapping=_pairs(args.map, "--map"),
                         template=args.template, split=_split(args.split), text_mode=args.text_mode)
-    with tqdm(total=0, unit="B", unit_scale=True, desc="reading", file=sys.stderr, disable=args.json) as bar:
+    with tqdm(total=0, unit="B", unit_scale=True, desc="reading", file=sys.stderr,
+              disable=not bars_wanted(args)) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
@@ -54,7 +56,8 @@ def cmd_import(args) -> int:
         result = import_dataset(Workspace.open(), req, progress=progress)
     if args.json:
         print(json.dumps({"name": result.name, "version": result.version, "path": result.path,
-                          "format": result.format, "mapping": result.mapping, "imported": result.imported,
+                          "format": result.format, "mapping": result.mapping, "read": result.read,
+                          "imported": result.imported, "removed": result.removed(), "text_mode": result.text_mode,
                           "skipped": result.skipped, "problems": result.problems, "cleaning": result.cleaning,
                           "splits": result.splits}, indent=2, ensure_ascii=False))
         return 0
@@ -115,7 +118,7 @@ def cmd_show(args) -> int:
     records = load_split(ws, args.name, "train", args.version)[: max(args.rendered, 0)]
     rendered = []
     if records:
-        tokenizer = load_tokenizer(args.model, ws)
+        tokenizer = load_tokenizer(args.model, ws, light=True)
         template = get_template(card.get("template") or "chat", ws)
         for i, rec in enumerate(records):
             example = render_example(template, rec, system_prompt=card.get("system_prompt", ""), index=i)
@@ -152,7 +155,8 @@ def add_data_parser(sub) -> None:
     imp.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN")
     imp.add_argument("--template", default="chat")
     imp.add_argument("--split", default=None, metavar="0.9,0.1[,0.0]")
-    imp.add_argument("--text-mode", default="document", choices=["document", "paragraphs"])
+    imp.add_argument("--text-mode", default="auto", choices=["auto", "document", "paragraphs"],
+                     help="plain text: auto = one row per paragraph of a file, one per file of a folder")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_import)
     mix = dsub.add_parser("mix", help="build one dataset from several, by share or count each")

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from studio.cli_common import bars_wanted
+
 
 def _service(args):
     from studio.rag.service import RagService
@@ -40,13 +42,15 @@ def cmd_ingest(args) -> int:
     embedder = load_embedder(args.embedder, ws)
     began = time.perf_counter()
 
+    bars = bars_wanted(args)
+
     def progress(done: int, total: int) -> None:
-        if not args.json:
+        if bars:
             rate = done / max(time.perf_counter() - began, 1e-9)
             print(f"\r  {done}/{total} pages ({rate:.1f} pages/s)", end="", file=sys.stderr, flush=True)
 
     report = store.ingest(args.collection, [Path(f) for f in args.files], embedder, settings, progress=progress)
-    if not args.json:
+    if bars:
         print(file=sys.stderr)
     summary = {"collection": args.collection, "added": report.added, "replaced": report.replaced,
                "unchanged": report.unchanged, "aliased": report.aliased, "pages": report.pages,
@@ -202,8 +206,9 @@ def add_rag_parser(sub) -> None:
     ask.add_argument("--model", default="smollm2-135m-instruct", help="model alias, hub id, folder, or run:<id>")
     ask.add_argument("--k", type=int, default=4, help="passages the model reads")
     ask.add_argument("--mode", default="hybrid", choices=("hybrid", "dense", "bm25"))
-    ask.add_argument("--style", default="generate", choices=("generate", "quote"),
-                     help="generate: the model writes the answer; quote: the passages' closest sentences")
+    ask.add_argument("--style", default="auto", choices=("auto", "generate", "quote"),
+                     help="quote: the passages' closest sentences; generate: the model writes the answer; auto: quote "
+                          "with models under 1B parameters")
     ask.add_argument("--min-similarity", type=float, default=None,
                      help="below this similarity the answer says the documents do not contain it")
     ask.add_argument("--reranker", default=None, help="optional cross-encoder (hub id or folder) that re-orders "

@@ -232,6 +232,12 @@ class Engine:
         run = self._run(run_id)
         return (Path(run["run_dir"]) / "recipe.yaml").read_text(encoding="utf-8")
 
+    def run_recipe(self, run_id: str) -> dict:
+        """The run's recipe as a plain dict (what the Train tab's form shows when the run is opened)."""
+        import yaml
+
+        return yaml.safe_load(self.run_recipe_yaml(run_id)) or {}
+
     def finished_runs(self) -> list[dict]:
         return [r for r in self.list_runs() if r.get("result_dir") and r["status"] == "completed"]
 

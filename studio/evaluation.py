@@ -91,15 +91,27 @@ def evaluated(stage: str) -> bool:
     return capability(stage, "evaluation") is not None
 
 
-def load_items(ws, dataset: str, split: str, limit: int, seed: int = 42) -> tuple[list[Item], list[Item]]:
-    """(evaluation items of `split`, training items for few-shot examples) of a dataset or sample."""
+def whole_file(ws, dataset: str) -> bool:
+    """A data file that is not a studio dataset is a test set of its own: every row of it is scored."""
+    from studio.data.examples import is_studio_dataset
+
+    return Path(dataset).expanduser().is_file() and not is_studio_dataset(ws, dataset)
+
+
+def load_items(ws, dataset: str, split: str, limit: int | None = None,
+               seed: int = 42) -> tuple[list[Item], list[Item], int]:
+    """(evaluation items of `split`, or of the whole file for a data file; training items for few-shot examples;
+    how many items there were before `limit`) of a dataset, sample or file."""
     from studio.config import DataConfig
     from studio.data.builder import load_split
     from studio.data.examples import is_studio_dataset, recipe_records
     from studio.data.formats import record_to_messages
 
-    records = recipe_records(DataConfig(dataset=dataset, validation=0.1), seed, ws)
-    if split == "test" and is_studio_dataset(ws, dataset):
+    whole = whole_file(ws, dataset)
+    records = recipe_records(DataConfig(dataset=dataset, validation=0.0 if whole else 0.1), seed, ws)
+    if whole:
+        chosen = records.train
+    elif split == "test" and is_studio_dataset(ws, dataset):
         chosen = load_split(ws, dataset, "test") or records.validation
     else:
         chosen = records.train if split == "train" else records.validation
@@ -114,12 +126,13 @@ def load_items(ws, dataset: str, split: str, limit: int, seed: int = 42) -> tupl
             out.append(Item(messages[:last], str(messages[last]["content"]).strip()))
         return out
 
-    evaluated = items(chosen)[:limit]
+    available = items(chosen)
+    evaluated = available[:limit] if limit else available
     if not evaluated:
         raise StudioError(f"Split '{split}' of '{dataset}' has no example with a reference answer; pick another "
                           "split or a dataset with answers.", field="dataset", key="eval.no_references",
                           split=split, dataset=dataset)
-    return evaluated, items(records.train)
+    return evaluated, items(records.train), len(available)
 
 
 def with_shots(prompt: list[dict], shots: list[Item]) -> list[dict]:
@@ -136,15 +149,16 @@ def _prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer(build_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
 
 
-def answer_nll(model, tokenizer, prompts: list[list[int]], references: list[str]) -> tuple[float, int]:
-    """(summed NLL, token count) of each reference given its prompt, by teacher forcing."""
+def answer_nll(model, tokenizer, prompts: list[list[int]], references: list[str],
+               done: Callable[[int], None] | None = None) -> tuple[float, int]:
+    """(summed NLL, token count) of each reference given its prompt, by teacher forcing; `done(rows)` after each."""
     import torch
 
     device = next(model.parameters()).device
     total, count = 0.0, 0
     end = tokenizer.eos_token or ""
     with torch.no_grad():
-        for prompt, reference in zip(prompts, references):
+        for row, (prompt, reference) in enumerate(zip(prompts, references), start=1):
             answer = tokenizer(reference + end, add_special_tokens=False)["input_ids"]
             ids = torch.tensor([prompt + answer], device=device)
             labels = ids.clone()
@@ -153,6 +167,8 @@ def answer_nll(model, tokenizer, prompts: list[list[int]], references: list[str]
             n = len(answer)
             total += float(out.loss) * n
             count += n
+            if done:
+                done(row)
     return total, count
 
 
@@ -189,31 +205,50 @@ def word_diff(reference: str, output: str) -> list[tuple[str, str]]:
     return pieces
 
 
+def example_scores(output: str, reference: str, metrics: tuple[str, ...]) -> dict[str, float]:
+    """One example's scores: ROUGE-L, sentence BLEU and exact match as asked (`metrics` groups), exact match
+    always (it decides what counts as a miss)."""
+    from studio.metrics import bleu, exact_match, rouge
+
+    scores = {}
+    if "rouge" in metrics:
+        scores["rougeL"] = rouge([output], [reference])["rougeL"]
+    if "bleu" in metrics:
+        scores["bleu"] = bleu([output], [reference])
+    scores["exact_match"] = exact_match([output], [reference])
+    return scores
+
+
 def _score_target(model, tokenizer, prompts: list[list[dict]], references: list[str], metrics: tuple[str, ...],
-                  max_new_tokens: int) -> tuple[dict, list[str], list[float]]:
-    from studio.metrics import rouge
+                  max_new_tokens: int, done: Callable[[int], None] | None = None
+                  ) -> tuple[dict, list[str], list[dict[str, float]]]:
+    """(the target's row of metrics, its outputs, each example's scores); `done(rows)` as rows are answered (and
+    again as they are scored for perplexity)."""
     from studio.stages.generation_eval import generate
 
     ids = [_prompt_ids(tokenizer, p) for p in prompts]
     row: dict[str, float] = {}
     outputs: list[str] = []
-    per_example: list[float] = []
+    per_example: list[dict[str, float]] = []
     if set(metrics) - {"ppl"}:
-        outputs = generate(model, tokenizer, ids, max_new_tokens, False, next(model.parameters()).device)
+        outputs = generate(model, tokenizer, ids, max_new_tokens, False, next(model.parameters()).device, done=done)
         scores = text_metrics(outputs, references)
         row.update({k: v for group in metrics if group != "ppl" for k, v in scores.items()
                     if k in METRIC_GROUPS[group]})
-        per_example = [rouge([o], [r])["rougeL"] for o, r in zip(outputs, references)]
+        per_example = [example_scores(o, r, metrics) for o, r in zip(outputs, references)]
     if "ppl" in metrics:
-        nll, count = answer_nll(model, tokenizer, ids, references)
+        nll, count = answer_nll(model, tokenizer, ids, references, done=done)
         row["perplexity"] = perplexity(nll / max(count, 1))
     return row, outputs, per_example
 
 
 def evaluate(ws, targets: list[str], dataset: str, split: str = "test", metrics: str | list[str] | None = None,
-             limit: int = 50, shots: list[int] | None = None, forgetting: bool = False, max_new_tokens: int = 256,
-             emit: Callable[[str], None] | None = None) -> dict:
-    """Score each target (and the in-context baseline) on the split; save and return the results."""
+             limit: int | None = None, shots: list[int] | None = None, forgetting: bool = False,
+             max_new_tokens: int = 256, emit: Callable[[str], None] | None = None,
+             rows_done: Callable[[str, int, int], None] | None = None) -> dict:
+    """Score each target (and the in-context baseline) on the split (every row unless `limit`; a data file that is
+    no studio dataset: all of it); save and return the results. `rows_done(target, done, total)` as rows are
+    answered."""
     from studio.generation import ModelPool
 
     say = emit or (lambda message: None)
@@ -227,7 +262,9 @@ def evaluate(ws, targets: list[str], dataset: str, split: str = "test", metrics:
     classifiers = [t for t in resolved if t.stage == "classify"]
     if classifiers:
         return _evaluate_classifiers(ws, resolved, classifiers, dataset, split, limit, say)
-    items, train_items = load_items(ws, dataset, split, limit)
+    items, train_items, available = load_items(ws, dataset, split, limit)
+    if whole_file(ws, dataset):
+        split = "file"
     references = [i.reference for i in items]
     general = GENERAL_TEXT.read_text(encoding="utf-8") if forgetting else None
     pool = ModelPool(ws, capacity=1)
@@ -244,8 +281,9 @@ def evaluate(ws, targets: list[str], dataset: str, split: str = "test", metrics:
         example_shots = train_items[:k]
         prompts = [with_shots(i.prompt, example_shots) if k else i.prompt for i in items]
         with loaded.lock:
-            row, outs, scores = _score_target(loaded.model, loaded.tokenizer, prompts, references, groups,
-                                              max_new_tokens)
+            row, outs, scores = _score_target(
+                loaded.model, loaded.tokenizer, prompts, references, groups, max_new_tokens,
+                done=(lambda n, label=target.label: rows_done(label, n, len(items))) if rows_done else None)
             if general is not None and k == 0:
                 forgetting_ppl[target.label] = text_perplexity(loaded.model, loaded.tokenizer, general)
         kind = "run" if target.run_id else ("in-context" if k or target not in resolved else "model")
@@ -268,11 +306,14 @@ def evaluate(ws, targets: list[str], dataset: str, split: str = "test", metrics:
     examples = []
     for index, item in enumerate(items):
         answers = {label: outs[index] for label, outs in outputs.items()}
-        scored = {label: s[index] for label, s in per_example.items()}
+        scores = {label: s[index] for label, s in per_example.items()}
+        rouge_l = {label: s.get("rougeL", s["exact_match"]) for label, s in scores.items()}
         examples.append({"index": index, "prompt": item.prompt[-1]["content"] if item.prompt else "",
-                         "reference": item.reference, "outputs": answers, "rougeL": scored,
-                         "spread": (max(scored.values()) - min(scored.values())) if len(scored) > 1 else 0.0})
-    result = {"dataset": dataset, "split": split, "n": len(items), "metrics": list(groups), "example_score": "rougeL",
+                         "reference": item.reference, "outputs": answers, "rougeL": rouge_l, "scores": scores,
+                         "missed": [label for label, s in scores.items() if not s["exact_match"]],
+                         "spread": (max(rouge_l.values()) - min(rouge_l.values())) if len(rouge_l) > 1 else 0.0})
+    result = {"dataset": dataset, "split": split, "n": len(items), "available": available, "limit": limit,
+              "metrics": list(groups), "example_score": "rougeL" if "rouge" in groups else "exact_match",
               "columns": [m for g in groups for m in METRIC_GROUPS[g]], "rows": rows, "examples": examples,
               "forgetting": forgetting_rows, "seconds": round(time.perf_counter() - began, 2),
               "created_at": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -286,13 +327,20 @@ def evaluate_recorded(ws, targets: list[str], dataset: str, owner: str | None = 
     from studio.jobs.records import foreground
 
     emit = options.pop("emit", None) or (lambda message: None)
+    rows_done = options.pop("rows_done", None)
     params = {"targets": list(targets), "dataset": dataset, **options}
     with foreground(ws, "evaluate", f"{', '.join(targets)} on {dataset}"[:200], params, owner=owner) as job:
         def say(message: str) -> None:
             emit(message)
             job.progress(None, message)
 
-        result = evaluate(ws, targets, dataset, emit=say, **options)
+        def rows(target: str, done: int, total: int) -> None:
+            if rows_done:
+                rows_done(target, done, total)
+            job.progress(done / total if total else None,
+                         Phase(f"{target}: {done} of {total} rows", "eval_rows", target=target, done=done, total=total))
+
+        result = evaluate(ws, targets, dataset, emit=say, rows_done=rows, **options)
         job.result = {"saved": str(result["saved"]), "n": result["n"], "rows": result["rows"]}
     return result
 

@@ -58,7 +58,11 @@ def model_config(recipe: Recipe, ws: Workspace) -> dict:
 
 
 def prepare_run(ws: Workspace, recipe: Recipe) -> str:
-    """Validate, then create the run directory and its queued row; returns the run id."""
+    """Validate, then create the run directory and its queued row; returns the run id. The run's log starts with
+    the precision chosen and why."""
+    from studio.jobs.runfiles import append_log_line
+    from studio.models.loading import precision_reason
+
     resolved = resolve_recipe(recipe, ws)
     run_id = ws.new_run_id(recipe.name)
     run_dir = ws.runs_dir / run_id
@@ -68,6 +72,7 @@ def prepare_run(ws: Workspace, recipe: Recipe) -> str:
         (tmp_dir / "checkpoints").mkdir()
         (tmp_dir / "recipe.yaml").write_text(recipe_to_yaml(resolved), encoding="utf-8")
         tmp_dir.rename(run_dir)
+        append_log_line(run_dir, precision_reason(recipe.train.precision))
         ws.insert_run({"id": run_id, "name": recipe.name, "model": recipe.model, "stage": recipe.stage,
                        "method": recipe.method.name, "dataset": recipe.data.dataset, "status": "queued",
                        "run_dir": str(run_dir), "created_at": time.time()})

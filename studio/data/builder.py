@@ -53,7 +53,7 @@ class ImportRequest:
     system_prompt: str = ""
     cleaning: CleaningConfig = field(default_factory=CleaningConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
-    text_mode: str = "document"
+    text_mode: str = "auto"  # text files: one row per paragraph; a folder: one per file (readers.open_table)
     labels: list[str] | None = None
     hub_split: str = "train"  # for hub sources: which split of the hub dataset to import
 
@@ -70,10 +70,27 @@ class ImportResult:
     problems: list[tuple[int, str]]
     cleaning: dict[str, int]
     splits: dict[str, int]
+    read: int | None = None  # data rows read from the source: imported + skipped + removed by cleaning
+    text_mode: str | None = None  # plain text: 'paragraphs' (a row each) or 'document' (a row per file)
+
+    def removed(self) -> dict[str, int]:
+        """Rows the cleaning removed, by reason ('duplicates': 2, ...)."""
+        return {k.removeprefix("dropped_"): v for k, v in self.cleaning.items() if k.startswith("dropped_") and v}
 
     def summary(self) -> str:
-        return (f"{self.imported} imported, {self.skipped} skipped"
-                + (" (see list)" if self.skipped else "") + f" -> {self.name} v{self.version}")
+        """'50 rows read: 45 imported, 3 skipped (see list), 2 removed by cleaning (2 duplicates) -> name v1'."""
+        removed = self.removed()
+        parts = [f"{self.imported} imported", f"{self.skipped} skipped" + (" (see list)" if self.skipped else "")]
+        if removed:
+            reasons = ", ".join(f"{n} {REMOVED_WORDS.get(k, k)}" for k, n in removed.items())
+            parts.append(f"{sum(removed.values())} removed by cleaning ({reasons})")
+        head = f"{self.read} rows read: " if self.read is not None else ""
+        text = {"paragraphs": "; text: one row per paragraph", "document": "; text: one row per file"}
+        return head + ", ".join(parts) + f" -> {self.name} v{self.version}" + text.get(self.text_mode or "", "")
+
+
+REMOVED_WORDS = {"empty": "empty", "duplicates": "exact duplicates", "too_short": "too short", "too_long": "too long",
+                 "language": "in another language"}
 
 
 def valid_name(name: str) -> str:
@@ -111,7 +128,7 @@ def _exists(ws, name: str) -> bool:
 
 
 def inspect_source(source: str, format: str = "auto", mapping: dict | None = None, n: int = 20,
-                   text_mode: str = "document", ws=None) -> SourcePreview:
+                   text_mode: str = "auto", ws=None) -> SourcePreview:
     """The first `n` rows of a source, with the guessed (or given) format and mapping."""
     table = _table(source, text_mode, ws=ws)
     rows = []
@@ -168,9 +185,15 @@ def import_dataset(ws, req: ImportRequest, progress: Callable[[int, int], None] 
     mapping.update(req.mapping)
     check_mapping(fmt, mapping, table.columns)
 
+    read = [0]
+
     def all_rows():
-        yield from head
-        yield from rows_iter
+        for item in head:
+            read[0] += 1
+            yield item
+        for item in rows_iter:
+            read[0] += 1
+            yield item
 
     problems: list[tuple[int, str]] = []
     n_problems = [0]
@@ -202,7 +225,8 @@ def import_dataset(ws, req: ImportRequest, progress: Callable[[int, int], None] 
         parts = _split_spool(spool, n, fmt, req)
         spool.unlink()
         skipped = n_problems[0] + len(table.problems)
-        return _save(ws, slot, req, fmt, mapping, parts, problems, skipped, report, table.info)
+        return _save(ws, slot, req, fmt, mapping, parts, problems, skipped, report, table.info,
+                     read=read[0] + len(table.problems))
 
 
 def _spool(records: Iterable[dict], path: Path) -> int:
@@ -333,7 +357,7 @@ def mix_datasets(ws, name: str, sources: list[tuple[str, float | int]], split_cf
 
 
 def _save(ws, slot: VersionSlot, req, fmt, mapping, parts, problems, skipped, report, info,
-          extra=None) -> ImportResult:
+          extra=None, read: int | None = None) -> ImportResult:
     """Write the splits and card into the reserved slot and publish it (`new_version` cleans up on failure)."""
     counts = {k: _count(v) for k, v in parts.items()}
     for split_name in SPLITS:
@@ -348,13 +372,13 @@ def _save(ws, slot: VersionSlot, req, fmt, mapping, parts, problems, skipped, re
         "format": fmt, "mapping": mapping, "template": req.template, "system_prompt": req.system_prompt,
         "cleaning": {"config": asdict(req.cleaning), "report": report},
         "split": {"config": asdict(req.split), "rows": counts},
-        "skipped": skipped, "problems": problems[:MAX_PROBLEMS_KEPT], **(extra or {}),
+        "read": read, "skipped": skipped, "problems": problems[:MAX_PROBLEMS_KEPT], **(extra or {}),
     }
     (slot.tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
     publish(ws, slot, fmt, sum(counts.values()), {k: card[k] for k in ("source", "template", "skipped")},
             card["created_at"])
     return ImportResult(slot.name, slot.version, str(slot.final), fmt, mapping, sum(counts.values()),
-                        skipped, problems[:MAX_PROBLEMS_KEPT], report, counts)
+                        skipped, problems[:MAX_PROBLEMS_KEPT], report, counts, read, info.get("text_mode"))
 
 
 def _count(part) -> int:

@@ -48,13 +48,23 @@ class Table:
         return iter(self.rows)
 
 
-def open_table(path: Path, *, progress: Progress | None = None, text_mode: str = "document",
+TEXT_MODES = ("auto", "document", "paragraphs")
+TEXT_SUFFIXES = (".txt", ".md")
+
+
+def open_table(path: Path, *, progress: Progress | None = None, text_mode: str = "auto",
                sheet: str | None = None) -> Table:
-    """Sniff `path` and return its `Table`; `progress(bytes_read, total_bytes)` is called while streaming."""
+    """Sniff `path` and return its `Table`; `progress(bytes_read, total_bytes)` is called while streaming. A plain
+    text file gives one row per paragraph (`text_mode` 'auto' or 'paragraphs') or one row ('document'); a folder of
+    .txt/.md files one row per file ('auto', 'document') or per paragraph."""
     path = Path(path)
+    if text_mode not in TEXT_MODES:
+        raise StudioError(f"'data.text_mode' is '{text_mode}'; use 'auto', 'document' or 'paragraphs'.",
+                          field="data.text_mode", key="data.readers.text_mode", value=text_mode)
+    if path.is_dir():
+        return _folder(path, "document" if text_mode == "auto" else text_mode, progress)
     if not path.is_file():
-        what = "a folder" if path.is_dir() else "missing"
-        raise StudioError(f"'{FIELD}' is '{path}', which is {what}; choose an existing data file.", field=FIELD,
+        raise StudioError(f"'{FIELD}' is '{path}', which is missing; choose an existing data file.", field=FIELD,
                           key="data.readers.not_a_file", path=str(path))
     size = path.stat().st_size
     info = {"name": path.name, "size_bytes": size}
@@ -91,11 +101,32 @@ def open_table(path: Path, *, progress: Progress | None = None, text_mode: str =
         return _jsonl(path, info, problems, progress, text, whole)
     if kind == "json":
         return _json(path, info, problems, progress)
-    if text_mode not in ("document", "paragraphs"):
-        raise StudioError(f"'data.text_mode' is '{text_mode}'; use 'document' or 'paragraphs'.",
-                          field="data.text_mode", key="data.readers.text_mode", value=text_mode)
-    info["text_mode"] = text_mode
-    return Table(["text"], _text_rows(path, info, progress, text_mode), info, problems)
+    info["text_mode"] = "paragraphs" if text_mode == "auto" else text_mode
+    return Table(["text"], _text_rows(path, info, progress, info["text_mode"]), info, problems)
+
+
+def _folder(path: Path, text_mode: str, progress: Progress | None) -> Table:
+    """The .txt/.md files under `path` (sorted, subfolders too): one row each, or one per paragraph."""
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise StudioError(f"The folder '{path}' holds no .txt or .md file; put the documents there or choose a data "
+                          "file.", field=FIELD, key="data.readers.empty_folder", path=str(path))
+    info = {"name": path.name, "kind": "folder", "files": len(files), "text_mode": text_mode,
+            "size_bytes": sum(p.stat().st_size for p in files)}
+
+    def rows() -> Iterator[tuple[int, dict]]:
+        number, done = 0, 0
+        for file in files:
+            table = open_table(file, text_mode=text_mode)
+            for _, row in table.rows:
+                number += 1
+                yield number, row
+            done += file.stat().st_size
+            if progress:
+                progress(done, info["size_bytes"])
+
+    return Table(["text"], rows(), info, [])
 
 
 def read_all(table: Table, limit: int | None = None) -> list[dict]:

@@ -282,6 +282,8 @@ def _report(ws, request: ExportRequest, source: ExportSource, tmp: Path, artifac
                                                                           Phase(f"measured {what}", "measured",
                                                                                 name=what)))
     report["reference"]["load_s"] = round(load_s, 4)
+    for entry in (report["reference"], *report["artifacts"]):  # where the files will be once the folder is renamed
+        entry["path"] = entry["path"].replace(str(tmp), str(Path(request.out).resolve()))
     measure.save_report(report, tmp / "report.json")
     return report
 

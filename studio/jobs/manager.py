@@ -225,6 +225,18 @@ class JobManager:
                                "'cancelling') OR (status = 'queued' AND id < ?))", (job["kind"], job["id"])).fetchone()
         return int(row["n"])
 
+    def queued_behind(self, run_id: str) -> str | None:
+        """The run this queued run waits for (the oldest job ahead of it, usually the one running); None if not
+        queued."""
+        job = self._latest_job(run_id, ("queued",))
+        if job is None:
+            return None
+        with self.ws.db() as conn:
+            row = conn.execute("SELECT run_id FROM jobs WHERE kind = ? AND (status IN ('running', 'cancelling') OR "
+                               "(status = 'queued' AND id < ?)) ORDER BY status = 'queued', id LIMIT 1",
+                               (job["kind"], job["id"])).fetchone()
+        return row["run_id"] if row else None
+
     def status(self, run_id: str) -> dict:
         """The runs row plus queue_position, eta_s, tokens_per_s and log_tail (last 20 lines of train.log)."""
         run = self._get_run(run_id)

@@ -66,6 +66,23 @@ def resolve_precision(requested: str, device: str | None = None) -> str:
     return requested
 
 
+def precision_reason(requested: str, device: str | None = None) -> str:
+    """The precision a run trains in and why, in one sentence: 'Precision fp32 (auto: this CPU lacks AVX512-BF16 and
+    AMX, so bf16 would be emulated and slower).'"""
+    import torch
+
+    resolved = resolve_precision(requested, device)
+    if (requested or "auto").strip().lower() != "auto":
+        return f"Precision {resolved} (set in the recipe)."
+    on_gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if resolved == "bf16":
+        why = "this GPU computes bf16 natively" if on_gpu else "this CPU has AVX512-BF16 or AMX"
+        return f"Precision bf16 (auto: {why}; weights stay fp32, the passes run under bf16 autocast)."
+    why = ("this GPU has no bf16" if on_gpu else
+           "this CPU lacks AVX512-BF16 and AMX, so bf16 would be emulated and slower")
+    return f"Precision fp32 (auto: {why})."
+
+
 def torch_dtype(precision: str):
     import torch
 
@@ -131,11 +148,17 @@ def load_causal_lm(spec: str, ws, precision: str = "fp32", trust_remote_code: bo
     return model, tokenizer
 
 
-def _load_tokenizer_from(source: Path | str, spec: str, trust_remote_code: bool):
-    from transformers import AutoTokenizer
-
+def _load_tokenizer_from(source: Path | str, spec: str, trust_remote_code: bool, light: bool = False):
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        if light and not trust_remote_code and (Path(source) / "tokenizer.json").is_file():
+            # The same fast tokenizer and chat template, without the import of torch that AutoTokenizer costs.
+            from transformers import PreTrainedTokenizerFast
+
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
+        else:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError) as error:
         raise StudioError(f"Model '{spec}' has no usable tokenizer ({_first_line(error)})",
                           field="model", key="model.no_tokenizer", spec=spec, reason=_first_line(error)) from None
@@ -145,8 +168,9 @@ def _load_tokenizer_from(source: Path | str, spec: str, trust_remote_code: bool)
     return tokenizer
 
 
-def load_tokenizer(spec: str, ws, trust_remote_code: bool = False):
-    """The tokenizer of `spec`, with a pad token; for the embedded LM, without converting weights."""
+def load_tokenizer(spec: str, ws, trust_remote_code: bool = False, light: bool = False):
+    """The tokenizer of `spec`, with a pad token; for the embedded LM, without converting weights. `light`: for a
+    folder with tokenizer.json, skip what only training needs (seconds less for a command that only previews)."""
     if (spec or "").strip().lower() == catalogue.DEFAULT_MODEL:
         converted = ws.models_dir / embedded.SMOLLM2_DIRNAME
         # Counting tokens or previewing a chat template must not wait 20 s for a weight conversion.
@@ -154,4 +178,4 @@ def load_tokenizer(spec: str, ws, trust_remote_code: bool = False):
             embedded.ensure_smollm2_tokenizer(ws.models_dir)
     else:
         source = catalogue.resolve_model(spec, ws)
-    return _load_tokenizer_from(source, spec, trust_remote_code)
+    return _load_tokenizer_from(source, spec, trust_remote_code, light)

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from studio.errors import StudioError
 from studio.rag.answerable import MIN_SIMILARITY, answerable
+from studio.rag.grounding import question_language, repetition_cut, resolved_style
 from studio.rag.retrieval import MODES, Hit, words
 from studio.settings import setting
 
@@ -33,7 +34,7 @@ _REFERRING = set("""it its it's they them their theirs this that these those he 
     también otro otra""".split())
 _OPENERS = ("and ", "what about", "how about", "y ", "¿y ", "e ", "¿qué tal", "what else", "and?", "¿y?")
 SNIPPET_CHARS = 320
-STYLES = ("generate", "quote")
+STYLES = ("auto", "generate", "quote")
 QUOTE_SENTENCES = 3
 RELATIVE_FLOOR = 0.85
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -52,9 +53,10 @@ class AskSettings:
                                     "than this (0-1), the answer says the documents do not contain it instead of "
                                     "guessing (between this and 0.5, the passages must also hold most of the "
                                     "question's words).", min=0.0, max=1.0, advanced=True)
-    style: str = setting("generate", help="'generate': the model writes the answer from the passages and cites them "
-                         "(small models such as the embedded 135M one often ignore them); 'quote': the answer is the "
-                         "passages' sentences closest to the question, each with its source: always grounded, instant.",
+    style: str = setting("auto", help="'quote': the answer is the passages' sentences closest to the question, each "
+                         "with its source: always grounded, instant. 'generate': the model writes the answer from the "
+                         "passages and cites them (small models such as the embedded 135M one often ignore them and "
+                         "invent). 'auto': quote with models under 1B parameters, generate with larger ones.",
                          choices=STYLES)
     reranker: str = setting("", help="Optional: a cross-encoder that re-reads the question with each passage found and "
                             "re-orders them (more accurate, slower), e.g. 'cross-encoder/ms-marco-MiniLM-L6-v2' when "
@@ -106,7 +108,11 @@ class Answer:
 
     def as_dict(self) -> dict:
         return {"question": self.question, "query": self.query, "answer": self.text, "found": self.found,
-                "citations": [s.as_dict() for s in self.citations], "sources": [s.as_dict() for s in self.sources],
+                "citations": [s.as_dict() for s in self.citations],
+                # A refused question lists no sources (they did not back anything); the nearest passages stay
+                # visible to whoever tunes min_similarity.
+                "sources": [s.as_dict() for s in self.sources] if self.found else [],
+                "closest": [] if self.found else [s.as_dict() for s in self.sources],
                 "best_similarity": None if self.best_similarity is None else round(self.best_similarity, 4),
                 "indexing": self.indexing,
                 "stats": {k: round(v, 3) if isinstance(v, float) else v for k, v in self.stats.items()}}
@@ -147,8 +153,10 @@ def build_messages(question: str, sources: list[Source], history: list[dict] | N
     for turn in (history or [])[-4:]:
         if turn.get("role") in ("user", "assistant") and str(turn.get("content") or "").strip():
             messages.append({"role": turn["role"], "content": str(turn["content"])})
+    language = question_language(question)
+    answer_in = f" Answer in {language}." if language else ""
     messages.append({"role": "user", "content": f"Sources:\n\n{sources_block(sources)}\n\nQuestion: {question}\n"
-                                                "Answer from the sources and cite them like [1]."})
+                                                f"Answer from the sources and cite them like [1].{answer_in}"})
     return messages
 
 
@@ -218,23 +226,29 @@ def answer_question(ws: Any, store: Any, collection: str, question: str, embedde
         result.found, result.text, result.done = False, NOT_FOUND, True
         yield result
         return
-    if ask.style == "quote":
+    pool = pool or ModelPool(ws, capacity=1)
+    entry = None if ask.style == "quote" else pool.get(model, run_id)
+    if ask.style == "quote" or resolved_style(ask.style, entry.model) == "quote":
         result.text = quote_answer(query, sources, embedder, ask.min_similarity)
+        result.stats["style"] = "quote"
         _mark_cited(result)
         result.done = True
         yield result
         return
-    pool = pool or ModelPool(ws, capacity=1)
-    entry = pool.get(model, run_id)
+    result.stats["style"] = "generate"
     context = int(getattr(entry.model.config, "max_position_embeddings", 2048) or 2048)
     generation = generation or GenerationSettings(do_sample=False, max_new_tokens=200)
     result.sources = fit_sources(sources, entry.tokenizer, max(context - generation.max_new_tokens - 400, 256))
     result.messages = build_messages(question, result.sources, history)
     yield result
     for text in stream_chat(ws, model, run_id, result.messages, generation, pool, stats=result.stats):
-        result.text = text
+        cut = repetition_cut(text)
+        result.text = text if cut is None else text[:cut].rstrip()
         _mark_cited(result)
         yield result
+        if cut is not None:  # the answer loops: stop generating (the stream ends the generation) and keep it once
+            result.stats["stopped"] = "repetition"
+            break
     result.done = True
     yield result
 

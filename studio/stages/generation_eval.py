@@ -74,9 +74,10 @@ def _half_precision(args):
 
 
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, encoder_decoder: bool,
-             device, half=None) -> list[str]:
+             device, half=None, done: Callable[[int], None] | None = None) -> list[str]:
     """Greedy outputs (new text only) for token-id prompts, in batches, left-padded for decoders; `half` (a
-    torch dtype) runs them under the same autocast as training, twice as fast as float32 where it is native."""
+    torch dtype) runs them under the same autocast as training, twice as fast as float32 where it is native;
+    `done(rows)` after each batch."""
     import contextlib
 
     import torch
@@ -104,6 +105,8 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, en
                                      max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad)
                 new = out if encoder_decoder else out[:, width:]
                 outputs.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))
+                if done:
+                    done(len(outputs))
     finally:
         model.train(was_training)
     return outputs

@@ -89,7 +89,7 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
                     build_data(engine, ui)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.runs"), id="runs", elem_id="studio-tab-runs") as runs_tab:
                 with ui.admin_part():
-                    build_runs(engine, ui, runs_tab, train)
+                    build_runs(engine, ui, runs_tab, train, tabs)
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.evaluate"), id="evaluate", elem_id="studio-tab-evaluate") as eval_tab:
                 with ui.admin_part():
                     build_evaluate(engine, ui, eval_tab)

@@ -69,6 +69,18 @@ def _template_names(data: Any) -> list[str]:
     return [*BUILTIN_TEMPLATES, *(n for n in saved if n not in BUILTIN_TEMPLATES)]
 
 
+
+def saved_note(result: Any, texts: Any, lang: str) -> str:
+    """'50 rows read: 45 imported, 3 skipped (see list), 2 removed by cleaning (2 exact duplicates) -> name v1':
+    counts that add up to the rows read, in the page's language."""
+    removed = result.removed()
+    reasons = ", ".join(texts.t(lang, f"data.removed.{k}", n=n) for k, n in removed.items())
+    return texts.t(lang, "data.msg.saved", read=result.read, imported=result.imported, skipped=result.skipped,
+                   see=texts.t(lang, "data.msg.see_list") if result.skipped else "",
+                   removed=texts.t(lang, "data.msg.removed", n=sum(removed.values()), reasons=reasons) if removed else "",
+                   name=result.name, version=result.version,
+                   text=texts.t(lang, f"data.msg.text_{result.text_mode}") if result.text_mode else "")
+
 def build_data(engine: Any, ui: UiShared) -> DataView:
     data = getattr(engine, "data", None)  # the workspace's datasets and templates (`studio.data.library`)
     texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
@@ -111,7 +123,7 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
         save = loc.value(gr.Button(t("data.save"), variant="primary", scale=1, elem_id="studio-data-save"),
                          "data.save")
     message = gr.Markdown("", elem_id="studio-data-message")
-    problems = loc.label(gr.Dataframe(headers=["row", "reason"], value=[], label=t("data.problems"),
+    problems = loc.label(gr.Dataframe(headers=[t("data.problems.line"), t("data.problems.reason")], value=[], label=t("data.problems"),
                                       interactive=False, visible=False, elem_id="studio-data-problems"),
                          "data.problems")
     with loc.label(gr.Accordion(t("data.library"), open=True), "data.library"):
@@ -236,11 +248,12 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
             gr.Warning(texts.error(lang, exc))
             return {view.message: error_text(texts, lang, exc)}
         table, picked = library(result.name)
-        note = texts.t(lang, "data.msg.saved", imported=result.imported, skipped=result.skipped,
-                       see=texts.t(lang, "data.msg.see_list") if result.skipped else "", name=result.name,
-                       version=result.version)
+        note = saved_note(result, texts, lang)
         return {view.message: note, view.datasets: table, view.picked: picked,
-                view.problems: gr.update(value=[list(p) for p in result.problems], visible=bool(result.problems))}
+                view.problems: gr.update(value={"headers": [texts.t(lang, "data.problems.line"),
+                                                         texts.t(lang, "data.problems.reason")],
+                                             "data": [list(p) for p in result.problems]},
+                                      visible=bool(result.problems))}
 
     view.save.click(on_save, save_inputs, [view.message, view.datasets, view.picked, view.problems], **private)
 

@@ -20,6 +20,7 @@ from studio.errors import StudioError
 from studio.evaluation import METRIC_GROUPS, word_diff
 from studio.generation import inference_thread
 from studio.models.refs import run_spec
+from studio.phase import Phase
 from studio.ui.common import UiShared, error_text
 from studio.ui.metric_charts import metric_label
 
@@ -46,6 +47,7 @@ class EvaluateView:
     only_disagree: gr.Checkbox
     examples: gr.HTML
     result: gr.State
+    only_missed: gr.Checkbox
 
 
 def confusion_figures(result: dict | None, texts: Any, lang: str) -> Any:
@@ -90,11 +92,16 @@ def diff_html(reference: str, output: str) -> str:
     return " ".join(parts)
 
 
-def examples_html(result: dict | None, texts: Any, lang: str, only_disagree: bool) -> str:
-    """Each example: prompt, reference and every target's answer with its differences and ROUGE-L."""
+def examples_html(result: dict | None, texts: Any, lang: str, only_disagree: bool, only_missed: bool = False) -> str:
+    """Each example: prompt, reference and every target's answer with its differences and ROUGE-L (or exact
+    match); `only_missed`: those some target did not answer exactly."""
     if not result:
         return f'<p class="studio-muted">{html.escape(texts.t(lang, "eval.examples.empty"))}</p>'
     examples = result["examples"]
+    if only_missed:
+        examples = [e for e in examples if e.get("missed")]
+        if not examples:
+            return f'<p class="studio-muted">{html.escape(texts.t(lang, "eval.examples.no_misses"))}</p>'
     if only_disagree:
         examples = sorted(examples, key=lambda e: -e["spread"])[:DISAGREE_TOP]
     if not any(e["outputs"] for e in examples):
@@ -113,6 +120,13 @@ def examples_html(result: dict | None, texts: Any, lang: str, only_disagree: boo
             f'<b>{html.escape(texts.t(lang, "eval.examples.reference"))}</b> {html.escape(example["reference"])}</div>'
             f'{answers}</div>')
     return "".join(blocks)
+
+
+def done_message(result: dict, texts: Any, lang: str) -> str:
+    """'Scored 120 examples...' or, when the limit cut the split, 'Scored the first 20 of 120 examples...'."""
+    available = result.get("available") or result["n"]
+    key = "eval.done_limited" if result["n"] < available else "eval.done"
+    return texts.t(lang, key, n=result["n"], available=available, seconds=result["seconds"], path=result["saved"])
 
 
 def run_choices(runs: list[dict]) -> list[tuple[str, str]]:
@@ -139,7 +153,7 @@ def build_evaluate(engine: Any, ui: UiShared, tab: Any) -> EvaluateView:
         metrics = gr.CheckboxGroup(choices=metric_choices(lang), value=list(METRIC_GROUPS), label=t("eval.metrics"),
                                    elem_id="studio-eval-metrics")
         loc.add(metrics, lambda lg: gr.update(label=texts.t(lg, "eval.metrics"), choices=metric_choices(lg)))
-        limit = loc.label(gr.Number(value=20, minimum=1, maximum=1000, precision=0, label=t("eval.limit"),
+        limit = loc.label(gr.Number(value=20, minimum=1, maximum=100000, precision=0, label=t("eval.limit"),
                                     info=t("eval.limit.info"), elem_id="studio-eval-limit"), "eval.limit", "eval.limit.info")
         max_new = loc.label(gr.Number(value=128, minimum=1, maximum=2048, precision=0, label=t("eval.max_new"),
                                       info=t("eval.max_new.info"), elem_id="studio-eval-max-new"),
@@ -156,11 +170,14 @@ def build_evaluate(engine: Any, ui: UiShared, tab: Any) -> EvaluateView:
     confusion = gr.Plot(value=None, visible=False, show_label=False, elem_id="studio-eval-confusion")
     forget = loc.label(gr.Dataframe(value=forgetting_table(None, texts, lang), interactive=False, wrap=True,
                                     label=t("eval.forget.title"), elem_id="studio-eval-forget"), "eval.forget.title")
-    only = loc.label(gr.Checkbox(value=False, label=t("eval.only_disagree"), elem_id="studio-eval-disagree"),
-                     "eval.only_disagree")
+    with gr.Row():
+        only = loc.label(gr.Checkbox(value=False, label=t("eval.only_disagree"), elem_id="studio-eval-disagree"),
+                         "eval.only_disagree")
+        missed = loc.label(gr.Checkbox(value=False, label=t("eval.only_missed"), elem_id="studio-eval-missed"),
+                           "eval.only_missed")
     examples = gr.HTML(examples_html(None, texts, lang, False), elem_id="studio-eval-examples")
     view = EvaluateView(model, runs, dataset, split, metrics, limit, max_new, shots, forgetting, go, message, table, confusion,
-                        forget, only, examples, gr.State(None))
+                        forget, only, examples, gr.State(None), missed)
     _wire(view, engine, ui, tab)
     return view
 
@@ -184,7 +201,7 @@ def _wire(view: EvaluateView, engine: Any, ui: UiShared, tab: Any) -> None:
         figure = confusion_figures(result, texts, lang)
         return gr.update(value=figure, visible=figure is not None)
 
-    def on_go(model, run_ids, dataset, split, metrics, limit, max_new, shots, forgetting, only, lang):
+    def on_go(model, run_ids, dataset, split, metrics, limit, max_new, shots, forgetting, only, missed, lang):
         targets = ([model] if model else []) + [run_spec(r) for r in run_ids or []]
         lines: queue.Queue = queue.Queue()
         box: dict[str, Any] = {}
@@ -192,9 +209,12 @@ def _wire(view: EvaluateView, engine: Any, ui: UiShared, tab: Any) -> None:
         def work():
             try:
                 box["result"] = engine.evaluate(targets, dataset, split=split, metrics=list(metrics or []),
-                                                limit=int(limit or 20), shots=[int(k) for k in shots or []],
-                                                forgetting=bool(forgetting), max_new_tokens=int(max_new or 128),
-                                                emit=lines.put)
+                                                limit=int(limit) if limit else None,
+                                                shots=[int(k) for k in shots or []], forgetting=bool(forgetting),
+                                                max_new_tokens=int(max_new or 128), emit=lines.put,
+                                                rows_done=lambda target, done, total: lines.put(Phase(
+                                                    f"{target}: {done} of {total} rows", "eval_rows", target=target,
+                                                    done=done, total=total)))
             except StudioError as exc:
                 box["error"] = exc
             finally:
@@ -208,22 +228,23 @@ def _wire(view: EvaluateView, engine: Any, ui: UiShared, tab: Any) -> None:
             yield {view.message: error_text(texts, lang, box["error"])}
             return
         result = box["result"]
-        yield {view.result: result, view.message: texts.t(lang, "eval.done", n=result["n"], seconds=result["seconds"],
-                                                            path=result["saved"]),
+        yield {view.result: result, view.message: done_message(result, texts, lang),
                view.table: results_table(result, texts, lang), view.forgetting_table: forgetting_table(result, texts, lang),
                view.confusion: _confusion_update(result, lang),
-               view.examples: examples_html(result, texts, lang, only)}
+               view.examples: examples_html(result, texts, lang, only, missed)}
 
     inputs = [view.model, view.runs, view.dataset, view.split, view.metrics, view.limit, view.max_new_tokens,
-              view.shots, view.forgetting, view.only_disagree, ui.lang]
+              view.shots, view.forgetting, view.only_disagree, view.only_missed, ui.lang]
     view.go.click(on_go, inputs, [view.result, view.message, view.table, view.forgetting_table, view.confusion,
                                   view.examples], api_visibility="private")
-    view.only_disagree.change(lambda result, only, lang: examples_html(result, texts, lang, only),
-                              [view.result, view.only_disagree, ui.lang], [view.examples], api_visibility="private")
+    for box in (view.only_disagree, view.only_missed):
+        box.change(lambda result, only, missed, lang: examples_html(result, texts, lang, only, missed),
+                   [view.result, view.only_disagree, view.only_missed, ui.lang], [view.examples],
+                   api_visibility="private")
 
-    def redraw(lang, result, only):
+    def redraw(lang, result, only, missed):
         return (results_table(result, texts, lang), forgetting_table(result, texts, lang),
-                _confusion_update(result, lang), examples_html(result, texts, lang, only))
+                _confusion_update(result, lang), examples_html(result, texts, lang, only, missed))
 
-    ui.on_language(redraw, [view.result, view.only_disagree],
+    ui.on_language(redraw, [view.result, view.only_disagree, view.only_missed],
                    [view.table, view.forgetting_table, view.confusion, view.examples])

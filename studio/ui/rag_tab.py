@@ -299,7 +299,8 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
                 body = update.text if update.found else texts.t(lang, "rag.not_found")
                 yield {view.chat: shown + [{"role": "user", "content": question},
                                            {"role": "assistant", "content": body or "…"}],
-                       view.sources: sources_value(source_rows([s.as_dict() for s in update.sources]), texts, lang)}
+                       view.sources: sources_value(source_rows([s.as_dict() for s in update.sources] if update.found else []),
+                                                     texts, lang)}
         except StudioError as exc:
             gr.Warning(texts.error(lang, exc))
             yield {view.chat: shown, view.notice: error_text(texts, lang, exc)}

@@ -19,9 +19,10 @@ from studio.errors import StudioError
 from studio.ui.charts import format_duration, status_label
 from studio.ui.metric_charts import compare_figure, metric_label
 from studio.ui.common import UiShared, error_text
-from studio.ui.train_tab import TrainView
+from studio.ui.train_tab import TrainView, form_values
 
 COLUMNS = ("id", "name", "model", "method", "status", "duration", "final_loss")
+RESUMABLE = ("cancelled", "interrupted", "failed")  # a run that stopped before its end (from its last checkpoint)
 
 
 @dataclass
@@ -63,7 +64,7 @@ def run_choices(runs: list[dict], texts: Any, lang: str) -> list[tuple[str, str]
     return [(f"{r['name']} · {status_label(texts, lang, r['status'])} · {r['id']}", r["id"]) for r in runs]
 
 
-def build_runs(engine: Any, ui: UiShared, tab: Any, train: TrainView) -> RunsView:
+def build_runs(engine: Any, ui: UiShared, tab: Any, train: TrainView, tabs: Any) -> RunsView:
     texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
     t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
 
@@ -75,7 +76,7 @@ def build_runs(engine: Any, ui: UiShared, tab: Any, train: TrainView) -> RunsVie
     table = gr.Dataframe(value=runs_table([], texts, lang), interactive=False, wrap=True, elem_id="studio-runs")
     with gr.Row():
         open_view = loc.value(gr.Button(t("runs.open"), interactive=False, elem_id="studio-run-open"), "runs.open")
-        resume = loc.value(gr.Button(t("runs.resume"), interactive=False), "runs.resume")
+        resume = loc.value(gr.Button(t("runs.resume"), interactive=False, elem_id="studio-run-resume"), "runs.resume")
         delete = loc.value(gr.Button(t("runs.delete"), variant="stop", interactive=False), "runs.delete")
         confirm = loc.value(gr.Button(t("runs.confirm_delete"), variant="stop", visible=False,
                                       elem_id="studio-confirm-delete"), "runs.confirm_delete")
@@ -84,7 +85,7 @@ def build_runs(engine: Any, ui: UiShared, tab: Any, train: TrainView) -> RunsVie
     recipe = loc.label(gr.Code(value="", language="yaml", label=t("runs.recipe"), interactive=False), "runs.recipe")
     compare = build_compare(ui)
     view = RunsView(table, refresh, picker, recipe, resume, delete, confirm, keep, message, open_view, compare)
-    _wire(view, engine, ui, tab, train)
+    _wire(view, engine, ui, tab, train, tabs)
     _wire_compare(compare, engine, ui)
     return view
 
@@ -166,7 +167,7 @@ def _wire_compare(view: CompareView, engine: Any, ui: UiShared) -> None:
     ui.on_language(redraw, [view.state, view.metric], [view.chart, view.settings, view.scores, view.metric])
 
 
-def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView) -> None:
+def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView, tabs: Any) -> None:
     texts = ui.texts
     hidden = (gr.update(visible=False), gr.update(visible=False))
 
@@ -191,20 +192,33 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView)
             return "", off, off, off, gr.skip(), *hidden
         try:
             text = engine.run_recipe_yaml(run_id)
+            status = engine.run_status(run_id)["status"]
         except (StudioError, OSError) as exc:
             message = texts.error(lang, exc) if isinstance(exc, StudioError) else str(exc)
             return "", off, off, off, message, *hidden
         on = gr.update(interactive=True)
-        return text, on, on, on, gr.skip(), *hidden
+        return text, on, gr.update(interactive=status in RESUMABLE), on, gr.skip(), *hidden
 
     view.picker.change(on_pick, [view.picker, ui.lang],
                        [view.recipe, view.open_view, view.resume, view.delete, view.message, view.confirm_delete,
                         view.keep], api_visibility="private")
 
-    def on_open(run_id, lang):
-        return texts.t(lang, "msg.opened"), run_id, gr.Timer(active=True), -1
+    form = [train.model, train.stage, train.method, train.dataset, train.name,
+            *[f.component for f in train.fields], *[f.component for fs in train.method_fields.values() for f in fs]]
 
-    view.open_view.click(on_open, [view.picker, ui.lang], [view.message, train.run_id, train.timer, train.seen_points],
+    def on_open(run_id, lang):
+        """Watch the run on the Train tab, its settings in the form (to start a variation of it)."""
+        try:
+            recipe = engine.run_recipe(run_id)
+        except (StudioError, OSError) as exc:
+            return {view.message: texts.error(lang, exc) if isinstance(exc, StudioError) else str(exc)}
+        values = form_values(train, recipe)
+        return {view.message: texts.t(lang, "msg.opened"), train.run_id: run_id, train.timer: gr.Timer(active=True),
+                train.seen_points: -1, tabs: gr.Tabs(selected="train"),
+                **{component: gr.update(value=value) for component, value in values.items()}}
+
+    view.open_view.click(on_open, [view.picker, ui.lang],
+                         [view.message, train.run_id, train.timer, train.seen_points, tabs, *form],
                          api_visibility="private")
 
     def on_row(evt: gr.SelectData):

@@ -82,6 +82,20 @@ def recipe_dict(view: TrainView, values: dict) -> dict:
             "train": sections.pop("train", {}), **sections}
 
 
+def form_values(view: TrainView, recipe: dict) -> dict:
+    """Component -> value that shows `recipe` (a plain dict, as `recipe_dict` makes it) in the form; what the recipe
+    leaves out keeps the form's current value. The inverse of `recipe_dict`."""
+    method = (recipe.get("method") or {}).get("name") or DEFAULT_METHOD
+    values = {view.model: recipe.get("model"), view.stage: recipe.get("stage") or "sft", view.method: method,
+              view.dataset: (recipe.get("data") or {}).get("dataset"), view.name: recipe.get("name") or ""}
+    sections = {**recipe, "method": recipe.get("method") or {}}
+    for field in view.fields + view.method_fields.get(method, []):
+        section = sections.get(field.section) if field.section else recipe
+        if isinstance(section, dict) and field.name in section:
+            values[field.component] = section[field.name]
+    return values
+
+
 def cancel_button(status: str | None, texts: Any, lang: str) -> dict:
     """Cancel while a run is queued or running; Force stop while it is stopping after its step; off otherwise."""
     if status == "cancelling":

@@ -2,7 +2,10 @@
 two runs compare (overlaid curves, the setting that differs, final/best scores, CSV download)."""
 from __future__ import annotations
 
+import re
+
 import pytest
+from playwright.sync_api import expect
 
 from studio.jobs.runfiles import append_metrics
 from studio.workspace import Workspace
@@ -37,8 +40,13 @@ def test_a_finished_run_opens_with_its_metrics_and_two_runs_compare(page, studio
     page.get_by_role("tab", name="Runs").click()
     first, second = two_finished_runs
     page.locator("#studio-runs").get_by_text(first, exact=True).first.click()
+    expect(page.locator("#studio-run-resume")).to_be_disabled()  # a completed run has nothing to resume
     page.locator("#studio-run-open").click()
-    page.get_by_role("tab", name="Train").click()
+    # Opening a run switches to the Train tab, its settings in the form.
+    expect(page.get_by_role("tab", name="Train")).to_have_attribute("aria-selected", "true", timeout=30_000)
+    expect(page.locator("#studio-run-name input, #studio-run-name textarea").first).to_have_value(
+        re.compile(r"\S"), timeout=30_000)
+    expect(page.locator("#field-train-lr input").first).to_have_value(re.compile(r"^0?\.005$|^5e-03?$"))
     page.wait_for_function(TRACES_JS, arg="#studio-metrics", timeout=60_000)
     page.wait_for_function("() => (document.querySelector('#studio-metrics').textContent || '').includes('ROUGE')")
     samples = page.locator("#studio-samples")
@@ -100,7 +108,7 @@ def test_evaluate_scores_base_runs_and_prompting_and_shows_answer_differences(pa
     page.locator("#studio-eval-shots").get_by_text("1", exact=True).click()  # 0 and 1 examples in the prompt
     page.locator("#studio-eval-go").click()
     page.wait_for_function("() => ((document.querySelector('#studio-eval-message') || {}).textContent || '')"
-                           ".includes('Scored 3 examples')", timeout=240_000)
+                           ".includes('Scored the first 3 of')", timeout=240_000)
     table = page.locator("#studio-eval-table").inner_text()
     assert "with 1 examples in the prompt" in table and "ROUGE-L" in table and "perplexity" in table
     assert page.locator("#studio-eval-forget").inner_text().count("%") == 2  # each run beside its base

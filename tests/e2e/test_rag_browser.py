@@ -47,9 +47,7 @@ def test_upload_ask_and_see_a_citation_with_its_page(page, studio_server, tmp_pa
     wait_text(page, "#studio-rag-library", "brewmatic-300-manual.pdf")
     assert "16 of 16 pages" in text_of(page, "#studio-rag-job")
 
-    page.get_by_text("Answer settings").click()
-    page.locator("#field-rag-ask-style input").click()
-    page.get_by_role("option", name="quote", exact=True).click()
+    # The default style with the embedded 135M model is the grounded one: the manual's own sentence, cited.
     ask(page, "How much water does the Brewmatic 300 tank hold?")
     wait_text(page, "#studio-rag-notice", "Cites: [1] brewmatic-300-manual.pdf p. 1")
     assert "1.8 litres" in text_of(page, "#studio-rag-chat")
@@ -65,6 +63,7 @@ def test_upload_ask_and_see_a_citation_with_its_page(page, studio_server, tmp_pa
 
     ask(page, "Who won the football world cup in 2010?")
     wait_text(page, "#studio-rag-chat", "do not seem to contain")
+    assert "brewmatic" not in text_of(page, "#studio-rag-sources")  # a refusal lists no sources as if they backed it
 
     page.locator("#studio-rag-eval").get_by_text("Retrieval check").click()
     page.locator("#studio-rag-eval-run").click()

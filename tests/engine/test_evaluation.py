@@ -34,6 +34,10 @@ def test_base_run_and_in_context_baselines_are_scored_saved_and_compared(workspa
     labels = [r["target"] for r in result["rows"]]
     example = result["examples"][0]
     assert example["reference"] and set(example["outputs"]) == set(labels) and example["spread"] >= 0
+    # Each example carries every requested metric per target, and which targets missed it.
+    assert set(example["scores"][labels[0]]) == {"rougeL", "bleu", "exact_match"}
+    assert example["missed"] == [label for label in labels if not example["scores"][label]["exact_match"]]
+    assert result["limit"] == 3 and result["available"] >= 3
     # The run's forgetting row compares it with its own base on the general text.
     run_row = next(f for f in result["forgetting"] if f["base"])
     assert run_row["base"] == str(tiny_llama_dir) and run_row["change"] == pytest.approx(
@@ -75,14 +79,43 @@ def test_studio_eval_prints_a_table_and_saves(workspace, tiny_llama_dir, monkeyp
 
     monkeypatch.setenv("STUDIO_HOME", str(workspace.home))
     assert main(["eval", str(tiny_llama_dir), "--data", "sample-format-tutor", "--split", "validation",
-                 "--limit", "2", "--metrics", "rouge,ppl", "--max-new-tokens", "4"]) == 0
+                 "--limit", "2", "--metrics", "rouge,ppl", "--max-new-tokens", "4", "--misses", "1"]) == 0
     out = capsys.readouterr().out
     assert "rougeL" in out and "perplexity" in out and "Saved to" in out
+    assert "validation: the first 2 of " in out and "(--limit 2; leave it out to score them all)" in out
+    assert "examples missed by at least one target" in out and "  reference: " in out
     assert main(["eval", "no-such-run-or-model", "--data", "sample-format-tutor"]) == 1
     failed, done = JobRecords(workspace).list(kind="evaluate")  # newest first: `studio jobs` sees both
     assert done["status"] == "completed" and done["result"]["n"] == 2 and done["result"]["saved"] in out
     assert done["params"]["limit"] == 2 and done["title"] == f"{tiny_llama_dir} on sample-format-tutor"
     assert failed["status"] == "failed" and "no-such-run-or-model" in failed["error"]
+
+
+def test_a_data_file_is_scored_whole_and_without_a_limit_every_row_is(workspace, tiny_llama_dir, tmp_path, monkeypatch,
+                                                                      capsys):
+    from studio.cli import main
+
+    path = tmp_path / "held-out.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"Say {i}.", "output": f"{i}"}) + "\n" for i in range(7)),
+                    encoding="utf-8")
+    seen = []
+    result = evaluate(workspace, [str(tiny_llama_dir)], str(path), metrics="em", max_new_tokens=2,
+                      rows_done=lambda target, done, total: seen.append((done, total)))
+    assert result["split"] == "file" and result["n"] == result["available"] == 7 and result["limit"] is None
+    assert seen[-1] == (7, 7) and all(total == 7 for _, total in seen)
+    monkeypatch.setenv("STUDIO_HOME", str(workspace.home))
+    assert main(["eval", str(tiny_llama_dir), "--data", str(path), "--metrics", "em", "--max-new-tokens", "2"]) == 0
+    assert f"{path} / the whole file: 7 examples" in capsys.readouterr().out
+
+
+def test_json_errors_are_one_json_object(workspace, monkeypatch, capsys):
+    from studio.cli import main
+
+    monkeypatch.setenv("STUDIO_HOME", str(workspace.home))
+    assert main(["eval", "no-such-run-or-model", "--data", "sample-format-tutor", "--json"]) == 1
+    out = capsys.readouterr().out
+    error = json.loads(out)
+    assert "no-such-run-or-model" in error["error"] and error["field"] == "model" and error["key"]
 
 
 def test_an_evaluation_cancelled_through_its_job_row_stops_and_is_retried(workspace, tiny_llama_dir, monkeypatch,

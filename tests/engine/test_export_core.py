@@ -187,3 +187,5 @@ def test_the_report_measures_the_export_against_the_source(workspace, lora_run, 
     assert artifact["top1_agreement"] >= 0.95 and artifact["tokens_per_s"] > 0 and artifact["load_s"] > 0
     assert abs(artifact["ppl_delta_pct"]) < 5 and len(artifact["samples"]) == 3
     assert report["heldout"]["source"].startswith(f"run:{lora_run}/validation")
+    # Every path in the saved report points at the final folder, never at the staging one it was written in.
+    assert reference["path"] == artifact["path"] == str(out.resolve()) and ".partial" not in json.dumps(report)

@@ -19,6 +19,7 @@ from tests.rag_fixtures import FakeEmbedder
 from tests.rag_pdf import make_pdf
 
 GREEDY = GenerationSettings(max_new_tokens=6, do_sample=False, repetition_penalty=1.0)
+GENERATE = AskSettings(style="generate")
 
 
 @pytest.fixture
@@ -64,13 +65,13 @@ def test_citation_markers_map_back_to_sources():
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert "[1] garden.pdf, page 1:\nTomatoes need sun." in messages[-1]["content"]
     assert "[2] bikes.pdf, page 2:" in messages[-1]["content"] and messages[-1]["content"].endswith(
-        "cite them like [1].")
+        "cite them like [1]. Answer in English.")
 
 
 def test_an_answer_streams_from_the_model_with_its_sources(service, corpus):
     indexed(service, corpus)
     updates = list(service.ask("home-docs", "How often does the chain need oil?", model="tiny",
-                               generation=GREEDY))
+                               generation=GREEDY, ask=GENERATE))
     final = updates[-1]
     assert final.done and final.found and final.stats["tokens"] == 6 and len(updates) >= 3
     assert final.sources[0].file == "bikes.pdf" and final.sources[0].pages == [2]
@@ -78,7 +79,7 @@ def test_an_answer_streams_from_the_model_with_its_sources(service, corpus):
     assert service.loads == ["tiny"]
     data = final.as_dict()
     assert data["answer"] == final.text and data["citations"][0]["page"] == 2 and data["indexing"] is None
-    list(service.ask("home-docs", "and in the rain?", model="tiny", generation=GREEDY,
+    list(service.ask("home-docs", "and in the rain?", model="tiny", generation=GREEDY, ask=GENERATE,
                      previous_queries=[final.query]))
     assert service.loads == ["tiny"]  # the model stays loaded between questions
 
@@ -87,7 +88,7 @@ def test_markers_in_the_answer_mark_their_sources_cited(service, corpus, monkeyp
     indexed(service, corpus)
     monkeypatch.setattr("studio.generation.stream_chat",
                         lambda *a, **k: iter(["Every 300", "Every 300 kilometres [1]."]))
-    final = list(service.ask("home-docs", "How often does the chain need oil?", model="tiny"))[-1]
+    final = list(service.ask("home-docs", "How often does the chain need oil?", model="tiny", ask=GENERATE))[-1]
     assert [s.cited for s in final.sources][:2] == [True, False]
     assert [c["file"] for c in final.as_dict()["citations"]] == ["bikes.pdf"]
 
@@ -96,6 +97,7 @@ def test_unrelated_questions_get_the_documents_do_not_contain_it(service, corpus
     indexed(service, corpus)
     final = list(service.ask("home-docs", "Mona Lisa painter?", model="tiny"))[-1]
     assert not final.found and final.text == NOT_FOUND and final.citations == []
+    assert final.as_dict()["sources"] == [] and final.as_dict()["closest"]  # nothing listed as if it backed it
     assert service.loads == []  # the model is not even loaded
 
 
@@ -158,7 +160,7 @@ def test_feedback_becomes_preference_data_and_a_retrieval_test_set(service, corp
 
     indexed(service, corpus)
     monkeypatch.setattr("studio.generation.stream_chat", lambda *a, **k: iter(["Every 300 kilometres [1]."]))
-    final = list(service.ask("home-docs", "How often does the chain need oil?", model="tiny"))[-1]
+    final = list(service.ask("home-docs", "How often does the chain need oil?", model="tiny", ask=GENERATE))[-1]
     answer = dict(final.as_dict(), messages=final.messages)
     up = service.save_feedback("home-docs", dict(answer, model="tiny"), rating="up")
     assert up["datasets"] == ["rag-feedback"] and up["evalset"] == "rag/evalsets/home-docs.jsonl"
@@ -214,3 +216,32 @@ def test_a_cross_encoder_reorders_the_passages_it_is_given(service, corpus, tiny
     assert final.sources[0].score == pytest.approx(float(best[0][1]), abs=1e-5)
     with pytest.raises(StudioError, match="does not exist"):
         list(service.ask("home-docs", question, model="tiny", ask=AskSettings(reranker="./no/such/reranker")))
+
+
+def test_a_small_model_answers_with_the_documents_own_sentences_by_default(service, corpus):
+    indexed(service, corpus)
+    final = list(service.ask("home-docs", "How often does the chain need oil?", model="tiny"))[-1]
+    assert final.stats["style"] == "quote" and final.found and "[1]" in final.text
+    assert final.text.startswith("A chain needs oil every 300 kilometres")
+
+
+def test_a_looping_answer_is_cut_where_it_repeats_itself(service, corpus, monkeypatch):
+    from studio.rag.grounding import repetition_cut
+
+    looping = "The tank holds 1.8 litres [1]. Fill it daily. The tank holds 1.8 litres [1]. The tank"
+    assert looping[:repetition_cut(looping)].rstrip() == "The tank holds 1.8 litres [1]. Fill it daily."
+    assert repetition_cut("One two three four. Five six seven eight.") is None
+    indexed(service, corpus)
+    grown = [looping[:n] for n in range(10, len(looping) + 1, 10)]
+    monkeypatch.setattr("studio.generation.stream_chat", lambda *a, **k: iter(grown))
+    final = list(service.ask("home-docs", "How often does the chain need oil?", model="tiny", ask=GENERATE))[-1]
+    assert final.text == "The tank holds 1.8 litres [1]. Fill it daily." and final.stats["stopped"] == "repetition"
+
+
+def test_the_prompt_asks_for_an_answer_in_the_question_s_language():
+    sources = [Source(1, "manual.pdf", [1], "The tank holds 1.8 litres.", 0.1, 0.8, "a")]
+    spanish = build_messages("¿Cuánta agua cabe en el depósito de la cafetera?", sources)
+    assert spanish[-1]["content"].endswith("cite them like [1]. Answer in Spanish.")
+    english = build_messages("How much water does the coffee machine tank hold?", sources)
+    assert english[-1]["content"].endswith("cite them like [1]. Answer in English.")
+    assert build_messages("Tank?", sources)[-1]["content"].endswith("cite them like [1].")

@@ -54,7 +54,8 @@ def test_ask_answers_with_citations_and_refuses_what_the_documents_do_not_hold(w
     assert main(["rag", "ask", "office", "Who won the football world cup in 2010?"]) == 0
     assert capsys.readouterr().out.startswith("The documents do not contain an answer")
 
-    assert main(["rag", "ask", "office", "How do I replace the toner?", "--max-new-tokens", "12", "--json"]) == 0
+    assert main(["rag", "ask", "office", "How do I replace the toner?", "--max-new-tokens", "12", "--style",
+                 "generate", "--json"]) == 0
     generated = json.loads(capsys.readouterr().out)
     assert generated["found"] and generated["answer"] and generated["stats"]["tokens"] <= 12
     assert generated["sources"][0]["page"] == 2 and generated["sources"][0]["file"] == "manual.pdf"

@@ -109,6 +109,7 @@ def test_index_and_ask_through_the_service_on_a_server(workspace, tmp_path, chro
     assert quoted.text.startswith("A chain needs oil every 300 kilometres or after riding in rain. [1]")
     assert quoted.as_dict()["citations"][0]["file"] == "bikes.pdf" and quoted.as_dict()["citations"][0]["page"] == 2
     generated = list(service.ask("team-docs", "How often does the chain need oil?", model="tiny",
-                                 generation=GenerationSettings(max_new_tokens=4, do_sample=False)))[-1]
+                                 generation=GenerationSettings(max_new_tokens=4, do_sample=False),
+                                 ask=AskSettings(style="generate")))[-1]
     assert generated.done and generated.stats["tokens"] == 4 and generated.sources[0].pages == [2]
     assert service.page_text("team-docs", "bikes.pdf", 2).startswith("A chain needs oil")

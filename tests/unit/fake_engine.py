@@ -96,6 +96,11 @@ class FakeEngine:
         self._get(run_id)
         return self.recipes[run_id]
 
+    def run_recipe(self, run_id):
+        import yaml
+
+        return yaml.safe_load(self.run_recipe_yaml(run_id)) or {}
+
     def finished_runs(self):
         return [r for r in self.list_runs() if r["status"] == "completed" and r["result_dir"]]
 

@@ -40,12 +40,25 @@ def test_import_maps_cleans_reports_problems_and_versions(workspace, tmp_path):
     assert result.imported == 2 and result.skipped == 1
     assert result.problems == [(5, "'output' is empty")]  # the record starts on line 5 (line 3 spans two lines)
     assert result.cleaning["dropped_duplicates"] == 1
+    # The counts add up to the rows read, and the summary names the duplicate it dropped.
+    assert result.read == 4 == result.imported + result.skipped + sum(result.removed().values())
+    assert result.summary() == ("4 rows read: 2 imported, 1 skipped (see list), 1 removed by cleaning "
+                                "(1 exact duplicates) -> faq v1")
     train = load_split(workspace, "faq")
     assert {r["output"] for r in train} == {"Un impuesto; se paga al comprar.", "primera\nsegunda"}
     assert import_dataset(workspace, req).version == 2
     assert [d["version"] for d in list_datasets(workspace)] == [2]
     card = dataset_card(workspace, "faq", 1)
     assert card["mapping"]["output"] == "respuesta" and card["source_info"]["encoding"]
+
+
+def test_a_text_file_becomes_a_row_per_paragraph_and_says_so(workspace, tmp_path):
+    text = "\n\n".join(f"Paragraph {i} line one.\nline two of {i}." for i in range(12))
+    path = write(tmp_path, "notes.txt", text)
+    result = import_dataset(workspace, ImportRequest(source=str(path), name="corpus"))
+    assert result.format == "text" and result.read == 12 and result.imported == 12
+    assert result.summary().endswith("-> corpus v1; text: one row per paragraph")
+    assert sum(result.splits.values()) == 12 and result.splits["validation"] >= 1
 
 
 def test_saved_dataset_loads_with_the_datasets_library(workspace, tmp_path):

@@ -16,9 +16,10 @@ RESULT = {
                     "change": 0.2}],
     "examples": [{"index": 0, "prompt": "Say hi", "reference": "hello there", "spread": 0.5,
                   "outputs": {"base": "bye there", "tuned (ab12)": "hello there"},
-                  "rougeL": {"base": 0.5, "tuned (ab12)": 1.0}},
+                  "rougeL": {"base": 0.5, "tuned (ab12)": 1.0}, "missed": ["base"]},
                  {"index": 1, "prompt": "Count", "reference": "one two", "spread": 0.0,
-                  "outputs": {"base": "one two", "tuned (ab12)": "one two"}, "rougeL": {"base": 1.0, "tuned (ab12)": 1.0}}],
+                  "outputs": {"base": "one two", "tuned (ab12)": "one two"}, "rougeL": {"base": 1.0, "tuned (ab12)": 1.0},
+                  "missed": []}],
 }
 
 
@@ -46,3 +47,15 @@ def test_the_examples_view_can_keep_only_the_most_disputed(texts):
     disputed = examples_html(RESULT, texts, "en", only_disagree=True)
     assert disputed.index("Say hi") < disputed.index("Count")  # the widest spread first
     assert "aparecen aquí" in examples_html(None, texts, "es", False)
+
+
+def test_the_examples_view_can_keep_only_the_misses_and_the_message_names_a_limit(texts):
+    from studio.ui.evaluate_tab import done_message
+
+    missed = examples_html(RESULT, texts, "en", only_disagree=False, only_missed=True)
+    assert missed.count("studio-eval-example") == 1 and "Say hi" in missed and "Count" not in missed
+    none = examples_html({**RESULT, "examples": RESULT["examples"][1:]}, texts, "es", False, True)
+    assert "respondieron exactamente" in none
+    limited = {"n": 20, "available": 120, "seconds": 3.5, "saved": "/x/eval.json"}
+    assert done_message(limited, texts, "en").startswith("Scored the first 20 of 120 examples")
+    assert done_message({**limited, "available": 20}, texts, "es").startswith("20 ejemplos puntuados")

@@ -313,3 +313,33 @@ def test_smollm2_converts_once_loads_from_safetensors_and_chats(tmp_path, monkey
     started = time.perf_counter()
     assert embedded.ensure_smollm2(tmp_path) == folder
     assert time.perf_counter() - started < 2
+
+
+def test_a_run_says_which_precision_auto_chose_and_why(monkeypatch, workspace, tiny_llama_dir):
+    from studio.config import parse_recipe
+    from studio.training import prepare_run
+
+    monkeypatch.setattr(loading, "_cpu_has_bf16", lambda: False)
+    assert loading.precision_reason("auto", "cpu") == ("Precision fp32 (auto: this CPU lacks AVX512-BF16 and AMX, so "
+                                                      "bf16 would be emulated and slower).")
+    assert loading.precision_reason("fp32", "cpu") == "Precision fp32 (set in the recipe)."
+    monkeypatch.setattr(loading, "_cpu_has_bf16", lambda: True)
+    assert loading.precision_reason("auto", "cpu").startswith("Precision bf16 (auto: this CPU has AVX512-BF16 or AMX")
+    recipe = parse_recipe({"name": "p", "model": str(tiny_llama_dir), "data": {"dataset": "sample-format-tutor"},
+                           "train": {"max_steps": 1}})
+    run_id = prepare_run(workspace, recipe)
+    log = (Path(workspace.get_run(run_id)["run_dir"]) / "train.log").read_text(encoding="utf-8")
+    assert "studio: Precision bf16 (auto: this CPU has AVX512-BF16 or AMX" in log
+
+
+def test_the_light_tokenizer_previews_exactly_what_training_tokenizes(workspace):
+    from studio.data.templates import preview_spans
+
+    full = load_tokenizer("smollm2-135m-instruct", workspace)
+    light = load_tokenizer("smollm2-135m-instruct", workspace, light=True)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "¿Qué es el IVA?"},
+                {"role": "assistant", "content": "Un impuesto; se paga al comprar."}]
+    assert light.apply_chat_template(messages, tokenize=False) == full.apply_chat_template(messages, tokenize=False)
+    assert light("héllo wörld <|im_end|>")["input_ids"] == full("héllo wörld <|im_end|>")["input_ids"]
+    assert preview_spans(light, {"messages": messages}) == preview_spans(full, {"messages": messages})
+    assert light.pad_token == full.pad_token and light.eos_token == full.eos_token

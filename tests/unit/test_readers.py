@@ -154,10 +154,30 @@ def test_xlsx_header_in_first_non_empty_row_and_dates_as_iso(tmp_path):
 
 def test_text_document_and_paragraphs(tmp_path):
     path = write(tmp_path, "book.txt", "First para\nstill first.\n\n\nSecond.\r\n\r\nThird\n")
-    doc, doc_rows = numbered(path)
+    doc, doc_rows = numbered(path, text_mode="document")
     assert doc.columns == ["text"] and doc_rows == [(1, {"text": "First para\nstill first.\n\n\nSecond.\n\nThird\n"})]
     _, paragraphs = numbered(path, text_mode="paragraphs")
     assert paragraphs == [(1, {"text": "First para\nstill first."}), (5, {"text": "Second."}), (7, {"text": "Third"})]
+    table, default = numbered(path)  # a text file: one row per paragraph unless asked otherwise
+    assert default == paragraphs and table.info["text_mode"] == "paragraphs"
+
+
+def test_a_folder_of_texts_is_one_row_per_file_or_per_paragraph(tmp_path):
+    folder = tmp_path / "notes"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "b.md").write_text("Bee one.\n\nBee two.\n", encoding="utf-8")
+    (folder / "sub" / "a.txt").write_text("Alpha.\n", encoding="utf-8")
+    (folder / "skip.csv").write_text("x,y\n1,2\n", encoding="utf-8")
+    table, rows = numbered(folder)
+    assert table.info["text_mode"] == "document" and table.info["files"] == 2
+    assert rows == [(1, {"text": "Bee one.\n\nBee two.\n"}), (2, {"text": "Alpha.\n"})]
+    _, paragraphs = numbered(folder, text_mode="paragraphs")
+    assert [row["text"] for _, row in paragraphs] == ["Bee one.", "Bee two.", "Alpha."]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StudioError, match="holds no .txt or .md file"):
+        open_table(tmp_path / "empty")
+    with pytest.raises(StudioError, match="use 'auto', 'document' or 'paragraphs'"):
+        open_table(folder, text_mode="pages")
 
 
 @pytest.mark.parametrize("name,data,why", [

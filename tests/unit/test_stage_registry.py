@@ -114,3 +114,24 @@ def test_a_method_that_cannot_merge_says_why_on_its_own_class(monkeypatch):
     adapters = [cls for _, cls in METHODS.items() if not cls.mergeable and cls.result_kind == "adapter"]
     assert len(adapters) >= 5
     assert all(cls.not_mergeable_why != Method.not_mergeable_why for cls in adapters)
+
+
+def test_opening_a_run_shows_its_recipe_in_the_train_form():
+    from studio.config import parse_recipe, recipe_to_dict
+    from studio.ui.common import UiShared
+    from studio.ui.i18n import Localizer, Texts
+    from studio.ui.train_tab import build_train, form_values, recipe_dict
+    from tests.unit.fake_engine import FakeEngine
+
+    texts = Texts.load()
+    with gr.Blocks() as demo:
+        view = build_train(FakeEngine(), UiShared(texts, Localizer(texts), gr.State("en"), demo))
+    recipe = recipe_to_dict(parse_recipe({**BASE, "name": "tuned", "stage": "dpo", "dpo": {"beta": 0.3},
+                                          "method": {"name": "lora", "r": 8}, "train": {"lr": 5e-3}}))
+    widgets = view.fields + [f for fs in view.method_fields.values() for f in fs]
+    values = {f.component: f.component.value for f in widgets}
+    values.update(form_values(view, recipe))
+    shown = recipe_dict(view, values)
+    assert (shown["name"], shown["stage"], shown["model"]) == ("tuned", "dpo", recipe["model"])
+    assert shown["train"]["lr"] == 5e-3 and shown["method"]["r"] == 8 and shown["dpo"]["beta"] == 0.3
+    assert shown["data"]["dataset"] == recipe["data"]["dataset"]
