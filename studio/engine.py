@@ -266,21 +266,23 @@ class Engine:
         return save_exchange(self.ws, name, messages, source)
 
     # --- planning a run (nothing starts) -----------------------------------------------------
-    def method_table(self, recipe: Recipe, memory: dict | None = None, only: str | None = None) -> list[dict]:
+    def method_table(self, recipe: Recipe, memory: dict | None = None, only: str | tuple | None = None) -> list[dict]:
         """Every method (or `only` one) for this recipe: trainable parameters, estimated peak, fits, fixes."""
         from studio.memory_picker import method_table
 
         return method_table(recipe.model, self.ws, recipe, memory=memory, only=only)
 
-    def suggest_method(self, recipe: Recipe, goal: str) -> dict:
-        """The method the picker suggests for `goal` on this model, machine and dataset, with its reason."""
+    def suggest_method(self, recipe: Recipe, goal: str, memory: dict | None = None) -> dict:
+        """The method the picker suggests for `goal` on this model, machine and dataset, with its reason and the top
+        three that fit; it reads the same estimate (`method_table`) as the verdict and the table."""
         from studio.memory import device_memory, load_config, model_shape, task_of
-        from studio.memory_picker import dataset_rows, recommend
+        from studio.memory_picker import CANDIDATES, dataset_rows, recommend
         from studio.models.catalogue import resolve_model
 
+        memory = memory or device_memory()
         params = model_shape(load_config(resolve_model(recipe.model, self.ws)), task_of(recipe.stage))["params"]
-        return recommend(device_memory()["total_bytes"], dataset_rows(recipe.data.dataset, self.ws), goal, params,
-                         recipe.stage)
+        rows = self.method_table(recipe, memory=memory, only=CANDIDATES)
+        return recommend(rows, goal, dataset_rows(recipe.data.dataset, self.ws), params, memory)
 
     def model_choices(self) -> list[str]:
         from studio.models.catalogue import list_models

@@ -53,7 +53,7 @@ RUNTIME_OVERHEAD = {"cpu": 800_000_000, "cuda": int(0.6 * GiB)}  # CPU fitted; C
 FIT_MARGIN = 0.9  # a plan fits when it needs at most 90% of the free memory
 QUANT_BYTES = {4: 0.5 + 0.0625, 8: 1.0 + 0.0625}  # + absmax/block constants
 REAL_FALLBACK_MAX_PARAMS = 300_000_000  # instantiate for real only when meta counting fails on a small model
-GOALS = ("style", "new_task", "many_tasks", "huge_model")
+GOALS = ("style", "new_task", "many_tasks", "least_memory")
 
 
 def load_config(model_config_or_dir: Any) -> Any:

@@ -71,8 +71,8 @@ def _advice(config: Any, name: str, settings: Any, plan: dict, counts: dict, bud
 
 
 def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None = None,
-                 only: str | None = None) -> list[dict]:
-    """One row per registered method (or just the `only` one) for the recipe's model, stage and settings.
+                 only: str | tuple | None = None) -> list[dict]:
+    """One row per registered method (or just the `only` one, or those named in an `only` tuple) for the recipe's model, stage and settings.
 
     `recipe_like` needs .stage, .method (the chosen method's settings), .train (batch_size, precision,
     gradient_checkpointing) and .data.max_length; `memory` overrides `device_memory()`. Rows that do
@@ -98,7 +98,7 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
 
     rows = []
     for name, cls in METHODS.items():
-        if only is not None and name != only:
+        if only is not None and name not in ((only,) if isinstance(only, str) else only):
             continue
         settings = settings_for(name, cls)
         row = {"name": name, "title": cls.title or name, "applicable": True, "reason": "", "reason_key": None,
@@ -147,16 +147,6 @@ def _qlora_counts(config: Any, stage: str, counts_for: Any) -> dict | None:
         return None
 
 
-# Rough whole-model bytes per parameter, for when only a parameter count is known (activations excluded):
-# full = fp32 weights + grads + AdamW; LoRA = fp32 weights + bf16 copies; QLoRA = ~4.5-bit weights.
-_BYTES_PER_PARAM = {"full": 16.0, "lora": 6.0, "qlora": 0.7}
-_HEADROOM = 1.3  # activations, runtime, fragmentation
-
-
-# Why a method was suggested: the reasons `recommend` returns (the UI words each one, locale key picker.why.<reason>).
-REASONS = ("huge", "huge_head", "many_tasks", "much_data", "default", "quantise")
-
-
 FALLBACK_ROWS = 1000  # dataset size assumed when counting the selected dataset is not cheap
 MAX_COUNTED_BYTES = 50 * 1024 * 1024
 
@@ -175,41 +165,52 @@ def dataset_rows(spec: str, ws: Any) -> int:
         return FALLBACK_ROWS
 
 
-def recommend(device_total_bytes: int, dataset_rows: int, goal: str, model_params: int, stage: str = "sft") -> dict:
-    """{method, reason, params}: a method for this device, data, goal and stage; `reason` is one of REASONS and
-    `params` (size, memory, rows, title) fill the sentence a UI words for it."""
-    from studio.methods import METHODS
+# Why a method was suggested: the reasons `recommend` returns (the UI words each one, locale key picker.why.<reason>).
+REASONS = ("huge", "huge_head", "many_tasks", "much_data", "default", "quantise", "least_memory", "nothing_fits")
+# The methods the suggestion weighs, in the order it prefers them when several fit (`Engine.suggest_method`
+# estimates only these). Prompt tuning and feature extraction come last: they are the answer when LoRA cannot fit.
+CANDIDATES = ("lora", "qlora", "full", "adapters", "ia3", "prompt_tuning", "feature_extraction")
 
+
+def recommend(rows: list[dict], goal: str, dataset_rows: int, model_params: int, memory: dict) -> dict:
+    """{method, reason, params, top}: a method for this goal from `method_table` rows, so the suggestion, the verdict
+    and the table read the same estimate; `reason` is one of REASONS, `params` (size, peak, free, rows, title) fill
+    its sentence, and `top` names up to three methods that fit, the suggested one first."""
     if goal not in GOALS:
         choices = ', '.join(GOALS)
         raise StudioError(f"Unknown goal '{goal}'; choose one of {choices}.", field="goal",
                           key="memory.unknown_goal", goal=goal, choices=choices)
-
-    def serves(name: str) -> bool:
-        return name in METHODS and stage in METHODS.get(name).stages
-
-    def fits(kind: str) -> bool:
-        return model_params * _BYTES_PER_PARAM[kind] * _HEADROOM <= device_total_bytes
-
+    by_name = {r["name"]: r for r in rows if r.get("applicable")}
+    fitting = [n for n in CANDIDATES if by_name.get(n, {}).get("fits")]
+    fitting += [n for n, r in by_name.items() if r.get("fits") and n not in fitting]
     size = f"{model_params / 1e9:.1f}B" if model_params >= 1e9 else f"{model_params / 1e6:.0f}M"
-    params = {"size": size, "memory": _gb(device_total_bytes), "rows": f"{dataset_rows:,}", "title": "LoRA"}
+    free = _gb(memory["free_bytes"])
 
     def pick(method: str, reason: str) -> dict:
-        return {"method": method, "reason": reason, "params": params}
+        row = by_name.get(method) or {}
+        peak = _gb(row["estimated_total"]) if row.get("estimated_total") else "?"
+        rest = [n for n in (sorted(fitting, key=lambda n: by_name[n]["estimated_total"]) if reason == "least_memory"
+                            else fitting) if n != method]
+        return {"method": method, "reason": reason, "top": ([method] + rest)[:3],
+                "params": {"size": size, "peak": peak, "free": free, "rows": f"{dataset_rows:,}",
+                           "title": (row.get("title") or method)}}
 
-    lora = "lora" if fits("lora") or not serves("qlora") else "qlora"
-    if goal == "huge_model" or model_params > 10e9 or not fits("qlora"):
-        if serves("prompt_tuning"):
-            return pick("prompt_tuning", "huge")
-        if serves("feature_extraction"):
-            return pick("feature_extraction", "huge_head")
-        return pick(lora, "quantise" if lora == "qlora" else "default")
+    if not fitting:
+        near = min(by_name, key=lambda n: by_name[n].get("estimated_total") or float("inf"), default="lora")
+        return pick(near, "nothing_fits")
+    if goal == "least_memory":
+        return pick(min(fitting, key=lambda n: by_name[n]["estimated_total"]), "least_memory")
+    lora = "lora" if "lora" in fitting else "qlora" if "qlora" in fitting else None
+    if lora is None:
+        for method, reason in (("prompt_tuning", "huge"), ("feature_extraction", "huge_head")):
+            if method in fitting:
+                return pick(method, reason)
+        return pick(fitting[0], "least_memory")
     if goal == "many_tasks":
-        params["title"] = "LoRA" if lora == "lora" else "QLoRA"
         return pick(lora, "many_tasks")
-    if dataset_rows > 50_000 and goal == "new_task" and fits("full"):
+    if dataset_rows > 50_000 and goal == "new_task" and "full" in fitting:
         return pick("full", "much_data")
     return pick(lora, "default" if lora == "lora" else "quantise")
 
 
-__all__ = ["method_table", "recommend"]
+__all__ = ["CANDIDATES", "method_table", "recommend"]

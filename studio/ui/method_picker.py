@@ -124,7 +124,18 @@ def table_frame(texts: Texts, lang: str, rows: list[dict]) -> pd.DataFrame:
 
 def why_text(texts: Texts, lang: str, pick: dict) -> str:
     """The two sentences saying why `recommend` picked its method, in `lang`."""
-    return texts.t(lang, f"picker.why.{pick['reason']}", **pick["params"])
+    params = dict(pick["params"])
+    if pick.get("method") in METHODS:
+        params["title"] = texts.method_title(lang, METHODS.get(pick["method"]))
+    return texts.t(lang, f"picker.why.{pick['reason']}", **params)
+
+
+def suggestion_text(texts: Texts, lang: str, pick: dict) -> str:
+    """The suggested method, why, and the other methods that fit this goal (up to two)."""
+    title = lambda name: texts.method_title(lang, METHODS.get(name)) if name in METHODS else name  # noqa: E731
+    line = texts.t(lang, "picker.suggest.result", title=title(pick["method"]), why=why_text(texts, lang, pick))
+    others = [title(n) for n in pick.get("top", [])[1:]]
+    return line + (texts.t(lang, "picker.suggest.others", methods=", ".join(others)) if others else "")
 
 
 def goal_choices(texts: Texts, lang: str) -> list[tuple[str, str]]:
@@ -239,13 +250,13 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
         lang, shown = values[ui.lang], dict(values[view.shown] or {})
         try:
             recipe = recipe_of(values)
-            pick = engine.suggest_method(recipe, values[view.goal] or DEFAULT_GOAL)
+            memory = (shown.get("verdict") or {}).get("memory") or device_memory()  # the verdict's, so the two agree
+            pick = engine.suggest_method(recipe, values[view.goal] or DEFAULT_GOAL, memory=memory)
         except StudioError as exc:
             return {view.suggestion: texts.t(lang, "picker.verdict.error", message=texts.error(lang, exc)),
                     view.use: gr.update(visible=False)}
         shown["suggestion"] = pick
-        return {view.suggestion: texts.t(lang, "picker.suggest.result", title=title_of(lang, pick["method"]),
-                                         why=why_text(texts, lang, pick)),
+        return {view.suggestion: suggestion_text(texts, lang, pick),
                 view.use: gr.update(visible=True), view.shown: shown}
 
     view.suggest.click(on_suggest, verdict_inputs | {view.goal}, [view.suggestion, view.use, view.shown],
@@ -265,7 +276,6 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
                 verdict_text(texts, lang, title_of(lang, verdict["row"]["name"]), verdict["row"], verdict["memory"])
                 if verdict else gr.skip(),
                 table_frame(texts, lang, table),
-                texts.t(lang, "picker.suggest.result", title=title_of(lang, pick["method"]), why=why_text(texts, lang, pick))
-                if pick else gr.skip())
+                suggestion_text(texts, lang, pick) if pick else gr.skip())
 
     ui.on_language(redraw, [view.method, view.shown], [view.summary, view.verdict, view.table, view.suggestion])

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from studio.config import TrainConfig
-from studio.memory import GiB, count_parameters, device_memory, estimate_training_memory
+from studio.errors import StudioError
+from studio.memory import GOALS, GiB, count_parameters, device_memory, estimate_training_memory
 from studio.memory_picker import method_table, recommend
 from studio.methods import METHODS, PeftMethod
 
@@ -116,23 +117,50 @@ def test_method_table_says_what_would_make_a_plan_fit():
     assert planned["fits"] and planned["micro_batch_size"] < 256 and planned["passes"] * planned["micro_batch_size"] == 256
 
 
+def _rows(**peaks_gb) -> list[dict]:
+    """method_table-like rows: name -> estimated peak in GB (None: not applicable to the stage)."""
+    return [{"name": n, "title": n, "applicable": gb is not None, "fits": gb is not None and gb * GiB <= 0.9 * 20 * GiB,
+             "estimated_total": None if gb is None else int(gb * GiB)} for n, gb in peaks_gb.items()]
+
+
+MEM = {"kind": "cpu", "free_bytes": 20 * GiB, "total_bytes": 24 * GiB}
+
+
 def test_recommend_follows_the_seeds_advice():
-    assert recommend(24 * GiB, 2_000, "style", 135_000_000)["method"] == "lora"
-    assert recommend(24 * GiB, 2_000, "style", 70_000_000_000)["method"] == "prompt_tuning"
-    assert recommend(80 * GiB, 200_000, "new_task", 1_000_000_000)["method"] == "full"
-    assert recommend(24 * GiB, 2_000, "many_tasks", 1_000_000_000)["method"] in ("lora", "adapters")
-    assert recommend(8 * GiB, 2_000, "style", 7_000_000_000)["method"] == "qlora"
-    assert recommend(24 * GiB, 2_000, "style", 135_000_000)["reason"] == "default"
+    small = _rows(lora=3.4, qlora=3.0, full=4.1, ia3=2.6, prompt_tuning=2.6)
+    assert recommend(small, "style", 2_000, 135_000_000, MEM)["method"] == "lora"
+    assert recommend(small, "style", 2_000, 135_000_000, MEM)["reason"] == "default"
+    huge = _rows(lora=60, qlora=40, full=300, prompt_tuning=17)
+    assert recommend(huge, "style", 2_000, 70_000_000_000, MEM)["method"] == "prompt_tuning"
+    mid = _rows(lora=25, qlora=9, full=60)
+    assert recommend(mid, "style", 2_000, 7_000_000_000, MEM)["method"] == "qlora"
+    assert recommend(_rows(lora=6, qlora=5, full=16), "new_task", 200_000, 1_000_000_000, MEM)["method"] == "full"
+    assert recommend(small, "many_tasks", 2_000, 1_000_000_000, MEM)["method"] == "lora"
+
+
+def test_the_suggestion_reads_the_same_estimate_as_the_verdict():
+    """A 135M model that fits is never called huge, and the sentence quotes the row's own peak and free memory."""
+    small = _rows(lora=3.4, qlora=3.0, full=4.1, ia3=2.6, prompt_tuning=2.63)
+    pick = recommend(small, "least_memory", 245, 135_000_000, MEM)
+    assert pick["method"] == "ia3" and pick["reason"] == "least_memory"
+    assert pick["params"]["peak"] == "2.6 GB" and pick["params"]["free"] == "20.0 GB"
+    assert pick["top"] == ["ia3", "prompt_tuning", "qlora"]
+    assert recommend(small, "style", 245, 135_000_000, MEM)["top"] == ["lora", "qlora", "full"]
+    nothing = recommend(_rows(lora=30, qlora=25, full=90), "style", 10, 7_000_000_000, MEM)
+    assert nothing["reason"] == "nothing_fits" and nothing["method"] == "qlora" and nothing["top"] == ["qlora"]
 
 
 def test_recommendations_only_name_methods_that_serve_the_stage():
-    assert recommend(24 * GiB, 2_000, "huge_model", 70_000_000_000, "classify")["method"] == "feature_extraction"
-    assert recommend(24 * GiB, 2_000, "huge_model", 7_000_000_000, "cpt")["method"] == "qlora"  # no prompt tuning
-    assert recommend(8 * GiB, 2_000, "style", 7_000_000_000, "seq2seq")["method"] == "lora"  # no QLoRA for seq2seq
-    for stage in ("sft", "cpt", "classify", "seq2seq", "distill"):
-        for goal in ("style", "new_task", "many_tasks", "huge_model"):
-            pick = recommend(16 * GiB, 100_000, goal, 3_000_000_000, stage)
-            assert stage in METHODS.get(pick["method"]).stages
+    classify = _rows(lora=60, qlora=None, full=300, prompt_tuning=None, feature_extraction=12)
+    assert recommend(classify, "style", 2_000, 70_000_000_000, MEM)["method"] == "feature_extraction"
+    cpt = _rows(lora=25, qlora=9, full=60, prompt_tuning=None)
+    assert recommend(cpt, "style", 2_000, 7_000_000_000, MEM)["method"] == "qlora"
+    for goal in GOALS:
+        pick = recommend(_rows(lora=25, qlora=None, full=60, ia3=8), goal, 100_000, 3_000_000_000, MEM)
+        assert pick["method"] in ("ia3",)
+    with pytest.raises(StudioError) as error:
+        recommend(cpt, "huge_model", 1, 1, MEM)
+    assert error.value.field == "goal"
 
 
 def test_device_memory_reports_this_machine():

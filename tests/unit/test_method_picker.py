@@ -87,14 +87,18 @@ def test_rows_that_do_not_fit_carry_structured_fixes(tiny_llama_dir):
 
 
 def test_the_suggestion_says_why_in_both_languages(texts):
-    from studio.memory_picker import recommend
-    from studio.memory_picker import REASONS
-    from studio.ui.method_picker import why_text
+    from studio.memory_picker import REASONS, recommend
+    from studio.ui.method_picker import suggestion_text, why_text
 
-    pick = recommend(24 * GiB, 2_000, "style", 135_000_000)
+    memory = {"kind": "cpu", "free_bytes": 24 * GiB, "total_bytes": 24 * GiB}
+    rows = [{"name": n, "title": n, "applicable": True, "fits": True, "estimated_total": int(gb * GiB)}
+            for n, gb in (("lora", 3.37), ("qlora", 3.03), ("full", 4.13))]
+    pick = recommend(rows, "style", 2_000, 135_000_000, memory)
     assert why_text(texts, "en", pick).startswith("LoRA is the default") and "135M" in why_text(texts, "en", pick)
+    assert "3.4 GB of the 24.0 GB free" in why_text(texts, "en", pick)
     assert why_text(texts, "es", pick).startswith("LoRA es la opción por defecto") and "24.0 GB" in why_text(texts, "es", pick)
-    params = {"size": "7.0B", "memory": "8.0 GB", "rows": "2,000", "title": "QLoRA"}
+    assert "QLoRA" in suggestion_text(texts, "en", pick) and "También sirven" in suggestion_text(texts, "es", pick)
+    params = {"size": "7.0B", "peak": "8.0 GB", "free": "9.0 GB", "rows": "2,000", "title": "QLoRA"}
     for reason in REASONS:  # every reason is worded in both languages, with every placeholder filled
         for lang in ("en", "es"):
             line = why_text(texts, lang, {"reason": reason, "params": params})
@@ -122,8 +126,10 @@ def test_the_engine_plans_a_recipe_for_the_picker(workspace, tiny_llama_dir, tmp
     engine = Engine(workspace, start_jobs=False)
     try:
         assert [r["name"] for r in engine.method_table(recipe, memory=MEMORY, only="lora")] == ["lora"]
-        pick = engine.suggest_method(recipe, "style")
+        pick = engine.suggest_method(recipe, "style", memory=MEMORY)
         assert pick["method"] == "lora" and pick["params"]["rows"] == "3"
+        lora = engine.method_table(recipe, memory=MEMORY, only="lora")[0]
+        assert pick["params"]["peak"] == f"{lora['estimated_total'] / GiB:.1f} GB"  # the verdict's own estimate
     finally:
         engine.shutdown()
     assert dataset_rows(str(tmp_path / "missing.jsonl"), workspace) == FALLBACK_ROWS
