@@ -157,6 +157,7 @@ def parse_recipe(data: Any) -> Recipe:
         raise StudioError("The recipe must be a YAML mapping with keys such as name, model, stage, method, data.",
                           key="recipe.not_mapping")
     data = dict(data)
+    data.pop("guide", None)  # a preset's goal, title and why (`studio.guide`): words for people, not settings
     method_raw = data.pop("method", {"name": "lora"})
     sections = {name: data.pop(name) for name in stage_sections() if name in data}
     for name, raw in sections.items():

@@ -46,12 +46,25 @@ def tiny_llama_dir(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
 
 
 @pytest.fixture
-def workspace(tmp_path, monkeypatch):
+def workspace(tmp_path, monkeypatch, request, tmp_path_factory):
+    """A fresh workspace. In `slow` tests (the real embedded model) it shares one converted SmolLM2 with the other
+    slow tests of the session: the first converts it in its own workspace (about 20 s) and hands it on."""
+    from studio.models.embedded import SMOLLM2_DIRNAME, is_converted
     from studio.workspace import Workspace
 
     home = tmp_path / "home"
     monkeypatch.setenv("STUDIO_HOME", str(home))
-    return Workspace.open(home)
+    ws = Workspace.open(home)
+    shared = tmp_path_factory.getbasetemp() / "shared-models" / SMOLLM2_DIRNAME
+    mine = ws.models_dir / SMOLLM2_DIRNAME
+    slow = request.node.get_closest_marker("slow") is not None
+    if slow and is_converted(shared):
+        mine.parent.mkdir(parents=True, exist_ok=True)
+        mine.symlink_to(shared, target_is_directory=True)
+    yield ws
+    if slow and not is_converted(shared) and not mine.is_symlink() and is_converted(mine):
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(mine, shared)
 
 
 def pytest_collection_modifyitems(session, config, items):

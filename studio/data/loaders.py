@@ -22,8 +22,13 @@ from studio.errors import StudioError
 from studio.paths import user_path
 
 FIELD = "data.dataset"
+# Built-in samples (EN+ES, written for this project; the last four by `assets/make_samples.py`), one per preset task.
 SAMPLES: dict[str, Path] = {SAMPLE_NAME: SAMPLE_PATH,
-                            "sample-sentiment": SAMPLE_PATH.with_name("sample-sentiment.jsonl")}  # text/label, EN+ES
+                            "sample-sentiment": SAMPLE_PATH.with_name("sample-sentiment.jsonl"),  # text/label
+                            "sample-extract-json": SAMPLE_PATH.with_name("sample-extract-json.jsonl"),  # order -> JSON
+                            "sample-summaries": SAMPLE_PATH.with_name("sample-summaries.jsonl"),  # text -> one sentence
+                            "sample-preferences": SAMPLE_PATH.with_name("sample-preferences.jsonl"),  # chosen/rejected
+                            "sample-documents": SAMPLE_PATH.with_name("sample-documents.txt")}  # raw text for CPT
 ROLES = ("system", "user", "assistant")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.errors import StudioError
+from studio.data.loaders import SAMPLES
 from studio.paths import user_path
 from studio.stages.base import STAGES, Stage, TrainContext
 
@@ -32,7 +33,7 @@ def load_texts(spec: str, ws) -> list[str]:
     from studio.data.formats import iter_records
     from studio.data.readers import open_table
 
-    path = user_path(spec, "data.dataset")
+    path = SAMPLES.get(spec) or user_path(spec, "data.dataset")
     if not path.is_file():
         raise StudioError(f"'data.dataset' is '{spec}': for continued pretraining give a text dataset or a .txt, "
                           ".md, .jsonl, .csv or .parquet file.", field="data.dataset",

@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 from studio.errors import StudioError
+from studio.data.loaders import SAMPLES
 from studio.paths import user_path
 from studio.stages.base import STAGES, Stage, TrainContext
 
@@ -79,7 +80,7 @@ def load_pairs(spec: str, ws) -> tuple[list[dict], list[dict]]:
     from studio.data.formats import guess_format, iter_records
     from studio.data.readers import open_table, read_all
 
-    path = user_path(spec, "data.dataset")
+    path = SAMPLES.get(spec) or user_path(spec, "data.dataset")
     if not path.is_file():
         raise StudioError(f"'data.dataset' is '{spec}': for seq2seq give a studio dataset of format seq2seq or a "
                           ".jsonl, .csv, .parquet or .xlsx file with source and target columns.", field="data.dataset",
