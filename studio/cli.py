@@ -17,30 +17,14 @@ import os
 import sys
 import time
 
-from studio.cli_common import bars_wanted, follow_run, table
+from studio.cli_common import bars_wanted, table, train_foreground
 from studio.errors import StudioError
 
 
 def cmd_train(args) -> int:
     from studio.config import load_recipe
-    from studio.jobs import JobManager
-    from studio.training import prepare_run
-    from studio.workspace import Workspace
 
-    from studio.models.loading import precision_reason
-
-    recipe = load_recipe(args.recipe, args.set)
-    ws = Workspace.open()
-    run_id = prepare_run(ws, recipe)
-    print(precision_reason(recipe.train.precision), file=sys.stderr)
-    manager = JobManager(ws)
-    manager.start()
-    try:
-        manager.submit(run_id)
-    except BaseException:
-        manager.shutdown()
-        raise
-    return follow_run(manager, run_id, recipe.name)
+    return train_foreground(load_recipe(args.recipe, args.set))
 
 
 def cmd_runs(args) -> int:
@@ -231,10 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
     from studio.cli_data import add_data_parser
     from studio.cli_export import add_export_parser
+    from studio.cli_guide import add_guide_parser
     from studio.cli_jobs import add_jobs_parser
     from studio.cli_prefs import add_prefs_parser
     from studio.cli_rag import add_rag_parser
 
+    add_guide_parser(sub)
     add_data_parser(sub)
     add_rag_parser(sub)
     add_prefs_parser(sub)

@@ -67,3 +67,23 @@ def follow_run(manager, run_id: str, title: str) -> int:
     print(f"Run {run_id} ended {status['status']}: {reason}", file=sys.stderr)
     print(status["run_dir"])
     return 1
+
+
+def train_foreground(recipe) -> int:
+    """Queue `recipe` in this workspace and follow it to the end in the terminal (`studio train`, `studio guide`)."""
+    from studio.jobs import JobManager
+    from studio.models.loading import precision_reason
+    from studio.training import prepare_run
+    from studio.workspace import Workspace
+
+    ws = Workspace.open()
+    run_id = prepare_run(ws, recipe)
+    print(precision_reason(recipe.train.precision), file=sys.stderr)
+    manager = JobManager(ws)
+    manager.start()
+    try:
+        manager.submit(run_id)
+    except BaseException:
+        manager.shutdown()
+        raise
+    return follow_run(manager, run_id, recipe.name)

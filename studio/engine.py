@@ -284,6 +284,18 @@ class Engine:
         rows = self.method_table(recipe, memory=memory, only=CANDIDATES)
         return recommend(rows, goal, dataset_rows(recipe.data.dataset, self.ws), params, memory)
 
+    def guide(self, goal: str, dataset: str | None = None, memory: dict | None = None) -> dict:
+        """The guided path's recipe for `goal` on `dataset` and this machine, with why (`studio.guide.plan_guided`)."""
+        from studio.guide import plan_guided
+
+        return plan_guided(self.ws, goal, dataset, memory=memory)
+
+    def guide_goals(self) -> dict:
+        """Goal -> its preset (title and why in each language), in the order the guided path shows them."""
+        from studio.guide import presets
+
+        return presets()
+
     def model_choices(self) -> list[str]:
         from studio.models.catalogue import list_models
 

@@ -86,6 +86,11 @@ def plan_guided(ws: Any, goal: str, dataset: str | None = None, memory: dict | N
     preset = preset_for(goal)
     data = copy.deepcopy(preset.recipe)
     if dataset:
+        from studio.data.examples import is_studio_dataset
+        from studio.data.loaders import resolve_dataset
+
+        if not is_studio_dataset(ws, dataset):
+            resolve_dataset(dataset, ws)  # a sentence naming data.dataset when it is neither a sample nor a file
         data.setdefault("data", {})["dataset"] = dataset
     if model:
         data["model"] = model

@@ -24,3 +24,16 @@ def test_each_preset_trains_as_written_on_the_embedded_models(goal, workspace):
     assert result["steps"] == 2 and len(losses) == 2 and all(math.isfinite(x) for x in losses), goal
     assert any(math.isfinite(e["eval_loss"]) for e in events if "eval_loss" in e), goal
     assert Path(result["result_dir"]).is_dir()
+
+
+@pytest.mark.slow
+def test_studio_guide_writes_a_recipe_that_studio_train_reads(workspace, tmp_path, capsys):
+    from studio.cli import main
+
+    out = tmp_path / "extract.yaml"
+    assert main(["guide", "extract", "--write", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("Extract fields as JSON: Extraction is a format to learn") and "GB free here." in printed
+    assert "Methods that fit this goal: LoRA" in printed
+    recipe = load_recipe(out)
+    assert recipe.stage == "sft" and recipe.data.dataset == "sample-extract-json" and recipe.method.name == "lora"

@@ -49,14 +49,16 @@ def test_a_preset_without_its_guide_block_is_refused_by_name(tmp_path):
         load_preset(bad)
 
 
-def test_the_guide_keeps_the_presets_method_when_it_fits_and_says_why(workspace, tiny_llama_dir):
+def test_the_guide_keeps_the_presets_method_when_it_fits_and_says_why(workspace, tiny_llama_dir, tmp_path):
     plan = plan_guided(workspace, "extract", memory=ROOMY, model=str(tiny_llama_dir))
     assert plan["method"] == "lora" and plan["switched"] is None and plan["top"][0] == "lora" and len(plan["top"]) == 3
     assert plan["recipe"]["data"]["dataset"] == "sample-extract-json" and plan["recipe"]["stage"] == "sft"
     assert plan["why"].startswith("Extraction is a format to learn") and "of the 20.0 GB free here." in plan["why"]
     assert plan["why_key"] == "guide.fits" and plan["why_params"]["peak"] == plan["peak"]
-    mine = plan_guided(workspace, "format", dataset="my-faq", memory=ROOMY, model=str(tiny_llama_dir))
-    assert mine["recipe"]["data"]["dataset"] == "my-faq"
+    faq = tmp_path / "faq.jsonl"
+    faq.write_text('{"instruction": "q", "output": "a"}\n', encoding="utf-8")
+    mine = plan_guided(workspace, "format", dataset=str(faq), memory=ROOMY, model=str(tiny_llama_dir))
+    assert mine["recipe"]["data"]["dataset"] == str(faq)
 
 
 def test_the_guide_picks_another_method_when_the_presets_does_not_fit(workspace, tiny_llama_dir):
@@ -80,3 +82,18 @@ def test_an_unknown_goal_names_the_field_and_the_choices(workspace):
     with pytest.raises(StudioError) as error:
         plan_guided(workspace, "fly")
     assert error.value.field == "goal" and "format, extract" in str(error.value)
+
+
+def test_studio_guide_lists_the_goals_and_refuses_an_unknown_one_as_json(workspace, capsys):
+    import json
+
+    from studio.cli import main
+
+    assert main(["guide", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["goal"] for r in rows] == list(GOALS) and rows[2]["stage"] == "classify"
+    assert rows[0]["preset"] == "presets/quickstart-sft-lora.yaml"
+    assert main(["guide", "fly", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["field"] == "goal"
+    assert main(["guide", "format", "--data", "nothing-here"]) == 1
+    assert "'data.dataset' is 'nothing-here'" in capsys.readouterr().err
