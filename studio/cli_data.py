@@ -46,7 +46,8 @@ def cmd_import(args) -> int:
     from studio.workspace import Workspace
 
     req = ImportRequest(source=args.source, name=args.name, format=args.format, mapping=_pairs(args.map, "--map"),
-                        template=args.template, split=_split(args.split), text_mode=args.text_mode)
+                        template=args.template, split=_split(args.split), text_mode=args.text_mode,
+                        heldout={k: v for k, v in (("validation", args.validation), ("test", args.test)) if v})
     with tqdm(total=0, unit="B", unit_scale=True, desc="reading", file=sys.stderr,
               disable=not bars_wanted(args)) as bar:
         def progress(done: int, total: int) -> None:
@@ -59,7 +60,7 @@ def cmd_import(args) -> int:
                           "format": result.format, "mapping": result.mapping, "read": result.read,
                           "imported": result.imported, "removed": result.removed(), "text_mode": result.text_mode,
                           "skipped": result.skipped, "problems": result.problems, "cleaning": result.cleaning,
-                          "splits": result.splits}, indent=2, ensure_ascii=False))
+                          "splits": result.splits, "heldout": result.heldout}, indent=2, ensure_ascii=False))
         return 0
     print(f"format {result.format}, mapping " + ", ".join(f"{k}={v}" for k, v in result.mapping.items()))
     print("cleaning: " + ", ".join(f"{k} {v}" for k, v in result.cleaning.items()))
@@ -157,6 +158,10 @@ def add_data_parser(sub) -> None:
     imp.add_argument("--split", default=None, metavar="0.9,0.1[,0.0]")
     imp.add_argument("--text-mode", default="auto", choices=["auto", "document", "paragraphs"],
                      help="plain text: auto = one row per paragraph of a file, one per file of a folder")
+    imp.add_argument("--validation", default=None, metavar="FILE",
+                     help="a separate file (same columns) that becomes the validation split whole")
+    imp.add_argument("--test", default=None, metavar="FILE",
+                     help="a separate file (same columns) that becomes the test split whole, e.g. held-out phrasings")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_import)
     mix = dsub.add_parser("mix", help="build one dataset from several, by share or count each")

@@ -33,6 +33,7 @@ class Engine:
         self._prefs = None
         self._exports = None
         self._chat_pool = None  # the playground's loaded models
+        self._guided: dict = {}  # the guide's plans, per goal, dataset and free memory (see `guide`)
         self._services_lock = threading.RLock()
         self.access = AccessControl(self.ws.home / "audit.jsonl", self._account_role)
         """Who calls and what they may do (`studio.access`); `launch` switches it to server mode under --auth."""
@@ -163,6 +164,8 @@ class Engine:
         status["samples"] = latest_samples(Path(status["run_dir"]))
         confusion = Path(status["run_dir"]) / "confusion.json"
         status["confusion"] = json.loads(confusion.read_text(encoding="utf-8")) if confusion.exists() else None
+        validation = Path(status["run_dir"]) / "validation.json"  # a classifier's: where validation came from
+        status["validation"] = json.loads(validation.read_text(encoding="utf-8")) if validation.exists() else None
         return status
 
     # --- evaluating -----------------------------------------------------------------------
@@ -286,9 +289,18 @@ class Engine:
 
     def guide(self, goal: str, dataset: str | None = None, memory: dict | None = None) -> dict:
         """The guided path's recipe for `goal` on `dataset` and this machine, with why (`studio.guide.plan_guided`)."""
-        from studio.guide import plan_guided
+        import copy
 
-        return plan_guided(self.ws, goal, dataset, memory=memory)
+        from studio.guide import plan_guided
+        from studio.memory import device_memory
+
+        memory = memory or device_memory()
+        # Every page load asks for the default goal's plan: estimate again only when the free memory moved by
+        # 256 MB or more (the estimate builds several meta models, seconds on a busy CPU).
+        key = (goal, dataset, memory["kind"], memory["free_bytes"] >> 28)
+        if key not in self._guided:
+            self._guided[key] = plan_guided(self.ws, goal, dataset, memory=memory)
+        return copy.deepcopy(self._guided[key])
 
     def guide_goals(self) -> dict:
         """Goal -> its preset (title and why in each language), in the order the guided path shows them."""

@@ -41,11 +41,11 @@ def load_preset(path: Path) -> Preset:
     guide = data.pop("guide", None) if isinstance(data, dict) else None
     if not isinstance(guide, dict) or guide.get("goal") not in GOALS:
         raise StudioError(f"Preset '{path.name}' needs a 'guide:' block whose goal is one of {', '.join(GOALS)}.",
-                          field="guide.goal", key="guide.bad_preset", file=path.name)
+                          field="guide.goal", key="guide.preset_goal", file=path.name, goals=", ".join(GOALS))
     for part in ("title", "why"):
         if not all(isinstance(guide.get(part), dict) and guide[part].get(lang) for lang in LANGS):
             raise StudioError(f"Preset '{path.name}' needs guide.{part} in {' and '.join(LANGS)}.",
-                              field=f"guide.{part}", key="guide.bad_preset", file=path.name)
+                              field=f"guide.{part}", key="guide.preset_words", file=path.name, part=part)
     return Preset(path.stem, path, guide["goal"], guide["title"], guide["why"], data)
 
 

@@ -45,6 +45,22 @@ def tiny_llama_dir(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
     return out
 
 
+def shared_smollm2_dir(tmp_path_factory) -> Path:
+    """Where this session keeps the one converted SmolLM2 that slow tests and served studios share."""
+    from studio.models.embedded import SMOLLM2_DIRNAME
+
+    return tmp_path_factory.getbasetemp() / "shared-models" / SMOLLM2_DIRNAME
+
+
+@pytest.fixture(scope="session")
+def converted_smollm2(tmp_path_factory) -> Path:
+    """The shared converted SmolLM2, converted now if no test has yet (about 20 s, once a session)."""
+    from studio.models.embedded import ensure_smollm2
+
+    shared = shared_smollm2_dir(tmp_path_factory)
+    return ensure_smollm2(shared.parent)
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch, request, tmp_path_factory):
     """A fresh workspace. In `slow` tests (the real embedded model) it shares one converted SmolLM2 with the other
@@ -55,7 +71,7 @@ def workspace(tmp_path, monkeypatch, request, tmp_path_factory):
     home = tmp_path / "home"
     monkeypatch.setenv("STUDIO_HOME", str(home))
     ws = Workspace.open(home)
-    shared = tmp_path_factory.getbasetemp() / "shared-models" / SMOLLM2_DIRNAME
+    shared = shared_smollm2_dir(tmp_path_factory)
     mine = ws.models_dir / SMOLLM2_DIRNAME
     slow = request.node.get_closest_marker("slow") is not None
     if slow and is_converted(shared):

@@ -18,7 +18,7 @@ import random
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -56,6 +56,9 @@ class ImportRequest:
     text_mode: str = "auto"  # text files: one row per paragraph; a folder: one per file (readers.open_table)
     labels: list[str] | None = None
     hub_split: str = "train"  # for hub sources: which split of the hub dataset to import
+    # Separate files that become the validation / test split whole (same columns as `source`); the split's share
+    # is then not carved out of `source`, and training rows that repeat one of their rows are dropped.
+    heldout: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +75,7 @@ class ImportResult:
     splits: dict[str, int]
     read: int | None = None  # data rows read from the source: imported + skipped + removed by cleaning
     text_mode: str | None = None  # plain text: 'paragraphs' (a row each) or 'document' (a row per file)
+    heldout: dict[str, dict] = field(default_factory=dict)  # split -> {file, read, rows, skipped, removed, overlap}
 
     def removed(self) -> dict[str, int]:
         """Rows the cleaning removed, by reason ('duplicates': 2, ...)."""
@@ -86,11 +90,18 @@ class ImportResult:
             parts.append(f"{sum(removed.values())} removed by cleaning ({reasons})")
         head = f"{self.read} rows read: " if self.read is not None else ""
         text = {"paragraphs": "; text: one row per paragraph", "document": "; text: one row per file"}
-        return head + ", ".join(parts) + f" -> {self.name} v{self.version}" + text.get(self.text_mode or "", "")
+        def notes(h: dict) -> str:
+            said = [f"{h['skipped']} skipped"] * bool(h["skipped"]) + [f"{h['removed']} removed by cleaning"] * bool(
+                h["removed"])
+            return f" ({', '.join(said)})" if said else ""
+
+        held = "".join(f"; {split} from {h['file']}: {h['rows']} rows{notes(h)}" for split, h in self.heldout.items())
+        return (head + ", ".join(parts) + f" -> {self.name} v{self.version}" + text.get(self.text_mode or "", "")
+                + held)
 
 
 REMOVED_WORDS = {"empty": "empty", "duplicates": "exact duplicates", "too_short": "too short", "too_long": "too long",
-                 "language": "in another language"}
+                 "language": "in another language", "in_heldout": "repeated in a held-out file"}
 
 
 def valid_name(name: str) -> str:
@@ -169,6 +180,10 @@ def _chosen_format(req: ImportRequest, guess: Guess) -> str:
 def import_dataset(ws, req: ImportRequest, progress: Callable[[int, int], None] | None = None) -> ImportResult:
     """Read, map, clean, split and save `req.source` as a new version of dataset `req.name`."""
     name = valid_name(req.name)
+    for split_name in req.heldout:
+        if split_name not in ("validation", "test"):
+            raise StudioError(f"A held-out file can be the validation or the test split, not '{split_name}'.",
+                              field="heldout", key="data.builder.heldout_split", split=split_name)
     table = _table(req.source, req.text_mode, progress, req.hub_split, ws)
     head: list[tuple[int, dict]] = []
     rows_iter = iter(table.rows)
@@ -222,11 +237,50 @@ def import_dataset(ws, req: ImportRequest, progress: Callable[[int, int], None] 
                                   file=source, format_name=fmt)
             raise StudioError(f"Cleaning removed every row of '{source}' ({report}); loosen the filters.",
                               field="cleaning", key="data.builder.all_cleaned", file=source, report=report)
-        parts = _split_spool(spool, n, fmt, req)
+        carved = replace(req, split=replace(req.split, **{k: 0 for k in req.heldout}))
+        parts = _split_spool(spool, n, fmt, carved)
         spool.unlink()
+        held = {k: _heldout_part(ws, req, k, path, fmt, mapping, parts) for k, path in req.heldout.items()}
         skipped = n_problems[0] + len(table.problems)
-        return _save(ws, slot, req, fmt, mapping, parts, problems, skipped, report, table.info,
-                     read=read[0] + len(table.problems))
+        result = _save(ws, slot, req, fmt, mapping, parts, problems, skipped, report, table.info,
+                       read=read[0] + len(table.problems), extra={"heldout": held} if held else None)
+        result.imported -= sum(h["rows"] for h in held.values())
+        if any(h["overlap"] for h in held.values()):  # the main file's rows still add up: read = imported + ...
+            result.cleaning = {**result.cleaning, "dropped_in_heldout": sum(h["overlap"] for h in held.values())}
+        result.heldout = held
+        return result
+
+
+def _heldout_part(ws, req: ImportRequest, split_name: str, path: str, fmt: str, mapping: dict,
+                  parts: dict) -> dict:
+    """Read a held-out file with the main file's format and mapping into `parts[split_name]`; training rows that
+    repeat one of its rows are dropped from `parts['train']` (counted as 'overlap')."""
+    table = _table(path, req.text_mode, None, "train", ws)
+    name = Path(path).name
+    try:
+        check_mapping(fmt, mapping, table.columns)
+    except StudioError as exc:
+        raise StudioError(f"The {split_name} file '{name}' does not have the columns of the main file: {exc}",
+                          field=f"--{split_name}", key="data.builder.heldout_columns", split=split_name, file=name,
+                          reason=str(exc)) from None
+    labels = set(req.labels) if req.labels else None
+    rows = list(iter_records(iter(table.rows), fmt, mapping, labels=labels))
+    report = new_report()
+    records = list(clean_stream((r for _, r, _ in rows if r is not None), fmt, req.cleaning, report))
+    if not records:
+        raise StudioError(f"No row of the {split_name} file '{name}' could be used as {fmt} data; check its columns.",
+                          field=f"--{split_name}", key="data.builder.heldout_empty", split=split_name, file=name)
+    parts[split_name] = records
+    overlap = 0
+    train = parts.get("train")
+    if isinstance(train, list):
+        seen = {json.dumps(r, sort_keys=True, ensure_ascii=False) for r in records}
+        kept = [r for r in train if json.dumps(r, sort_keys=True, ensure_ascii=False) not in seen]
+        overlap, parts["train"] = len(train) - len(kept), kept
+    skipped = sum(1 for _, r, _ in rows if r is None) + len(table.problems)
+    removed = sum(v for k, v in report.items() if k.startswith("dropped_"))
+    return {"file": name, "read": len(rows) + len(table.problems), "rows": len(records), "skipped": skipped,
+            "removed": removed, "overlap": overlap}
 
 
 def _spool(records: Iterable[dict], path: Path) -> int:

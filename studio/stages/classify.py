@@ -30,6 +30,9 @@ class LabelledTexts:
     train: list[dict]  # {"text", "label"} records
     validation: list[dict]
     labels: list[str]  # sorted distinct labels of the training split: class i is labels[i]
+    # Where validation came from: 'training' (rows held out of the training file: close phrasings score high) or
+    # 'separate' (a file of its own, imported with `data import --validation FILE`).
+    validation_source: str = "training"
 
 
 def _file_records(spec: str, ws) -> list[dict]:
@@ -93,10 +96,12 @@ def load_labelled(recipe, ws) -> LabelledTexts:
                               "label records (import it with --format classification).", field=FIELD,
                               key="stage.classify.wrong_format", spec=spec, format=card["format"])
         train, val = load_split(ws, spec, "train"), load_split(ws, spec, "validation")
+        source = "separate" if val and "validation" in (card.get("heldout") or {}) else "training"
         if not val and data.validation > 0:
             train, val = split_examples(train, data.validation, recipe.train.seed)
     else:
         train, val = split_examples(_file_records(spec, ws), data.validation, recipe.train.seed)
+        source = "training"
     for record in train + val:
         record["label"] = str(record["label"]).strip()
     labels = sorted({r["label"] for r in train})
@@ -113,7 +118,13 @@ def load_labelled(recipe, ws) -> LabelledTexts:
         raise StudioError(f"The validation split of '{FIELD}' has label(s) {names} that "
                           "no training example has; add training examples of them or remove them.", field=FIELD,
                           key="stage.classify.unknown_val_labels", setting=FIELD, labels=names)
-    return LabelledTexts(train, val, labels)
+    return LabelledTexts(train, val, labels, source)
+
+
+def write_validation_source(run_dir: Path, source: str, rows: int) -> None:
+    """`validation.json` in the run folder: where the validation rows came from ('training' or 'separate'), so the
+    run view can say when its accuracy is measured on rows of the training file."""
+    (run_dir / "validation.json").write_text(json.dumps({"source": source, "rows": rows}), encoding="utf-8")
 
 
 def check_classifier_model(recipe, ws) -> None:
@@ -257,6 +268,8 @@ def train_classifier(ctx: TrainContext, trainer_cls=None, extend=None, collator=
         train_ds, eval_ds = extend(data, train_ds, eval_ds)
     ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
                                         "validation examples"})
+    if eval_ds is not None:
+        write_validation_source(ctx.run_dir, data.validation_source, len(eval_ds))
     model, callback, optimizer = prepare_for_training(ctx, method, model, len(train_ds))
     metrics = ClassificationMetrics(data.labels, ctx.run_dir / "confusion.json")
     args = classify_args(recipe, ctx.run_dir, eval_ds is not None)

@@ -24,6 +24,7 @@ from studio.ui.evaluate_tab import build_evaluate
 from studio.ui.export_tab import build_export
 from studio.ui.guard import StudioBlocks, allow, may
 from studio.ui.runs_tab import build_runs
+from studio.ui.glossary import build_glossary
 from studio.ui.train_tab import build_train
 
 APP_CSS = """
@@ -80,6 +81,7 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
         ui = UiShared(texts, Localizer(texts), gr.State(DEFAULT_LANG), demo)
         language = _header(ui)
         build_jobs_bar(engine, ui)
+        build_glossary(ui)
         with gr.Tabs() as tabs:
             with gr.Tab(texts.t(DEFAULT_LANG, "tab.train"), id="train", elem_id="studio-tab-train") as train_tab:
                 with ui.admin_part():
@@ -110,8 +112,12 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
                          (prefs_tab, "tab.prefs"), (export_tab, "tab.export")):
             ui.localizer.label(tab, key)
         # A dataset saved in the Data tab is offered as soon as the user comes back to Train.
-        train_tab.select(lambda: gr.update(choices=engine.dataset_choices()), None, [train.dataset],
-                         api_visibility="private", show_progress="hidden")
+        def offer_datasets():
+            choices = engine.dataset_choices()
+            return gr.update(choices=choices), gr.update(choices=choices)
+
+        train_tab.select(offer_datasets, None, [train.dataset, train.guide.dataset], api_visibility="private",
+                         show_progress="hidden")
         _wire_admin_parts(engine, ui, tabs)
         _wire_language(language, ui)
         add_api(engine)

@@ -66,12 +66,14 @@ def _typed(cls: type, values: dict) -> Any:
 
 
 def import_request(source: str, name: str, fmt: str, slot_values: list[str | None], template: str,
-                   system_prompt: str, cleaning: dict, split: dict) -> ImportRequest:
-    """The ImportRequest the widgets describe; CleaningConfig/SplitConfig check their own values."""
+                   system_prompt: str, cleaning: dict, split: dict, heldout: dict | None = None) -> ImportRequest:
+    """The ImportRequest the widgets describe; CleaningConfig/SplitConfig check their own values. `heldout` maps
+    'validation' / 'test' to a separate file that becomes that split whole."""
     return ImportRequest(source=str(source), name=(name or "").strip(), format=fmt or "auto",
                          mapping=mapping_from_slots(fmt, slot_values) if fmt and fmt != "auto" else {},
                          template=template or "chat", system_prompt=system_prompt or "",
-                         cleaning=_typed(CleaningConfig, cleaning), split=_typed(SplitConfig, split))
+                         cleaning=_typed(CleaningConfig, cleaning), split=_typed(SplitConfig, split),
+                         heldout={k: str(v) for k, v in (heldout or {}).items()})
 
 
 def preview_records(rows: list[dict], fmt: str, mapping: dict[str, str], n: int = PREVIEW_RECORDS

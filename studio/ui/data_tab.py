@@ -62,6 +62,7 @@ class DataView:
     export: gr.Button
     download: gr.File
     source: gr.State  # {"path", "columns", "rows", "guess"} of the inspected file
+    heldout: dict  # split -> gr.File: a separate file that becomes that split whole
 
 
 def _template_names(data: Any) -> list[str]:
@@ -79,7 +80,10 @@ def saved_note(result: Any, texts: Any, lang: str) -> str:
                    see=texts.t(lang, "data.msg.see_list") if result.skipped else "",
                    removed=texts.t(lang, "data.msg.removed", n=sum(removed.values()), reasons=reasons) if removed else "",
                    name=result.name, version=result.version,
-                   text=texts.t(lang, f"data.msg.text_{result.text_mode}") if result.text_mode else "")
+                   text=texts.t(lang, f"data.msg.text_{result.text_mode}") if result.text_mode else "") + "".join(
+        texts.t(lang, "data.msg.heldout", split=texts.t(lang, f"data.split.{part}"), file=h["file"], rows=h["rows"],
+                skipped=h["skipped"], removed=h["removed"])
+        for part, h in (getattr(result, "heldout", None) or {}).items())
 
 def build_data(engine: Any, ui: UiShared) -> DataView:
     data = getattr(engine, "data", None)  # the workspace's datasets and templates (`studio.data.library`)
@@ -116,6 +120,10 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
     with loc.label(gr.Accordion(t("data.cleaning"), open=False), "data.cleaning"):
         cleaning = build_fields(CleaningConfig, "cleaning", loc, lang, per_row=4)
         split = build_fields(SplitConfig, "split", loc, lang, only=("validation", "test", "seed"), per_row=3)
+        with gr.Row():
+            heldout = {part: loc.label(gr.File(label=t(f"data.heldout.{part}"), file_types=FILE_TYPES,
+                                               type="filepath", height=90, elem_id=f"studio-data-{part}-file"),
+                                       f"data.heldout.{part}") for part in ("validation", "test")}
     with gr.Row(equal_height=True):
         name = loc.label(gr.Textbox(label=t("data.name.label"), placeholder=t("data.name.placeholder"), scale=3,
                                     elem_id="studio-data-name"), "data.name.label",
@@ -154,7 +162,7 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
     build_browser(ui, data, picked)
     view = DataView(file, fmt, slots, table, facts, template, system_prompt, train_on_prompt, preview, preview_note,
                     cleaning, split, name, save, message, problems, datasets, picked, card, max_length, stats_note,
-                    histogram, columns, export_format, export, download, gr.State(None))
+                    histogram, columns, export_format, export, download, gr.State(None), heldout)
     _wire(view, engine, ui)
     return view
 
@@ -229,7 +237,7 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
 
     settings = {*(f.component for f in view.cleaning + view.split)}
     save_inputs = {view.source, view.name, view.format, view.template, view.system_prompt, ui.lang, *view.slots,
-                   *settings}
+                   *settings, *view.heldout.values()}
 
     def on_save(values: dict, progress=gr.Progress()):
         lang, source = values[ui.lang], values[view.source]
@@ -240,7 +248,8 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
             request = forms.import_request(source["path"], values[view.name], values[view.format],
                                           [values[s] for s in view.slots], values[view.template],
                                           values[view.system_prompt], sections.get("cleaning", {}),
-                                          sections.get("split", {}))
+                                          sections.get("split", {}),
+                                          {part: values[f] for part, f in view.heldout.items() if values[f]})
             # Big files stream: the bar follows the bytes read.
             result = data.import_file(request, progress=lambda done, total: progress(
                 done / total if total else None, desc=texts.t(lang, "data.msg.reading")))

@@ -203,8 +203,7 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView,
                        [view.recipe, view.open_view, view.resume, view.delete, view.message, view.confirm_delete,
                         view.keep], api_visibility="private")
 
-    form = [train.model, train.stage, train.method, train.dataset, train.name,
-            *[f.component for f in train.fields], *[f.component for fs in train.method_fields.values() for f in fs]]
+    form = train.form()
 
     def on_open(run_id, lang):
         """Watch the run on the Train tab, its settings in the form (to start a variation of it)."""
@@ -214,11 +213,11 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView,
             return {view.message: texts.error(lang, exc) if isinstance(exc, StudioError) else str(exc)}
         values = form_values(train, recipe)
         return {view.message: texts.t(lang, "msg.opened"), train.run_id: run_id, train.timer: gr.Timer(active=True),
-                train.seen_points: -1, tabs: gr.Tabs(selected="train"),
+                train.seen_points: -1, tabs: gr.Tabs(selected="train"), train.mode: "all",
                 **{component: gr.update(value=value) for component, value in values.items()}}
 
     view.open_view.click(on_open, [view.picker, ui.lang],
-                         [view.message, train.run_id, train.timer, train.seen_points, tabs, *form],
+                         [view.message, train.run_id, train.timer, train.seen_points, tabs, train.mode, *form],
                          api_visibility="private")
 
     def on_row(evt: gr.SelectData):

@@ -25,6 +25,7 @@ from studio.ui.charts import loss_figure, progress_html, queue_message, samples_
 from studio.ui.metric_charts import confusion_figure, metrics_figure
 from studio.ui.common import UiShared, error_text, log_text, pick_default
 from studio.ui.fields import FieldWidget, collect_sections, draw_fields, field_specs
+from studio.ui.guide_panel import GuideView, build_guide, wire_guide
 from studio.ui.method_picker import DEFAULT_METHOD, MethodPickerView, build_method_picker, wire_method_picker
 
 MAIN_DATA = ("max_length", "validation")
@@ -57,6 +58,15 @@ class TrainView:
     run_id: gr.State
     seen_points: gr.State
     skip_eval: gr.Button
+    mode: gr.Radio
+    full: gr.Column
+    guide: GuideView
+    validation_note: gr.Markdown
+
+    def form(self) -> list:
+        """Every component `form_values` may set: model, stage, method, dataset, name and every setting."""
+        return [self.model, self.stage, self.method, self.dataset, self.name, *(f.component for f in self.fields),
+                *(f.component for fs in self.method_fields.values() for f in fs)]
 
     @property
     def method(self) -> gr.Dropdown:
@@ -83,8 +93,8 @@ def recipe_dict(view: TrainView, values: dict) -> dict:
 
 
 def form_values(view: TrainView, recipe: dict) -> dict:
-    """Component -> value that shows `recipe` (a plain dict, as `recipe_dict` makes it) in the form; what the recipe
-    leaves out keeps the form's current value. The inverse of `recipe_dict`."""
+    """Component -> value that shows `recipe` (a plain dict, as `recipe_dict` makes it) in the form; a setting the
+    recipe leaves out shows its default. The inverse of `recipe_dict`."""
     method = (recipe.get("method") or {}).get("name") or DEFAULT_METHOD
     values = {view.model: recipe.get("model"), view.stage: recipe.get("stage") or "sft", view.method: method,
               view.dataset: (recipe.get("data") or {}).get("dataset"), view.name: recipe.get("name") or ""}
@@ -93,6 +103,8 @@ def form_values(view: TrainView, recipe: dict) -> dict:
         section = sections.get(field.section) if field.section else recipe
         if isinstance(section, dict) and field.name in section:
             values[field.component] = section[field.name]
+        else:
+            values[field.component] = field.meta.get("default")
     return values
 
 
@@ -103,13 +115,22 @@ def cancel_button(status: str | None, texts: Any, lang: str) -> dict:
     return gr.update(value=texts.t(lang, "train.cancel"), interactive=status in ("queued", "running"))
 
 
+def validation_note(validation: dict | None, texts: Any, lang: str) -> str:
+    """For a classifier whose validation rows came out of its training file: its scores run high on phrasings close
+    to training rows, and a separate test file gives the honest figure."""
+    if not validation or validation.get("source") != "training":
+        return ""
+    return texts.t(lang, "train.validation_note", rows=validation.get("rows", 0))
+
+
 def skip_eval_button(status: dict | None) -> dict:
     """'Skip evaluation' shows only while the watched run is evaluating."""
     phase = (status or {}).get("phase") or ""
     return gr.update(visible=phase.startswith("evaluating") and (status or {}).get("status") == "running")
 
 
-def build_train(engine: Any, ui: UiShared) -> TrainView:
+def _full_form(ui: UiShared) -> tuple:
+    """The full form (All settings): model, stage, dataset, the method picker and every setting."""
     texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
     t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
 
@@ -143,6 +164,20 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
                                + field_specs(DataConfig, "data", skip=MAIN_DATA + ("dataset",))
                                + field_specs(Recipe, "", locale_section="recipe", only=("trust_remote_code",)),
                                loc, lang, per_row=4)
+    return model, stage, dataset, upload, picker, stage_groups, main + advanced + stage_fields
+
+
+def build_train(engine: Any, ui: UiShared) -> TrainView:
+    texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
+    t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
+
+    modes = lambda lg: [(texts.t(lg, "train.mode.simple"), "simple"), (texts.t(lg, "train.mode.all"), "all")]  # noqa: E731
+    mode = gr.Radio(choices=modes(lang), value="simple", show_label=False, container=False,
+                    elem_id="studio-train-mode")
+    loc.add(mode, lambda lg: gr.update(choices=modes(lg)))
+    guide = build_guide(engine, ui)
+    with gr.Column(visible=False, elem_id="studio-full-form") as full:
+        model, stage, dataset, upload, picker, stage_groups, fields = _full_form(ui)
     with gr.Row(equal_height=True):
         run_name = loc.label(gr.Textbox(label=t("train.name.label"), placeholder=t("train.name.placeholder"),
                                         scale=3, elem_id="studio-run-name"),
@@ -160,6 +195,7 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
     with loc.label(gr.Accordion(t("train.metrics"), open=True, elem_id="studio-metrics-box"), "train.metrics"):
         metrics_chart = gr.Plot(value=metrics_figure([], texts, lang), show_label=False, elem_id="studio-metrics")
         confusion = gr.Plot(value=None, show_label=False, visible=False, elem_id="studio-confusion")
+        validation_note = gr.Markdown("", elem_id="studio-validation-note")
         samples = loc.add(gr.Dataframe(value=samples_table([], texts, lang), interactive=False, wrap=True,
                                        column_widths=["34%", "33%", "33%"], label=t("train.samples"),
                                        elem_id="studio-samples"),
@@ -167,10 +203,13 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
     log = loc.label(gr.Textbox(label=t("train.log"), lines=8, max_lines=8, autoscroll=True, interactive=False,
                                elem_id="studio-log"), "train.log")
     timer = gr.Timer(POLL_SECONDS, active=False)
-    view = TrainView(model, stage, dataset, upload, picker, main + advanced + stage_fields, run_name, start, cancel,
+    view = TrainView(model, stage, dataset, upload, picker, fields, run_name, start, cancel,
                      message, progress, chart, metrics_chart, confusion, samples, log, timer, gr.State(None),
-                     gr.State(-1), skip_eval)
+                     gr.State(-1), skip_eval, mode, full, guide, validation_note)
     _wire(view, engine, ui)
+    wire_guide(guide, engine, ui, lambda recipe: form_values(view, recipe), view.form(), view.method, view.message)
+    mode.change(lambda m: (gr.update(visible=m != "all"), gr.update(visible=m == "all")), [mode], [guide.panel, full],
+                api_visibility="private", show_progress="hidden")
     groups = list(stage_groups.items())
     stage.change(lambda name: [gr.update(visible=name == n) for n, _ in groups], [stage], [g for _, g in groups],
                  api_visibility="private")
@@ -212,7 +251,7 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
                     gr.update(visible=False) if empty else gr.skip(),
                     samples_table([], texts, lang) if empty else gr.skip(),
                     "" if empty else gr.skip(), gr.Timer(active=False), gr.update(interactive=False), -1,
-                    gr.update(visible=False))
+                    gr.update(visible=False), "" if empty else gr.skip())
         metrics = status.get("metrics") or []
         grew = seen == -1 or len(metrics) != seen
         live = status.get("status") not in ENDED
@@ -221,10 +260,11 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
                 _confusion_update(status.get("confusion"), lang) if grew else gr.skip(),
                 samples_table(status.get("samples") or [], texts, lang) if grew else gr.skip(),
                 log_text(status.get("log_tail")) if grew or not live else gr.skip(), gr.Timer(active=live),
-                cancel_button(status.get("status"), texts, lang), len(metrics), skip_eval_button(status))
+                cancel_button(status.get("status"), texts, lang), len(metrics), skip_eval_button(status),
+                validation_note(status.get("validation"), texts, lang) if grew else gr.skip())
 
     live_outputs = [view.progress, view.chart, view.metrics_chart, view.confusion, view.samples, view.log, view.timer,
-                    view.cancel, view.seen_points, view.skip_eval]
+                    view.cancel, view.seen_points, view.skip_eval, view.validation_note]
     view.timer.tick(redraw, [view.run_id, ui.lang, view.seen_points], live_outputs, concurrency_limit=None,
                     show_progress="hidden", api_visibility="private")
     ui.on_language(lambda lang, run_id: redraw(run_id, lang, -1), [view.run_id], live_outputs)

@@ -46,10 +46,15 @@ def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def studio_server(tmp_path_factory):
-    """(base url, STUDIO_HOME) of a studio served from a fresh home; stopped after the module."""
+def studio_server(tmp_path_factory, converted_smollm2):
+    """(base url, STUDIO_HOME) of a studio served from a fresh home; stopped after the module. The home shares
+    the session's converted SmolLM2 (the Train tab's guide reads its shape on every page load)."""
+    from studio.models.embedded import SMOLLM2_DIRNAME
+
     ARTIFACTS.mkdir(exist_ok=True)
     home = tmp_path_factory.mktemp("e2e-home")
+    (home / "models").mkdir(parents=True)
+    (home / "models" / SMOLLM2_DIRNAME).symlink_to(converted_smollm2, target_is_directory=True)
     port = _free_port()
     env = {**os.environ, "STUDIO_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false"}

@@ -83,10 +83,13 @@ def wait_until_still(page, selector: str, quiet_s: float = 2.0, timeout_s: float
 
 
 def open_page(page, url: str) -> None:
+    """The studio with the Train tab's full form (All settings) shown, its pickers filled."""
     page.goto(url)
     page.wait_for_selector("#studio-start")
     page.wait_for_function("() => !!document.querySelector('#studio-progress .studio-progress')")
-    # The pickers are filled by the page's load event: wait for it rather than racing it.
+    # The guide fills the form on the page's load event: wait for it rather than racing it.
+    page.wait_for_function("() => (document.querySelector('#studio-guide-dataset input') || {}).value")
+    page.locator("#studio-train-mode label").nth(1).click()  # All settings
     page.wait_for_function("() => (document.querySelector('#studio-dataset input') || {}).value")
 
 

@@ -173,3 +173,32 @@ def test_minilm_learns_sentiment_on_held_out_phrasings(workspace):
     accuracy = sum(labels[g] == want for g, (_, want) in zip(guesses, HELD_OUT)) / len(HELD_OUT)
     print(f"validation accuracy {result['eval_accuracy']:.3f}, F1 {result['eval_f1']:.3f}, new phrasings {accuracy:.3f}")
     assert result["eval_accuracy"] >= 0.75 and accuracy >= 0.75
+
+
+def test_the_run_says_where_its_validation_rows_came_from(workspace, tiny_bert_dir, tmp_path):
+    """Held out of the training file: the run view warns that its accuracy runs high; a separate validation file
+    imported with the dataset: no warning."""
+    import csv
+
+    from studio.data.builder import ImportRequest, import_dataset
+    from studio.ui.i18n import Texts
+    from studio.ui.train_tab import validation_note
+
+    run_id, _, _ = run_in_process(workspace, classify_recipe(tiny_bert_dir, "full", max_steps=1))
+    carved = json.loads((Path(workspace.get_run(run_id)["run_dir"]) / "validation.json").read_text())
+    assert carved["source"] == "training" and carved["rows"] > 0
+    assert "held out of the training file" in validation_note(carved, Texts.load(), "en")
+    rows = [json.loads(line) for line in (Path(__file__).resolve().parents[2] / "assets" / "sample-sentiment.jsonl")
+            .read_text(encoding="utf-8").splitlines()]
+    paths = {}
+    for part, chunk in (("train", rows[:100]), ("valid", rows[100:])):
+        paths[part] = tmp_path / f"{part}.csv"
+        with open(paths[part], "w", encoding="utf-8", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=["text", "label"])
+            writer.writeheader()
+            writer.writerows(chunk)
+    import_dataset(workspace, ImportRequest(source=str(paths["train"]), name="moods-sep",
+                                            heldout={"validation": str(paths["valid"])}))
+    run_id, _, _ = run_in_process(workspace, classify_recipe(tiny_bert_dir, "full", dataset="moods-sep", max_steps=1))
+    separate = json.loads((Path(workspace.get_run(run_id)["run_dir"]) / "validation.json").read_text())
+    assert separate == {"source": "separate", "rows": 20} and validation_note(separate, Texts.load(), "es") == ""

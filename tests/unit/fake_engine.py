@@ -107,6 +107,31 @@ class FakeEngine:
     def model_choices(self):
         return ["smollm2-135m-instruct"]
 
+    def guide_goals(self):
+        from studio.guide import presets
+
+        return presets()
+
+    def guide(self, goal, dataset=None, memory=None):
+        """The goal's preset as the real guide returns it when its method fits (no estimate: fixed figures)."""
+        import copy
+
+        from studio.guide import preset_for
+
+        preset = preset_for(goal)
+        if dataset == "missing":
+            raise StudioError("'data.dataset' is 'missing', which is neither an existing file nor a built-in "
+                              "sample; check the path.", field="data.dataset")
+        recipe = copy.deepcopy(preset.recipe)
+        recipe["data"]["dataset"] = dataset or recipe["data"]["dataset"]
+        method = recipe["method"]["name"]
+        self.calls.append(("guide", goal, recipe["data"]["dataset"]))
+        params = {"method": method, "wanted": method, "peak": "3.4 GB", "free": "20.0 GB"}
+        return {"goal": goal, "preset": preset.name, "title": preset.title, "recipe": recipe, "method": method,
+                "top": list(dict.fromkeys([method, "lora", "qlora", "full"]))[:3], "switched": None,
+                "peak": "3.4 GB", "free": "20.0 GB", "passes": 1, "micro_batch_size": 8, "why": preset.why["en"],
+                "why_key": "guide.fits", "why_params": params, "preset_why": preset.why}
+
     def dataset_choices(self):
         return ["sample-chat"]
 

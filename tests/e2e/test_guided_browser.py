@@ -1,0 +1,120 @@
+"""The guided first path, clicked in a real Chromium in English and in Spanish: a goal, an uploaded CSV, the
+recipe the studio fills in (three methods first, the why in two sentences), a finished run, a chat with it in
+the Playground and an export. Screenshots land in test-artifacts/ (guided-*.png).
+
+The recipe stays editable under All settings: the test uses that to swap in the tiny random Llama from
+tests/conftest.py and two steps, so it spends its time where a person would, not training.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_studio_browser import ARTIFACTS, choose, fill, wait_progress
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+WORDS = {
+    "en": {"lang": "English", "goal": "Extract fields as JSON", "why": "Extraction is a format to learn",
+           "free": "GB free here", "all": "All settings", "play": "Playground", "message": "Message",
+           "export": "Export", "merged": "Merged model", "more": "More methods"},
+    "es": {"lang": "Español", "goal": "Extraer campos como JSON", "why": "Extraer es un formato que se aprende",
+           "free": "GB libres aquí", "all": "Todos los ajustes", "play": "Probar", "message": "Mensaje",
+           "export": "Exportar", "merged": "Modelo fusionado", "more": "Más métodos"},
+}
+
+
+def text_of(page, selector: str) -> str:
+    return page.locator(selector).inner_text()
+
+
+def wait_text(page, selector: str, needle: str, timeout: int = 60_000) -> None:
+    page.wait_for_function("([sel, needle]) => ((document.querySelector(sel) || {}).textContent || '').includes(needle)",
+                           arg=[selector, needle], timeout=timeout)
+
+
+def orders_csv(folder: Path, name: str) -> Path:
+    """Sixteen orders from the extraction sample as a spreadsheet export (instruction, input, output columns)."""
+    rows = [json.loads(line) for line in (ROOT / "assets" / "sample-extract-json.jsonl").read_text(
+        encoding="utf-8").splitlines()[:16]]
+    path = folder / f"{name}.csv"
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=["instruction", "input", "output"])
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in ("instruction", "input", "output")} for r in rows)
+    return path
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_the_guided_path_from_a_csv_to_a_run_a_chat_and_an_export(lang, page, studio_server, tiny_llama_dir,
+                                                                   tmp_path):
+    url, home = studio_server
+    w = WORDS[lang]
+    page.goto(url)
+    page.wait_for_function("() => (document.querySelector('#studio-guide-dataset input') || {}).value")
+    if lang == "es":
+        page.locator("#studio-lang").get_by_text("Español").click()
+    page.locator("#studio-guide-goal").get_by_text(w["goal"]).click()
+    wait_text(page, "#studio-guide-why", w["why"])
+
+    upload = orders_csv(tmp_path, f"orders-{lang}")
+    with page.expect_file_chooser() as chooser:
+        page.locator("#studio-guide-upload").click()
+    chooser.value.set_files(str(upload))
+    page.wait_for_function("(name) => ((document.querySelector('#studio-guide-dataset input') || {}).value || '').includes(name)",
+                           arg=upload.stem, timeout=60_000)
+    wait_text(page, "#studio-guide-why", w["free"])
+    why = text_of(page, "#studio-guide-why")
+    assert why.count(".") >= 2 and "LoRA" in why  # the goal's sentence and the memory sentence
+    methods = page.locator("#studio-guide-method label")
+    assert methods.count() == 3 and "LoRA" in methods.nth(0).inner_text()
+    assert page.locator("#studio-guide-method input").nth(0).is_checked()
+    assert page.locator("#studio-guide-more-box").get_by_text(w["more"]).is_visible()
+    page.screenshot(path=str(ARTIFACTS / f"guided-1-goal-{lang}.png"))
+
+    # Everything stays editable: the full form holds the guided recipe on the uploaded data.
+    page.locator("#studio-train-mode").get_by_text(w["all"]).click()
+    page.wait_for_function("(name) => ((document.querySelector('#studio-dataset input') || {}).value || '').includes(name)",
+                           arg=upload.stem)
+    assert page.locator("#field-data-max_length input").first.input_value() == "192"  # the extraction preset's
+    fill(page, "studio-model", tiny_llama_dir, commit="Enter")
+    for field, value in (("field-train-max_steps", 2), ("field-train-batch_size", 2), ("field-train-eval_every", 2),
+                         ("field-data-max_length", 128)):
+        fill(page, field, value)
+    choose(page, "field-train-precision", "fp32")
+    page.screenshot(path=str(ARTIFACTS / f"guided-2-all-settings-{lang}.png"), full_page=True)
+    page.click("#studio-start")
+    wait_progress(page, "s === 'completed'", timeout=300_000)
+    run = max((p for p in (home / "runs").iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    recipe = (run / "recipe.yaml").read_text(encoding="utf-8")
+    assert f"dataset: {upload.stem}" in recipe and "name: lora" in recipe
+    page.screenshot(path=str(ARTIFACTS / f"guided-3-finished-{lang}.png"), full_page=True)
+
+    # A chat with the finished run.
+    page.get_by_role("tab", name=w["play"]).click()
+    slot = page.locator("#studio-play-a input")
+    slot.fill(f"run:{run.name}")
+    slot.press("Enter")
+    message = page.get_by_label(w["message"])
+    message.fill("Hi, this is Ana Li from Porto. On 3 May 2025 I ordered 2 mugs for 12.50 EUR in total.")
+    message.press("Enter")
+    page.wait_for_function("() => !document.querySelector('#studio-chat').innerText.includes('…')", timeout=180_000)
+    page.locator("#studio-chat-speed").get_by_text("tokens/s").wait_for(timeout=180_000)
+    page.screenshot(path=str(ARTIFACTS / f"guided-4-chat-{lang}.png"), full_page=True)
+
+    # And its export.
+    page.get_by_role("tab", name=w["export"]).click()
+    page.locator("#studio-export-refresh").click()
+    page.locator("#studio-export-source input").click()
+    page.get_by_role("option", name=run.name, exact=False).first.click()
+    page.locator("#studio-export-format").get_by_text(w["merged"], exact=True).click()
+    page.locator("#studio-export-start").click()
+    page.wait_for_selector("#studio-export-job[data-status=running]")
+    page.wait_for_selector("#studio-export-job:not([data-status=running])", timeout=600_000)
+    assert page.locator("#studio-export-job").get_attribute("data-status") == "completed"
+    exported = [p for p in (home / "exports").iterdir() if p.is_dir() and (p / "export.json").exists()]
+    assert any(json.loads((p / "export.json").read_text())["source"].endswith(run.name) for p in exported), exported
+    page.screenshot(path=str(ARTIFACTS / f"guided-5-export-{lang}.png"), full_page=True)
