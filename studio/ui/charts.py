@@ -102,6 +102,12 @@ def loss_points(metrics: list[dict[str, Any]] | None) -> tuple[list, list, list,
     return train_x, train_y, eval_x, eval_y
 
 
+def integer_steps(fig: Any, steps: list, **axis: Any) -> None:
+    """Whole-number step ticks: one tick per step while there are at most ten, never 2.5 (plotly's default on
+    short runs)."""
+    fig.update_xaxes(tickformat="d", **({"dtick": 1} if steps and max(steps) <= 10 else {}), **axis)
+
+
 def loss_figure(metrics: list[dict[str, Any]] | None, texts: Texts, lang: str) -> go.Figure:
     """Train loss as a line, eval loss as a dashed line with markers; an empty chart says so."""
     train_x, train_y, eval_x, eval_y = loss_points(metrics)
@@ -114,6 +120,7 @@ def loss_figure(metrics: list[dict[str, Any]] | None, texts: Texts, lang: str) -
     fig.update_layout(template="plotly_white", height=300, margin=dict(l=50, r=20, t=30, b=40),
                       xaxis_title=texts.t(lang, "chart.step"), yaxis_title=texts.t(lang, "chart.loss"),
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"), uirevision="loss")
+    integer_steps(fig, train_x + eval_x)
     if not train_x and not eval_x:
         fig.add_annotation(text=texts.t(lang, "chart.empty"), showarrow=False, xref="paper", yref="paper",
                            x=0.5, y=0.5, font=dict(size=14, color="#6b7280"))

@@ -10,6 +10,7 @@ live in `studio.ui.data_tab`; reading, cleaning and saving live in `studio.data.
 from __future__ import annotations
 
 import json
+import re
 import typing
 from dataclasses import fields
 from typing import Any
@@ -83,17 +84,48 @@ def preview_records(rows: list[dict], fmt: str, mapping: dict[str, str], n: int 
     return records[:n], problems
 
 
+_TURN = re.compile(r"<\|im_start\|>(system|user|assistant)\n")
+_MARKERS = re.compile(r"<\|im_end\|>|<\|endoftext\|>|<\|im_start\|>")
+
+
+def readable(text: str, roles: dict[str, str] | None = None) -> str:
+    """A rendered example with the chat template's markers (`<|im_start|>user`, `<|im_end|>`) as plain role
+    headings ('User: '), for people; the tokens the model trains on are unchanged."""
+    roles = roles or {}
+    text = _TURN.sub(lambda m: f"{roles.get(m.group(1), m.group(1).capitalize())}: ", text)
+    return _MARKERS.sub("", text)
+
+
 def highlight(tokenizer: Any, template: Any, records: list[dict], system_prompt: str, train_on_prompt: bool,
-              loss_label: str) -> list[tuple[str, str | None]]:
-    """HighlightedText pairs for `records`: text that counts for the loss gets `loss_label`, the rest None."""
+              loss_label: str, roles: dict[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """HighlightedText pairs for `records`: text that counts for the loss gets `loss_label`, the rest None. Chat
+    markers read as role headings (`roles` words them: {'user': 'User', ...})."""
     out: list[tuple[str, str | None]] = []
     for i, record in enumerate(records):
         if i:
             out.append(("\n\n────────\n\n", None))
         rendered = render_example(template, record, system_prompt=system_prompt, index=i)
         for text, counts in preview_spans(tokenizer, rendered, train_on_prompt=train_on_prompt):
-            out.append((text, loss_label if counts else None))
+            shown = readable(text, roles)
+            if shown:
+                out.append((shown, loss_label if counts else None))
     return out
+
+
+def default_system(tokenizer: Any, template: Any, records: list[dict], system_prompt: str) -> str | None:
+    """The system prompt the model's chat template adds on its own to an example without one (SmolLM2's names
+    itself), or None: the preview says so, since the model trains on it."""
+    if system_prompt or not records or getattr(template, "kind", None) != "chat":
+        return None
+    messages = render_example(template, records[0], system_prompt="", index=0)["messages"]
+    if any(m.get("role") == "system" for m in messages) or not hasattr(tokenizer, "apply_chat_template"):
+        return None
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+    except Exception:  # a tokenizer without a chat template: nothing is added
+        return None
+    match = re.match(r"\s*<\|im_start\|>system\n(.*?)<\|im_end\|>", text if isinstance(text, str) else "", re.S)
+    return match.group(1).strip() or None if match else None
 
 
 def _cell(value: Any) -> Any:

@@ -184,8 +184,9 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
             return [None, gr.update(value=None), None, "", "", *slot_updates(FORMATS.names()[0], None, {})]
         try:
             found = inspect_source(str(path))
-        except StudioError as exc:
-            return [None, gr.update(value=None), None, "", error_text(texts, lang, exc),
+        except StudioError as exc:  # said beside the file box, where the eye is, not below the form
+            gr.Warning(texts.error(lang, exc))
+            return [None, gr.update(value=None), None, error_text(texts, lang, exc), "",
                     *slot_updates(FORMATS.names()[0], None, {})]
         guess = {"format": found.guess.format, "mapping": found.guess.mapping, "reason": found.guess.reason}
         source = {"path": str(path), "columns": found.columns, "rows": found.rows, "guess": guess}
@@ -208,12 +209,17 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
             if not records:
                 first = f" ({problems[0][1]})" if problems else ""
                 return [], texts.t(lang, "data.preview.none", first=first)
-            spans = forms.highlight(tokenizer(), builtin.template(template or "chat"), records, system_prompt or "",
-                                    bool(train_on_prompt), texts.t(lang, "data.preview.loss"))
+            chosen = builtin.template(template or "chat")
+            roles = {r: texts.t(lang, f"data.role.{r}") for r in ("system", "user", "assistant")}
+            spans = forms.highlight(tokenizer(), chosen, records, system_prompt or "", bool(train_on_prompt),
+                                    texts.t(lang, "data.preview.loss"), roles)
+            added = forms.default_system(tokenizer(), chosen, records, system_prompt or "")
         except StudioError as exc:
             return [], error_text(texts, lang, exc)
-        note = texts.t(lang, "data.preview.skipped", n=len(problems)) if problems else ""
-        return spans, note
+        notes = [texts.t(lang, "data.preview.skipped", n=len(problems))] if problems else []
+        if added:
+            notes.append(texts.t(lang, "data.preview.default_system", prompt=added))
+        return spans, " ".join(notes)
 
     preview_inputs = [view.source, view.format, view.template, view.system_prompt, view.train_on_prompt, ui.lang,
                       *view.slots]

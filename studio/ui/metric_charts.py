@@ -14,6 +14,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from studio.ui.charts import integer_steps
 from studio.ui.i18n import Texts
 
 # (panel, metric keys drawn in it), in reading order; the loss has its own chart in the Train tab.
@@ -108,6 +109,7 @@ def metrics_figure(metrics: list[dict[str, Any]] | None, texts: Texts, lang: str
                                      line=dict(color=COLORS[j % len(COLORS)], width=2), legendgroup=key,
                                      showlegend=len(keys) > 1), row=row, col=col)
         fig.update_xaxes(title_text=texts.t(lang, "chart.step"), row=row, col=col, title_standoff=2)
+        integer_steps(fig, [x for key in keys if key in series for x in series[key]["x"]], row=row, col=col)
     fig.update_layout(template="plotly_white", height=240 * rows + 40, margin=dict(l=50, r=20, t=40, b=30),
                       legend=dict(orientation="h", y=1.02 + 0.02 * rows, yanchor="bottom", x=1, xanchor="right"),
                       uirevision="metrics")

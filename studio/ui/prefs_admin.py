@@ -218,10 +218,14 @@ def build_results(engine: Any, ui: UiShared, tab: Any) -> None:
     loc.label(people, "prefs.results.people")
     loc.label(contested, "prefs.results.contested")
     with gr.Row(equal_height=True):
-        strategy = loc.label(gr.Radio(list(STRATEGIES), value="all_pairs", label=t("prefs.export.strategy"),
-                                      info=t("prefs.export.strategy.info")), "prefs.export.strategy",
-                             "prefs.export.strategy.info")
-        fmt = loc.label(gr.Radio(["dpo", "kto"], value="dpo", label=t("prefs.export.format")), "prefs.export.format")
+        worded = lambda keys, lg: [(texts.t(lg, f"prefs.export.choice.{k}"), k) for k in keys]  # noqa: E731
+        strategy = gr.Radio(worded(STRATEGIES, lang), value="all_pairs", label=t("prefs.export.strategy"),
+                            info=t("prefs.export.strategy.info"), elem_id="studio-prefs-strategy")
+        loc.add(strategy, lambda lg: gr.update(choices=worded(STRATEGIES, lg), label=texts.t(lg, "prefs.export.strategy"),
+                                               info=texts.t(lg, "prefs.export.strategy.info")))
+        fmt = gr.Radio(worded(("dpo", "kto"), lang), value="dpo", label=t("prefs.export.format"),
+                       elem_id="studio-prefs-format")
+        loc.add(fmt, lambda lg: gr.update(choices=worded(("dpo", "kto"), lg), label=texts.t(lg, "prefs.export.format")))
         conversational = loc.label(gr.Checkbox(label=t("prefs.export.conversational")), "prefs.export.conversational")
         name = loc.label(gr.Textbox(label=t("prefs.export.name"), elem_id="studio-prefs-export-name"),
                          "prefs.export.name")
@@ -242,7 +246,7 @@ def build_results(engine: Any, ui: UiShared, tab: Any) -> None:
             report = engine.prefs.agreement(name or "")
         except StudioError as exc:
             return error_text(texts, lang, exc), _table(texts, lang, PEOPLE, []), _table(texts, lang, CONTESTED, [])
-        alpha = "—" if report.get("alpha") is None else f"{report['alpha']:.3f}"
+        alpha = texts.t(lang, "prefs.results.alpha_none") if report.get("alpha") is None else f"{report['alpha']:.3f}"
         line = texts.t(lang, "prefs.results.summary", items=state["items"], complete=state["complete"],
                        rankings=state["rankings"], overlap=state["overlap"], alpha=alpha)
         if report.get("judge") and report["judge"].get("mean") is not None:

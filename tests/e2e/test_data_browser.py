@@ -99,3 +99,21 @@ def test_a_custom_template_is_saved_and_a_mix_is_built(page, studio_server, tmp_
                            timeout=60_000)
     assert "8 imported" in page.locator("#studio-mix-message").inner_text()
     page.screenshot(path=str(ARTIFACTS / "10-data-template-mix.png"), full_page=True)
+
+
+def test_a_bad_file_is_named_beside_the_file_box_in_view(page, studio_server, tmp_path):
+    """At 1440x900 the sentence about a file that cannot be read shows in the viewport, next to the file box."""
+    url, _ = studio_server
+    bad = tmp_path / "empty.csv"
+    bad.write_text("question;answer\n", encoding="utf-8")  # a header and no rows
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(url)
+    page.wait_for_selector("#studio-start")
+    page.get_by_role("tab", name="Data").click()
+    drop_files(page, "#studio-data-file", [bad])
+    facts = page.locator("#studio-data-facts")
+    page.wait_for_function("() => (document.querySelector('#studio-data-facts').textContent || '').includes('empty.csv')",
+                           timeout=60_000)
+    box = facts.bounding_box()
+    assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 900, box
+    assert page.locator("#studio-data-message").inner_text().strip() == ""

@@ -1,6 +1,7 @@
 """The guided first path, clicked in a real Chromium in English and in Spanish: a goal, an uploaded CSV, the
 recipe the studio fills in (three methods first, the why in two sentences), a finished run, a chat with it in
-the Playground and an export. Screenshots land in test-artifacts/ (guided-*.png).
+the Playground and an export. Screenshots land in test-artifacts/ (guided-*.png). Then every tab in Spanish, which
+must show no sentence of the English locale (es-*.png).
 
 The recipe stays editable under All settings: the test uses that to swap in the tiny random Llama from
 tests/conftest.py and two steps, so it spends its time where a person would, not training.
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from studio.ui.i18n import Texts
 from tests.e2e.test_studio_browser import ARTIFACTS, choose, fill, wait_progress
 
 pytestmark = pytest.mark.e2e
@@ -118,3 +121,46 @@ def test_the_guided_path_from_a_csv_to_a_run_a_chat_and_an_export(lang, page, st
     exported = [p for p in (home / "exports").iterdir() if p.is_dir() and (p / "export.json").exists()]
     assert any(json.loads((p / "export.json").read_text())["source"].endswith(run.name) for p in exported), exported
     page.screenshot(path=str(ARTIFACTS / f"guided-5-export-{lang}.png"), full_page=True)
+
+
+TABS = ("Entrenar", "Datos", "Ejecuciones", "Evaluar", "Probar", "Chat con documentos", "Preferencias", "Exportar")
+MIN_PIECE = 14
+
+
+def english_pieces() -> set[str]:
+    texts = Texts.load()
+    en, es = texts.locales["en"], texts.locales["es"]
+    pieces = set()
+    for key, value in en.items():
+        if key not in es or es[key] == value:
+            continue  # names that read the same in both languages (LoRA, GGUF...)
+        for piece in re.split(r"\{[^}]*\}|[*`_\[\]()]", value):
+            piece = piece.strip(" .,:;—-·\n")
+            if len(piece) >= MIN_PIECE and piece not in es[key]:
+                pieces.add(piece)
+    return pieces
+
+
+def test_every_tab_in_spanish_shows_no_english_sentence(page, studio_server):
+    url, _ = studio_server
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(url)
+    page.wait_for_function("() => (document.querySelector('#studio-guide-why') || {}).textContent")
+    pieces = english_pieces()
+    assert len(pieces) > 300
+    english = page.locator("body").inner_text()
+    assert sum(p in english for p in pieces) > 10  # the check sees English where there is some
+    page.locator("#studio-lang").get_by_text("Español").click()
+    page.locator("#studio-guide-why").get_by_text("libres aquí").wait_for(timeout=60_000)
+    page.locator("#studio-glossary").get_by_text("Glosario").click()
+    left = {}
+    for tab in TABS:
+        button = page.get_by_role("tab", name=tab, exact=True)
+        button.click()
+        page.wait_for_function("(el) => el.getAttribute('aria-selected') === 'true'", arg=button.element_handle())
+        text = page.locator("body").inner_text()
+        found = sorted(p for p in pieces if p in text)
+        if found:
+            left[tab] = found
+        page.screenshot(path=str(ARTIFACTS / f"es-{tab.split()[0].lower()}.png"), full_page=True)
+    assert not left, left

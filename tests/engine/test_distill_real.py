@@ -17,12 +17,12 @@ STUDENT_LAYERS = 8
 
 
 @pytest.fixture(scope="module")
-def student_dir(tmp_path_factory) -> Path:
+def student_dir(tmp_path_factory, converted_smollm2) -> Path:
     from studio.models.loading import load_causal_lm
     from studio.workspace import Workspace
 
     ws = Workspace.open(tmp_path_factory.mktemp("student-home"))
-    model, tok = load_causal_lm("smollm2-135m-instruct", ws, precision="fp32", for_training=False)
+    model, tok = load_causal_lm(str(converted_smollm2), ws, precision="fp32", for_training=False)
     model.model.layers = model.model.layers[:STUDENT_LAYERS]
     model.config.num_hidden_layers = STUDENT_LAYERS
     out = tmp_path_factory.mktemp("student")
@@ -42,7 +42,7 @@ def test_a_truncated_smollm2_moves_toward_the_full_model_on_held_out_examples(wo
         "name": "distill-real", "model": str(student_dir), "stage": "distill", "method": {"name": "full"},
         "distill": {"teacher": "smollm2-135m-instruct", "alpha": 0.0, "temperature": 1.0},
         "data": {"dataset": "sample-format-tutor", "max_length": 192, "validation": 0.1},
-        "train": {"max_steps": 16, "batch_size": 4, "lr": 3e-4, "scheduler": "constant", "warmup_ratio": 0.0,
+        "train": {"max_steps": 8, "batch_size": 4, "lr": 5e-4, "scheduler": "constant", "warmup_ratio": 0.0,
                   "eval_every": 100, "save_every": 100},
     })
     tok = AutoTokenizer.from_pretrained(student_dir)

@@ -331,7 +331,7 @@ def test_dpo_with_lora_raises_smollm2s_preference_for_the_chosen_style_on_held_o
         "name": "dpo-real", "model": "smollm2-135m-instruct", "stage": "dpo", "method": {"name": "lora"},
         "dpo": {"beta": 0.1, "loss_type": "sigmoid"},
         "data": {"dataset": str(train_file), "max_length": 128, "validation": 0.0},
-        "train": {"max_steps": 24, "batch_size": 4, "lr": 2e-4, "scheduler": "constant", "eval_every": 100,
+        "train": {"max_steps": 12, "batch_size": 4, "lr": 4e-4, "scheduler": "constant", "eval_every": 100,
                   "save_every": 100, "seed": 0},
     })
 

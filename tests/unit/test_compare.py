@@ -88,3 +88,18 @@ def test_a_confusion_matrix_draws_as_a_labelled_heatmap():
     assert list(fig.data[0].x) == ["neg", "pos"] and fig.data[0].z[1][1] == 7
     assert "paso 30" in fig.layout.title.text
     assert confusion_figure(None, texts, "en") is None
+
+
+def test_step_axes_tick_whole_steps():
+    """A three-step run is ticked 1, 2, 3 (not 0.5, 1.5...); a long run keeps plotly's own (whole) ticks."""
+    from studio.ui.charts import loss_figure
+    from studio.ui.i18n import Texts
+    from studio.ui.metric_charts import metrics_figure
+
+    texts = Texts.load()
+    short = [{"type": "progress", "step": s, "loss": 2.0 / s, "epoch": 0.1 * s, "grad_norm": 1.0} for s in (1, 2, 3)]
+    loss = loss_figure(short, texts, "en").layout.xaxis
+    assert loss.dtick == 1 and loss.tickformat == "d"
+    assert metrics_figure(short, texts, "en").layout.xaxis.dtick == 1
+    long = [{"type": "progress", "step": s, "loss": 1.0, "epoch": 0.0} for s in range(1, 200)]
+    assert loss_figure(long, texts, "en").layout.xaxis.dtick is None

@@ -121,3 +121,19 @@ def test_record_pages_hold_25_rows_and_clamp_the_page_number():
     assert pages == 3 and [r[0] for r in table["data"]] == [f"q{i}" for i in range(50, 60)]
     assert table["data"][0][1].startswith("[{")  # nested values shown as JSON text
     assert page_of(records, 99)[0]["data"][0][0] == "q50" and page_of([], 1) == ({"headers": ["(empty)"], "data": []}, 1)
+
+
+def test_the_preview_reads_chat_markers_as_roles_and_names_the_templates_own_system_prompt(smollm2_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from studio.data.library import DataLibrary
+
+    raw = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>"
+    assert forms.readable(raw, {"user": "Usuario"}) == "System: Be brief.\nUsuario: Hi\nAssistant: Hello"
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    chat = DataLibrary(None).template("chat")
+    records = [{"instruction": "Capital of France?", "output": "Paris"}]
+    spans = forms.highlight(tok, chat, records, "", False, "loss")
+    assert "<|im_start|>" not in "".join(t for t, _ in spans) and ("Paris", "loss") in spans
+    assert "SmolLM" in forms.default_system(tok, chat, records, "")  # SmolLM2's template names itself
+    assert forms.default_system(tok, chat, records, "Answer in one word.") is None
