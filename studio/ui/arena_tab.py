@@ -34,8 +34,8 @@ def build_arena(engine: Any, ui: UiShared) -> None:
         votes = [loc.value(gr.Button(t(f"arena.vote.{o}"), elem_id=f"studio-arena-vote-{o}"), f"arena.vote.{o}")
                  for o in OUTCOMES]
     reveal = gr.Markdown("", elem_id="studio-arena-reveal")
-    board = gr.Dataframe(headers=["model", "rating", "95% CI", "wins", "losses", "ties", "votes"], value=[],
-                         interactive=False, elem_id="studio-arena-board")
+    board = gr.Dataframe(headers=_board_headers(texts, lang), value=[], interactive=False,
+                         elem_id="studio-arena-board")
     with gr.Row(equal_height=True):
         export_name = loc.label(gr.Textbox(value="arena-votes", label=t("prefs.export.name")), "prefs.export.name")
         export = loc.value(gr.Button(t("arena.export"), elem_id="studio-arena-export"), "arena.export")
@@ -44,7 +44,7 @@ def build_arena(engine: Any, ui: UiShared) -> None:
     @allow("arena")
     def refresh(lang):
         choices = target_choices(engine.model_choices(), engine.finished_runs(), texts, lang, False)
-        return gr.update(choices=choices), gr.update(choices=choices), _board(engine)
+        return gr.update(choices=choices), gr.update(choices=choices), _board(engine, texts, lang)
 
     ui.demo.load(refresh, [ui.lang], [model_a, model_b, board], api_visibility="private", show_progress="hidden")
 
@@ -69,7 +69,8 @@ def build_arena(engine: Any, ui: UiShared) -> None:
                 who = engine.prefs.arena_vote(duel_id, outcome, caller_of(engine, request).name)
             except StudioError as exc:
                 return duel_id, error_text(texts, lang, exc), gr.update()
-            return None, texts.t(lang, "arena.revealed", one=who["model_1"], two=who["model_2"]), _board(engine)
+            revealed = texts.t(lang, "arena.revealed", one=who["model_1"], two=who["model_2"])
+            return None, revealed, _board(engine, texts, lang)
         return on_vote
 
     for outcome, button in zip(OUTCOMES, votes):
@@ -86,9 +87,18 @@ def build_arena(engine: Any, ui: UiShared) -> None:
     export.click(on_export, [ui.lang, export_name], [reveal], api_visibility="private")
 
 
-def _board(engine: Any) -> list[list]:
+BOARD_COLUMNS = ("model", "rating", "interval", "wins", "losses", "ties", "votes")
+
+
+def _board_headers(texts: Any, lang: str) -> list[str]:
+    return [texts.t(lang, f"arena.col.{c}") for c in BOARD_COLUMNS]
+
+
+def _board(engine: Any, texts: Any, lang: str) -> dict:
     rows = engine.prefs.leaderboard(rounds=200)
-    return [[r["model"], round(r["rating"]), _interval(r), r["wins"], r["losses"], r["ties"], r["votes"]] for r in rows]
+    return {"headers": _board_headers(texts, lang),
+            "data": [[r["model"], round(r["rating"]), _interval(r), r["wins"], r["losses"], r["ties"], r["votes"]]
+                     for r in rows]}
 
 
 def _interval(row: dict) -> str:

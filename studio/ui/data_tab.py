@@ -65,6 +65,13 @@ class DataView:
     heldout: dict  # split -> gr.File: a separate file that becomes that split whole
 
 
+LIBRARY_COLUMNS = ("name", "version", "format", "train", "validation", "test", "template", "skipped")
+
+
+def library_headers(texts: Any, lang: str) -> list[str]:
+    return [texts.t(lang, f"data.library.col.{c}") for c in LIBRARY_COLUMNS]
+
+
 def _template_names(data: Any) -> list[str]:
     saved = [t.name for t in data.templates()] if data is not None else []
     return [*BUILTIN_TEMPLATES, *(n for n in saved if n not in BUILTIN_TEMPLATES)]
@@ -100,7 +107,7 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
             slots = [gr.Dropdown(choices=[""], value="", visible=False, interactive=True,
                                  elem_id=f"studio-data-map-{i}") for i in range(forms.MAX_FIELDS)]
         with gr.Column(scale=3):
-            table = loc.label(gr.Dataframe(label=t("data.table"), interactive=False, wrap=True, max_height=260,
+            table = loc.label(gr.Dataframe(label=t("data.table"), interactive=False, wrap=True, max_height=260, visible=False,
                                            elem_id="studio-data-table"), "data.table")
             facts = gr.Markdown("", elem_id="studio-data-facts")
     with gr.Row():
@@ -114,6 +121,7 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
     build_template_editor(ui, data, template, lambda: _template_names(data))
     loss_labels = {texts.t(code, "data.preview.loss") for code in texts.locales}
     preview = loc.label(gr.HighlightedText(label=t("data.preview.label"), combine_adjacent=False, show_legend=False,
+                                           visible=False,
                                            color_map={label: "#86efac" for label in loss_labels},
                                            elem_id="studio-data-preview"), "data.preview.label")
     preview_note = gr.Markdown("", elem_id="studio-data-preview-note")
@@ -135,24 +143,25 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
                                       interactive=False, visible=False, elem_id="studio-data-problems"),
                          "data.problems")
     with loc.label(gr.Accordion(t("data.library"), open=True), "data.library"):
-        datasets = gr.Dataframe(headers=["name", "version", "format", "train", "validation", "test", "template",
-                                         "skipped"], value=[], interactive=False, elem_id="studio-data-list")
+        datasets = gr.Dataframe(headers=library_headers(texts, lang), value=[], interactive=False,
+                                elem_id="studio-data-list")
         with gr.Row():
             picked = loc.label(gr.Dropdown(choices=[], value=None, label=t("data.picked"), scale=2,
                                            elem_id="studio-data-picked"), "data.picked")
             export_format = loc.label(gr.Radio(list(EXPORT_FORMATS), value="jsonl", label=t("data.export_format"),
                                                scale=2), "data.export_format")
             export = loc.value(gr.Button(t("data.export"), scale=1, elem_id="studio-data-export"), "data.export")
-        download = loc.label(gr.File(label=t("data.download"), interactive=False, elem_id="studio-data-download"),
+        download = loc.label(gr.File(label=t("data.download"), interactive=False, visible=False, height=90,
+                                     elem_id="studio-data-download"),
                              "data.download")
         with gr.Row():
             max_length = loc.label(gr.Number(512, precision=0, minimum=16, label=t("data.stats.max_length"),
                                              scale=1, elem_id="studio-data-maxlen"), "data.stats.max_length")
             stats_note = gr.Markdown("", elem_id="studio-data-stats")
-        histogram = gr.Plot(elem_id="studio-data-histogram", show_label=False)
-        columns = loc.label(gr.Dataframe(value=[], interactive=False, label=t("data.stats.columns"),
+        histogram = gr.Plot(elem_id="studio-data-histogram", show_label=False, visible=False)
+        columns = loc.label(gr.Dataframe(value=[], interactive=False, label=t("data.stats.columns"), visible=False,
                                          elem_id="studio-data-columns"), "data.stats.columns")
-        card = loc.label(gr.JSON(label=t("data.card"), elem_id="studio-data-card"), "data.card")
+        card = loc.label(gr.JSON(label=t("data.card"), visible=False, elem_id="studio-data-card"), "data.card")
 
     def refreshed_library(new_name: str):
         rows = data.datasets() if data is not None else []
@@ -181,19 +190,20 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
 
     def on_file(path, lang):
         if not path:
-            return [None, gr.update(value=None), None, "", "", *slot_updates(FORMATS.names()[0], None, {})]
+            return [None, gr.update(value=None), gr.update(value=None, visible=False), "", "",
+                    *slot_updates(FORMATS.names()[0], None, {})]
         try:
             found = inspect_source(str(path))
         except StudioError as exc:  # said beside the file box, where the eye is, not below the form
             gr.Warning(texts.error(lang, exc))
-            return [None, gr.update(value=None), None, error_text(texts, lang, exc), "",
+            return [None, gr.update(value=None), gr.update(value=None, visible=False), error_text(texts, lang, exc), "",
                     *slot_updates(FORMATS.names()[0], None, {})]
         guess = {"format": found.guess.format, "mapping": found.guess.mapping, "reason": found.guess.reason}
         source = {"path": str(path), "columns": found.columns, "rows": found.rows, "guess": guess}
         facts = texts.t(lang, "data.facts", reason=guess["reason"],
                         **forms.source_facts(found.info, found.problems, len(found.rows)))
         table = {"headers": found.columns, "data": forms.table_rows(found.columns, found.rows)}
-        return [source, gr.update(value=guess["format"]), table, facts, "",
+        return [source, gr.update(value=guess["format"]), gr.update(value=table, visible=True), facts, "",
                 *slot_updates(guess["format"], source, guess["mapping"])]
 
     def tokenizer():
@@ -203,23 +213,23 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
 
     def on_preview(source, fmt, template, system_prompt, train_on_prompt, lang, *slot_values):
         if not source or not fmt:
-            return [], ""
+            return gr.update(value=[], visible=False), ""
         try:
             records, problems = forms.preview_records(source["rows"], fmt, forms.mapping_from_slots(fmt, slot_values))
             if not records:
                 first = f" ({problems[0][1]})" if problems else ""
-                return [], texts.t(lang, "data.preview.none", first=first)
+                return gr.update(value=[], visible=False), texts.t(lang, "data.preview.none", first=first)
             chosen = builtin.template(template or "chat")
             roles = {r: texts.t(lang, f"data.role.{r}") for r in ("system", "user", "assistant")}
             spans = forms.highlight(tokenizer(), chosen, records, system_prompt or "", bool(train_on_prompt),
                                     texts.t(lang, "data.preview.loss"), roles)
             added = forms.default_system(tokenizer(), chosen, records, system_prompt or "")
         except StudioError as exc:
-            return [], error_text(texts, lang, exc)
+            return gr.update(value=[], visible=False), error_text(texts, lang, exc)
         notes = [texts.t(lang, "data.preview.skipped", n=len(problems))] if problems else []
         if added:
             notes.append(texts.t(lang, "data.preview.default_system", prompt=added))
-        return spans, " ".join(notes)
+        return gr.update(value=spans, visible=True), " ".join(notes)
 
     preview_inputs = [view.source, view.format, view.template, view.system_prompt, view.train_on_prompt, ui.lang,
                       *view.slots]
@@ -235,11 +245,13 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
     view.system_prompt.submit(on_preview, preview_inputs, preview_outputs, **private)
     view.system_prompt.blur(on_preview, preview_inputs, preview_outputs, **private)
 
-    def library(selected=None):
+    def library(selected=None, lang=None):
+        """The saved datasets (headers in `lang`) and the picker, `selected` picked when it is one of them."""
         rows = data.datasets() if data is not None else []
         names = [d["name"] for d in rows]
         value = selected if selected in names else (names[0] if names else None)
-        return forms.dataset_rows(rows), gr.update(choices=names, value=value)
+        table = {"headers": library_headers(texts, lang or ui.default_lang), "data": forms.dataset_rows(rows)}
+        return table, gr.update(choices=names, value=value)
 
     settings = {*(f.component for f in view.cleaning + view.split)}
     save_inputs = {view.source, view.name, view.format, view.template, view.system_prompt, ui.lang, *view.slots,
@@ -262,7 +274,7 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
         except StudioError as exc:
             gr.Warning(texts.error(lang, exc))
             return {view.message: error_text(texts, lang, exc)}
-        table, picked = library(result.name)
+        table, picked = library(result.name, lang)
         note = saved_note(result, texts, lang)
         return {view.message: note, view.datasets: table, view.picked: picked,
                 view.problems: gr.update(value={"headers": [texts.t(lang, "data.problems.line"),
@@ -273,14 +285,18 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
     view.save.click(on_save, save_inputs, [view.message, view.datasets, view.picked, view.problems], **private)
 
     def on_pick(name, max_length, lang):
+        hidden = gr.update(value=None, visible=False)
         if not name:
-            return None, "", None, []
+            return hidden, "", hidden, gr.update(value=[], visible=False)
         try:
             card = data.card(name)
             report = data.report(name, tokenizer(), int(max_length or 512))
         except (StudioError, OSError) as exc:
-            return None, error_text(texts, lang, exc) if isinstance(exc, StudioError) else "", None, []
-        return card, forms.stats_note(texts, lang, report), histogram_figure(report), forms.column_rows(report)
+            note = error_text(texts, lang, exc) if isinstance(exc, StudioError) else ""
+            return hidden, note, hidden, gr.update(value=[], visible=False)
+        return (gr.update(value=card, visible=True), forms.stats_note(texts, lang, report),
+                gr.update(value=histogram_figure(report), visible=True),
+                gr.update(value=forms.column_rows(report), visible=True))
 
     pick_outputs = [view.card, view.stats_note, view.histogram, view.columns]
     view.picked.change(on_pick, [view.picked, view.max_length, ui.lang], pick_outputs, **private)
@@ -291,15 +307,18 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
     view.datasets.select(on_row, None, [view.picked], **private)
 
     def on_export(name, fmt, lang):
-        if not name:
-            return gr.skip(), texts.t(lang, "data.msg.pick_first")
+        if not name:  # said as a toast: the message line is far below, by the Save button
+            gr.Warning(texts.t(lang, "data.msg.pick_first"))
+            return gr.skip(), gr.skip()
         try:
             path = data.export(name, Path(tempfile.mkdtemp(prefix="studio-export-")) / f"{name}.{fmt}", fmt)
         except StudioError as exc:
-            return gr.skip(), error_text(texts, lang, exc)
-        return str(path), ""
+            gr.Warning(texts.error(lang, exc))
+            return gr.skip(), gr.skip()
+        return gr.update(value=str(path), visible=True), ""
 
     view.export.click(on_export, [view.picked, view.export_format, ui.lang], [view.download, view.message],
                       **private)
-    ui.demo.load(lambda: library(), None, [view.datasets, view.picked], **private)
+    ui.demo.load(lambda lang: library(None, lang), [ui.lang], [view.datasets, view.picked], **private)
+    ui.on_language(lambda lang, picked: library(picked, lang), [view.picked], [view.datasets, view.picked])
     ui.demo.load(lambda: gr.update(choices=_template_names(data)), None, [view.template], **private)

@@ -24,7 +24,8 @@ from studio.ui.i18n import Texts
 
 DEFAULT_METHOD = "lora"
 DEFAULT_GOAL = "style"
-COLUMNS = ("method", "applicable", "trainable", "percent", "peak", "disk", "mergeable", "fits")
+# What decides first (fits, peak) comes first; why a method cannot be used, a sentence, goes last.
+COLUMNS = ("method", "fits", "peak", "trainable", "percent", "disk", "mergeable", "why_not")
 
 
 @dataclass
@@ -107,14 +108,13 @@ def reason_text(texts: Texts, lang: str, row: dict) -> str:
 
 
 def table_row(texts: Texts, lang: str, row: dict) -> list:
-    """One table line: method, applicable (or why not), trainable, %, peak GB, disk MB, mergeable, fits."""
+    """One table line: method, fits, peak GB, trainable, %, disk MB, mergeable, and why not (when it cannot be used)."""
     yes_no = lambda flag: texts.t(lang, "picker.yes" if flag else "picker.no")  # noqa: E731
     title = texts.method_title(lang, METHODS.get(row["name"])) if row["name"] in METHODS else row["title"]
     if not row["applicable"]:
-        return [title, reason_text(texts, lang, row), "", "", "", "", yes_no(row["mergeable"]), ""]
-    return [title, yes_no(True), f"{row['trainable']:,}", f"{row['percent']:.3f}",
-            f"{row['estimated_total'] / GiB:.2f}", f"{row['adapter_size_on_disk'] / 2 ** 20:.1f}",
-            yes_no(row["mergeable"]), yes_no(row["fits"])]
+        return [title, yes_no(False), "", "", "", "", yes_no(row["mergeable"]), reason_text(texts, lang, row)]
+    return [title, yes_no(row["fits"]), f"{row['estimated_total'] / GiB:.2f}", f"{row['trainable']:,}",
+            f"{row['percent']:.3f}", f"{row['adapter_size_on_disk'] / 2 ** 20:.1f}", yes_no(row["mergeable"]), ""]
 
 
 def table_frame(texts: Texts, lang: str, rows: list[dict]) -> pd.DataFrame:
@@ -173,6 +173,7 @@ def build_method_picker(ui: Any) -> MethodPickerView:
         estimate = loc.value(gr.Button(t("picker.estimate"), size="sm", elem_id="studio-estimate"),
                              "picker.estimate")
         table = gr.Dataframe(value=table_frame(texts, lang, []), interactive=False, wrap=True,
+                             column_widths=["16%", "7%", "10%", "12%", "8%", "10%", "9%", "28%"],
                              elem_id="studio-method-table")
     with loc.label(gr.Accordion(t("picker.suggest"), open=False, elem_id="studio-suggest-box"),
                    "picker.suggest"):

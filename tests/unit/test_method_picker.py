@@ -51,13 +51,14 @@ def test_a_plan_no_single_change_rescues_says_so(texts):
 def test_an_inapplicable_method_gives_its_reason(texts):
     row = lora_row(applicable=False, reason="Method 'x' cannot train stage 'dpo'.", trainable=None)
     assert verdict_text(texts, "en", "IA3", row, MEMORY) == "IA3 cannot be used here: Method 'x' cannot train stage 'dpo'."
-    assert table_row(texts, "en", {**row, "name": "ia3"})[:2] == ["IA3", "Method 'x' cannot train stage 'dpo'."]
+    line = table_row(texts, "en", {**row, "name": "ia3"})
+    assert line[:2] == ["IA3", "no"] and line[-1] == "Method 'x' cannot train stage 'dpo'."
 
 
 def test_a_table_line_has_every_column_in_people_units(texts):
     line = table_row(texts, "en", lora_row())
     assert len(line) == len(COLUMNS)
-    assert line == ["LoRA", "yes", "4,900,000", "3.500", "7.10", "18.7", "yes", "yes"]
+    assert line == ["LoRA", "yes", "7.10", "4,900,000", "3.500", "18.7", "yes", ""]
     frame = table_frame(texts, "es", [lora_row()])
     assert list(frame.columns)[0] == "Método" and frame.iloc[0, 1] == "sí"
 
