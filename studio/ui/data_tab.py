@@ -130,7 +130,7 @@ def build_data(engine: Any, ui: UiShared) -> DataView:
         split = build_fields(SplitConfig, "split", loc, lang, only=("validation", "test", "seed"), per_row=3)
         with gr.Row():
             heldout = {part: loc.label(gr.File(label=t(f"data.heldout.{part}"), file_types=FILE_TYPES,
-                                               type="filepath", height=90, elem_id=f"studio-data-{part}-file"),
+                                               type="filepath", elem_id=f"studio-data-{part}-file"),
                                        f"data.heldout.{part}") for part in ("validation", "test")}
     with gr.Row(equal_height=True):
         name = loc.label(gr.Textbox(label=t("data.name.label"), placeholder=t("data.name.placeholder"), scale=3,

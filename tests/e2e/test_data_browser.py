@@ -25,6 +25,10 @@ def test_uploaded_csv_is_guessed_previewed_and_saved(page, studio_server, tmp_pa
     page.goto(url)
     page.wait_for_selector("#studio-start")
     page.get_by_role("tab", name="Data").click()
+    page.get_by_text("Cleaning and split").click()
+    box = page.locator("#field-split-validation input").first
+    box.fill("1")
+    box.press("Enter")
     drop_files(page, "#studio-data-file", [csv])
 
     page.wait_for_function("() => document.querySelector('#studio-data-format input').value === 'instruction'",
@@ -39,12 +43,8 @@ def test_uploaded_csv_is_guessed_previewed_and_saved(page, studio_server, tmp_pa
     assert "Paris" in preview.inner_text()
     page.locator("#studio-data-preview-note").get_by_text("1 of the first rows").wait_for()
 
-    page.get_by_text("Cleaning and split").click()  # 4 rows: a 10% validation share would be empty
-    box = page.locator("#field-split-validation input").first
-    box.fill("1")
-    box.press("Tab")
+    # Set before the file arrives (4 rows: a 10% validation share would be empty); still 1 once the page has settled.
     page.wait_for_function("() => document.querySelector('#field-split-validation input').value === '1'")
-    page.wait_for_timeout(500)  # let the number's change event reach the app before Save reads it
     page.locator("#studio-data-name input, #studio-data-name textarea").first.fill("capitals")
     page.locator("#studio-data-save").click()
     message = page.locator("#studio-data-message")
