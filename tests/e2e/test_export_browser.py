@@ -83,7 +83,7 @@ def test_export_a_finished_run_see_its_report_and_download_it(page, studio_serve
 
     page.locator("#studio-lang").get_by_text("Español").click()
     page.get_by_role("tab", name="Exportar").wait_for()
-    wait_text(page, "#studio-export-table", "Artefacto")
+    wait_text(page, "#studio-export-table", "Artefacto", timeout=120_000)  # every tab redraws: slow on a busy CPU
     wait_text(page, "#studio-export-explain", "Un solo archivo para llama.cpp")
     wait_text(page, "#studio-export-previous", "Carpeta")
     page.screenshot(path=str(ARTIFACTS / "21-export-es.png"), full_page=True)
