@@ -148,6 +148,5 @@ def _wire_language(language: gr.Radio, ui: UiShared) -> None:
 
     event = language.change(switch, [language], [ui.lang, *components], api_visibility="private",
                             show_progress="hidden")
-    # Each tab's redraw follows the switch on its own (not one after another): a slow one delays only itself.
     for fn, inputs, outputs in ui.language_hooks:
-        event.then(fn, [ui.lang, *inputs], outputs, api_visibility="private", show_progress="hidden")
+        event = event.then(fn, [ui.lang, *inputs], outputs, api_visibility="private", show_progress="hidden")
