@@ -32,3 +32,14 @@ def phase_columns(phase: str | None) -> dict[str, Any]:
     key = getattr(phase, "key", None)
     return {"phase": None if phase is None else str(phase), "phase_key": key,
             "phase_params": json.dumps(phase.params, default=str) if key else None}
+
+
+def phase_text(event: dict) -> Phase | None:
+    """'evaluating 5/16', 'generating 0/4' or None (training steps again) from a worker's phase event."""
+    if not event.get("phase"):
+        return None
+    name = str(event["phase"])
+    if event.get("done") is None:
+        return Phase(name, name)
+    total = event.get("total") or "?"
+    return Phase(f"{name} {event['done']}/{total}", name, done=event["done"], total=total)

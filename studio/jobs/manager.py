@@ -31,7 +31,7 @@ from studio.jobs import worker
 from studio.jobs.runfiles import (SKIP_EVALUATION, append_log_line, append_metrics, checkpoint_step, estimate_eta,
                                   follow_metrics, latest_checkpoint, recent_metrics, rewind_metrics, tail_lines)
 from studio.jobs.records import error_columns
-from studio.phase import Phase, phase_columns
+from studio.phase import phase_columns, phase_text
 from studio.jobs.worker import exit_reason, pid_alive
 from studio.workspace import ACTIVE_STATES, Workspace
 
@@ -488,14 +488,3 @@ class JobManager:
         with self.ws.db() as conn:
             row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
         return dict(row) if row else None
-
-
-def phase_text(event: dict) -> Phase | None:
-    """'evaluating 5/16', 'generating 0/4' or None (training steps again) from a worker's phase event."""
-    if not event.get("phase"):
-        return None
-    name = str(event["phase"])
-    if event.get("done") is None:
-        return Phase(name, name)
-    total = event.get("total") or "?"
-    return Phase(f"{name} {event['done']}/{total}", name, done=event["done"], total=total)

@@ -238,7 +238,7 @@ def test_every_keyed_phase_has_a_spanish_sentence_that_its_values_fill():
         wanted = {f for _, f, _, _ in string.Formatter().parse(template) if f}
         if not wanted <= names:
             problems.append(f"{where}: phase.{key} uses {sorted(wanted - names)} that the Phase does not pass")
-    for name in ("evaluating", "generating"):  # the training worker's phases (manager.phase_text)
+    for name in ("evaluating", "generating"):  # the training worker's phases (studio.phase.phase_text)
         assert f"phase.{name}" in es
     assert problems == []
 
