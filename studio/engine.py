@@ -279,12 +279,13 @@ class Engine:
         """The method the picker suggests for `goal` on this model, machine and dataset, with its reason and the top
         three that fit; it reads the same estimate (`method_table`) as the verdict and the table."""
         from studio.memory import device_memory, load_config, model_shape, task_of
-        from studio.memory_picker import CANDIDATES, dataset_rows, recommend
+        from studio.memory_picker import CANDIDATES, dataset_rows, method_table, recommend
         from studio.models.catalogue import resolve_model
 
         memory = memory or device_memory()
-        params = model_shape(load_config(resolve_model(recipe.model, self.ws)), task_of(recipe.stage))["params"]
-        rows = self.method_table(recipe, memory=memory, only=CANDIDATES)
+        config = load_config(resolve_model(recipe.model, self.ws))  # read once: the table takes the config itself
+        rows = method_table(config, self.ws, recipe, memory=memory, only=CANDIDATES)
+        params = model_shape(config, task_of(recipe.stage))["params"]
         return recommend(rows, goal, dataset_rows(recipe.data.dataset, self.ws), params, memory)
 
     def guide(self, goal: str, dataset: str | None = None, memory: dict | None = None) -> dict:

@@ -66,10 +66,6 @@ def preset_for(goal: str) -> Preset:
     return found[goal]
 
 
-def _gb(n: float) -> str:
-    return f"{n / 2 ** 30:.1f} GB"
-
-
 def plan_guided(ws: Any, goal: str, dataset: str | None = None, memory: dict | None = None,
                 model: str | None = None) -> dict:
     """The guided recipe for `goal` on `dataset` (the preset's sample when None), `model` (the preset's when None)
@@ -80,7 +76,7 @@ def plan_guided(ws: Any, goal: str, dataset: str | None = None, memory: dict | N
     two sentences in English; a UI words them from `why_key`, `why_params` and the preset's own `why`)}."""
     from studio.config import parse_recipe
     from studio.memory import device_memory, load_config, model_shape, task_of
-    from studio.memory_picker import CANDIDATES, dataset_rows, method_table, recommend
+    from studio.memory_picker import CANDIDATES, gb_text, dataset_rows, method_table, recommend
     from studio.models.catalogue import resolve_model
 
     preset = preset_for(goal)
@@ -97,8 +93,8 @@ def plan_guided(ws: Any, goal: str, dataset: str | None = None, memory: dict | N
     recipe = parse_recipe(data)
     memory = memory or device_memory()
     wanted = recipe.method.name
-    rows = method_table(recipe.model, ws, recipe, memory=memory, only=tuple(dict.fromkeys((wanted, *CANDIDATES))))
-    config = load_config(resolve_model(recipe.model, ws))
+    config = load_config(resolve_model(recipe.model, ws))  # read once: the table takes the config itself
+    rows = method_table(config, ws, recipe, memory=memory, only=tuple(dict.fromkeys((wanted, *CANDIDATES))))
     pick = recommend(rows, PICKER_GOAL[goal], dataset_rows(recipe.data.dataset, ws),
                      model_shape(config, task_of(recipe.stage))["params"], memory)
     by_name = {r["name"]: r for r in rows}
@@ -107,9 +103,9 @@ def plan_guided(ws: Any, goal: str, dataset: str | None = None, memory: dict | N
     if method != wanted:
         data["method"] = {"name": method}
     row = by_name.get(method) or {}
-    peak = _gb(row["estimated_total"]) if row.get("estimated_total") else "?"
+    peak = gb_text(row["estimated_total"]) if row.get("estimated_total") else "?"
     params = {"method": row.get("title") or method, "wanted": by_name.get(wanted, {}).get("title") or wanted,
-              "peak": peak, "free": _gb(memory["free_bytes"])}
+              "peak": peak, "free": gb_text(memory["free_bytes"])}
     if keep:
         key, second = "guide.fits", f"{params['method']} needs about {peak} of the {params['free']} free here."
     elif row.get("fits"):

@@ -26,7 +26,7 @@ def _model_config(model_spec: Any, ws: Any) -> Any:
     return load_config(resolve_model(str(model_spec), ws))
 
 
-def _gb(n: float) -> str:
+def gb_text(n: float) -> str:
     return f"{n / GiB:.1f} GB"
 
 
@@ -63,7 +63,7 @@ def _advice(config: Any, name: str, settings: Any, plan: dict, counts: dict, bud
     if seq >= 64:
         ways.append(f"max length {seq}")
         fixes.append(("max_length", seq))
-    need = f"Needs about {_gb(total())} but {_gb(budget)} is usable."
+    need = f"Needs about {gb_text(total())} but {gb_text(budget)} is usable."
     if ways:
         return f"{need} It would fit with any one of: {', '.join(ways)}.", fixes
     return (f"{need} No single change (smaller batch, gradient checkpointing, QLoRA, shorter max length) is "
@@ -184,11 +184,11 @@ def recommend(rows: list[dict], goal: str, dataset_rows: int, model_params: int,
     fitting = [n for n in CANDIDATES if by_name.get(n, {}).get("fits")]
     fitting += [n for n, r in by_name.items() if r.get("fits") and n not in fitting]
     size = f"{model_params / 1e9:.1f}B" if model_params >= 1e9 else f"{model_params / 1e6:.0f}M"
-    free = _gb(memory["free_bytes"])
+    free = gb_text(memory["free_bytes"])
 
     def pick(method: str, reason: str) -> dict:
         row = by_name.get(method) or {}
-        peak = _gb(row["estimated_total"]) if row.get("estimated_total") else "?"
+        peak = gb_text(row["estimated_total"]) if row.get("estimated_total") else "?"
         rest = [n for n in (sorted(fitting, key=lambda n: by_name[n]["estimated_total"]) if reason == "least_memory"
                             else fitting) if n != method]
         return {"method": method, "reason": reason, "top": ([method] + rest)[:3],
