@@ -262,24 +262,33 @@ def dataset_report(ws: Any, name: str, tokenizer: Any, max_length: int, model: s
     }
 
 
-def histogram_figure(report: dict):
-    """A plotly bar chart of token lengths (a `dataset_report` or a `length_report`), max_length marked."""
+# The chart's words; the UI passes them in the page's language (locale keys data.hist.*).
+HISTOGRAM_WORDS = {
+    "title": "Token lengths: {share} of {count} examples longer than {max_length} ({cut} would be cut)",
+    "x": "tokens per example", "y": "examples", "bar": "{low}–{high} tokens: {n}", "line": "max_length {max_length}",
+}
+
+
+def histogram_figure(report: dict, words: dict[str, str] | None = None):
+    """A plotly bar chart of token lengths (a `dataset_report` or a `length_report`), max_length marked; `words`
+    replaces the English of HISTOGRAM_WORDS (same keys and placeholders)."""
     import plotly.graph_objects as go
 
+    w = {**HISTOGRAM_WORDS, **(words or {})}
     lengths = report.get("lengths", report)
     edges, counts = lengths["histogram"]["edges"], lengths["histogram"]["counts"]
     max_length = lengths["max_length"]
     widths = [b - a for a, b in zip(edges, edges[1:])]
     fig = go.Figure(go.Bar(
-        x=[a + w / 2 for a, w in zip(edges, widths)], y=counts, width=widths, marker_line_width=0,
-        hovertext=[f"{a}–{a + w - 1} tokens: {n}" for a, w, n in zip(edges, widths, counts)], hoverinfo="text"))
+        x=[a + w_ / 2 for a, w_ in zip(edges, widths)], y=counts, width=widths, marker_line_width=0,
+        hovertext=[w["bar"].format(low=a, high=a + w_ - 1, n=n) for a, w_, n in zip(edges, widths, counts)],
+        hoverinfo="text"))
     fig.add_vline(x=max_length, line_dash="dash", line_color="firebrick",
-                  annotation_text=f"max_length {max_length}", annotation_position="top right")
-    share = lengths["truncated_share"]
+                  annotation_text=w["line"].format(max_length=max_length), annotation_position="top left")
     fig.update_layout(
-        title=f"Token lengths: {share:.1%} of {lengths['count']} examples longer than {max_length} "
-              f"({lengths['truncated']} would be cut)",
-        xaxis_title="tokens per example", yaxis_title="examples", bargap=0.05, template="plotly_white",
+        title=w["title"].format(share=f"{lengths['truncated_share']:.1%}", count=lengths["count"],
+                                max_length=max_length, cut=lengths["truncated"]),
+        xaxis_title=w["x"], yaxis_title=w["y"], bargap=0.05, template="plotly_white",
         margin={"l": 50, "r": 20, "t": 60, "b": 50})
     if edges:  # keep the max_length line in view even when every example is shorter
         fig.update_xaxes(range=[min(edges[0], max_length) - 1, max(edges[-1], max_length) * 1.03])

@@ -55,6 +55,21 @@ APP_CSS = """
 """
 
 
+# Gradio words its own upload boxes in the browser's language, not the studio's: each language's words are drawn
+# over them while that language is the one picked (CSS `:has`, no script).
+UPLOAD_CSS = """
+body:has(#studio-lang input[value="{lang}"]:checked) [data-testid="upload-text"] {{ font-size: 0; }}
+body:has(#studio-lang input[value="{lang}"]:checked) [data-testid="upload-text"]::after {{
+  content: "{drop}"; font-size: var(--text-lg); }}
+"""
+
+
+def app_css(texts: Texts) -> str:
+    """APP_CSS plus the upload boxes' words in every language of `texts`."""
+    return APP_CSS + "".join(UPLOAD_CSS.format(lang=code, drop=texts.t(code, "app.upload").replace('"', "'"))
+                             for _, code in LANGUAGES)
+
+
 def make_theme() -> Any:
     return gr.themes.Soft(primary_hue="blue", neutral_hue="slate")
 

@@ -165,9 +165,19 @@ def stats_note(texts: Any, lang: str, report: dict) -> str:
     return note
 
 
-def column_rows(report: dict) -> dict:
-    """Per-column stats as a table: name, kind, filled, empty, distinct, characters, top values."""
-    rows = [[c["name"], c["kind"], c["non_empty"], c["empty"], c["distinct"],
+COLUMN_FIELDS = ("column", "kind", "filled", "empty", "distinct", "chars", "top")
+
+
+def column_rows(report: dict, texts: Any, lang: str) -> dict:
+    """Per-column stats as a table in `lang`: name, kind, filled, empty, distinct, characters, top values."""
+    rows = [[c["name"], texts.t(lang, f"data.kind.{c['kind']}"), c["non_empty"], c["empty"], c["distinct"],
              f"{c.get('min_chars', '')}-{c.get('max_chars', '')}" if c.get("max_chars") is not None else "",
              ", ".join(f"{v} ({n})" for v, n in c.get("top", []))] for c in report["columns"]]
-    return {"headers": ["column", "kind", "filled", "empty", "distinct", "chars", "top values"], "data": rows}
+    return {"headers": [texts.t(lang, f"data.col.{f}") for f in COLUMN_FIELDS], "data": rows}
+
+
+def histogram_words(texts: Any, lang: str) -> dict[str, str]:
+    """The length histogram's words in `lang` (`studio.data.stats.HISTOGRAM_WORDS`)."""
+    from studio.data.stats import HISTOGRAM_WORDS
+
+    return {k: texts.t(lang, f"data.hist.{k}") for k in HISTOGRAM_WORDS}

@@ -295,8 +295,8 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
             note = error_text(texts, lang, exc) if isinstance(exc, StudioError) else ""
             return hidden, note, hidden, gr.update(value=[], visible=False)
         return (gr.update(value=card, visible=True), forms.stats_note(texts, lang, report),
-                gr.update(value=histogram_figure(report), visible=True),
-                gr.update(value=forms.column_rows(report), visible=True))
+                gr.update(value=histogram_figure(report, forms.histogram_words(texts, lang)), visible=True),
+                gr.update(value=forms.column_rows(report, texts, lang), visible=True))
 
     pick_outputs = [view.card, view.stats_note, view.histogram, view.columns]
     view.picked.change(on_pick, [view.picked, view.max_length, ui.lang], pick_outputs, **private)
@@ -320,5 +320,7 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
     view.export.click(on_export, [view.picked, view.export_format, ui.lang], [view.download, view.message],
                       **private)
     ui.demo.load(lambda lang: library(None, lang), [ui.lang], [view.datasets, view.picked], **private)
-    ui.on_language(lambda lang, picked: library(picked, lang), [view.picked], [view.datasets, view.picked])
+    # The picked dataset stays picked, so its card and statistics are redrawn here (no change event follows).
+    ui.on_language(lambda lang, picked, max_length: (*library(picked, lang), *on_pick(picked, max_length, lang)),
+                   [view.picked, view.max_length], [view.datasets, view.picked, *pick_outputs])
     ui.demo.load(lambda: gr.update(choices=_template_names(data)), None, [view.template], **private)

@@ -175,7 +175,8 @@ def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, e
            block: bool = True, throttle: LoginThrottle | None = None, allow_dirs: list[str] | None = None) -> Any:
     """Serve the studio. With block=False, return the running Blocks (the caller closes it). With `auth`, paths
     users name must lie in the workspace, the upload folder or one of `allow_dirs`."""
-    from studio.ui.app import APP_CSS, build_app, make_theme
+    from studio.ui.app import app_css, build_app, make_theme
+    from studio.ui.i18n import Texts
     from studio.ui.prefs_tab import RANK_KEYS_JS
 
     creds = check_host_auth(host, auth)
@@ -200,7 +201,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, e
         demo.on_close = [SERVED.release] if creds else []
         demo.queue(default_concurrency_limit=4)
         demo.launch(server_name=host, server_port=port, auth=authenticator(creds, engine) if creds else None,
-                    auth_message=LOGIN_MESSAGE if creds else None, css=APP_CSS, head=RANK_KEYS_JS,
+                    auth_message=LOGIN_MESSAGE if creds else None, css=app_css(Texts.load()), head=RANK_KEYS_JS,
                     theme=make_theme(), footer_links=["api"], run_history=False, show_error=False,
                     prevent_thread_lock=not block, quiet=not block, app_kwargs=app_kwargs)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Gradio's own wait caught it: the same orderly stop

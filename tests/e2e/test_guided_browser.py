@@ -142,10 +142,19 @@ def english_pieces() -> set[str]:
 
 
 def test_every_tab_in_spanish_shows_no_english_sentence(page, studio_server):
-    url, _ = studio_server
+    url, home = studio_server
+    # A saved dataset, picked on page load: its statistics were drawn in English and must follow the switch.
+    from studio.data.builder import ImportRequest, import_dataset
+    from studio.workspace import Workspace
+
+    source = ROOT / "assets" / "sample-summaries.jsonl"
+    import_dataset(Workspace.open(home), ImportRequest(source=str(source), name="sweep-summaries"))
     page.set_viewport_size({"width": 1440, "height": 900})
     page.goto(url)
     page.wait_for_function("() => (document.querySelector('#studio-guide-why') || {}).textContent")
+    page.get_by_role("tab", name="Data", exact=True).click()
+    page.locator("#studio-data-stats").get_by_text("epoch").wait_for(timeout=60_000)
+    page.get_by_role("tab", name="Train", exact=True).click()
     pieces = english_pieces()
     assert len(pieces) > 300
     english = page.locator("body").inner_text()
@@ -164,3 +173,7 @@ def test_every_tab_in_spanish_shows_no_english_sentence(page, studio_server):
             left[tab] = found
         page.screenshot(path=str(ARTIFACTS / f"es-{tab.split()[0].lower()}.png"), full_page=True)
     assert not left, left
+    # Gradio words its upload boxes in the browser's language (English here): the studio's Spanish is drawn over.
+    drawn = page.evaluate("() => [...document.querySelectorAll('[data-testid=upload-text]')].map(e => "
+                          "[getComputedStyle(e, '::after').content, getComputedStyle(e).fontSize])")
+    assert drawn and all(c == '"Suelta un archivo aquí o haz clic para subirlo"' and s == "0px" for c, s in drawn), drawn

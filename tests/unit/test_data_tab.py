@@ -137,3 +137,22 @@ def test_the_preview_reads_chat_markers_as_roles_and_names_the_templates_own_sys
     assert "<|im_start|>" not in "".join(t for t, _ in spans) and ("Paris", "loss") in spans
     assert "SmolLM" in forms.default_system(tok, chat, records, "")  # SmolLM2's template names itself
     assert forms.default_system(tok, chat, records, "Answer in one word.") is None
+
+
+def test_the_column_table_and_length_histogram_speak_the_pages_language():
+    from studio.data.stats import histogram_figure, length_report
+    from studio.ui.i18n import Texts
+
+    texts = Texts.load()
+    report = {"columns": [{"name": "output", "kind": "text", "non_empty": 3, "empty": 1, "distinct": 3,
+                           "min_chars": 4, "max_chars": 9, "top": []},
+                          {"name": "label", "kind": "bool", "non_empty": 4, "empty": 0, "distinct": 2, "top": [(True, 3)]}]}
+    table = forms.column_rows(report, texts, "es")
+    assert table["headers"][:2] == ["columna", "tipo"] and table["data"][0][1] == "texto"
+    assert table["data"][1][1:5] == ["sí/no", 4, 0, 2] and table["data"][1][6] == "True (3)"
+    lengths = length_report([10, 20, 100, 101, 300], [1] * 5, max_length=100)
+    fig = histogram_figure(lengths, forms.histogram_words(texts, "es"))
+    assert fig.layout.title.text == "Longitud en tokens: 40.0% de 5 ejemplos supera 100 (2 se recortarían)"
+    assert fig.layout.xaxis.title.text == "tokens por ejemplo" and "tokens:" in fig.data[0].hovertext[0]
+    english = histogram_figure(lengths, forms.histogram_words(texts, "en"))
+    assert english.layout.title.text == histogram_figure(lengths).layout.title.text
