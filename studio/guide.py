@@ -18,10 +18,10 @@ from studio.errors import StudioError
 from studio.yaml_loader import strict_load
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
-GOALS = ("format", "extract", "classify", "summarise", "prefer", "documents")
+GOALS = ("format", "extract", "classify", "summarise", "prefer", "documents", "smaller")
 # The method picker's goal (`studio.memory.GOALS`) each guided goal asks `recommend` for.
 PICKER_GOAL = {"format": "style", "extract": "style", "summarise": "style", "prefer": "style",
-               "classify": "new_task", "documents": "new_task"}
+               "classify": "new_task", "documents": "new_task", "smaller": "new_task"}
 LANGS = ("en", "es")
 
 
@@ -33,6 +33,7 @@ class Preset:
     title: dict  # lang -> words
     why: dict  # lang -> one sentence: why this stage and data for the goal
     recipe: dict  # the recipe as a plain dict, without the guide block
+    methods: tuple = ()  # the only methods the goal can use (distillation's smaller student: full); () for any
 
 
 def load_preset(path: Path) -> Preset:
@@ -46,7 +47,11 @@ def load_preset(path: Path) -> Preset:
         if not all(isinstance(guide.get(part), dict) and guide[part].get(lang) for lang in LANGS):
             raise StudioError(f"Preset '{path.name}' needs guide.{part} in {' and '.join(LANGS)}.",
                               field=f"guide.{part}", key="guide.preset_words", file=path.name, part=part)
-    return Preset(path.stem, path, guide["goal"], guide["title"], guide["why"], data)
+    methods = guide.get("methods", [])
+    if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+        raise StudioError(f"Preset '{path.name}': guide.methods is a list of method names.", field="guide.methods",
+                          key="guide.preset_methods", file=path.name)
+    return Preset(path.stem, path, guide["goal"], guide["title"], guide["why"], data, tuple(methods))
 
 
 def presets(folder: Path = PRESETS_DIR) -> dict[str, Preset]:
@@ -94,7 +99,8 @@ def plan_guided(ws: Any, goal: str, dataset: str | None = None, memory: dict | N
     memory = memory or device_memory()
     wanted = recipe.method.name
     config = load_config(resolve_model(recipe.model, ws))  # read once: the table takes the config itself
-    rows = method_table(config, ws, recipe, memory=memory, only=tuple(dict.fromkeys((wanted, *CANDIDATES))))
+    rows = method_table(config, ws, recipe, memory=memory,
+                        only=tuple(dict.fromkeys((wanted, *(preset.methods or CANDIDATES)))))
     pick = recommend(rows, PICKER_GOAL[goal], dataset_rows(recipe.data.dataset, ws),
                      model_shape(config, task_of(recipe.stage))["params"], memory)
     by_name = {r["name"]: r for r in rows}

@@ -77,12 +77,15 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
     `recipe_like` needs .stage, .method (the chosen method's settings), .train (batch_size, precision,
     gradient_checkpointing) and .data.max_length; `memory` overrides `device_memory()`. Rows that do
     not fit carry `advice` (a sentence) and `fixes` ((kind, value) pairs, see `_advice`)."""
-    from studio.memory_plan import plan_memory  # imports studio.memory, which re-exports this module
+    from studio.memory_plan import plan_memory, stage_models  # imports studio.memory, which re-exports this module
     from studio.methods import METHODS
 
     config = _model_config(model_spec, ws)
     task = task_of(recipe_like.stage)
     memory = memory or device_memory()
+    config, frozen = stage_models(recipe_like, ws, config, memory)
+    if frozen:  # the frozen models' weights come out of the memory the trained one may plan with
+        memory = {**memory, "free_bytes": memory["free_bytes"] - frozen / FIT_MARGIN}
     budget = memory["free_bytes"] * FIT_MARGIN
     train = recipe_like.train
     chosen = getattr(recipe_like, "method", None)
@@ -123,7 +126,8 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
                 "gradient_checkpointing": passes["gradient_checkpointing"], "device_kind": memory["kind"],
                 "task": task, "lean_logits": passes["lean_logits"]}
         saved = counts["total"] if cls.result_kind == "model" else counts["trainable"]
-        row.update(trainable=counts["trainable"], percent=counts["percent"], estimated_total=passes["estimate_bytes"],
+        row.update(trainable=counts["trainable"], percent=counts["percent"],
+                   estimated_total=passes["estimate_bytes"] + frozen, frozen_bytes=frozen,
                    adapter_size_on_disk=saved * SAVED_BYTES, fits=passes["fits"],
                    micro_batch_size=passes["micro_batch_size"], passes=passes["passes"],
                    auto_checkpointing=passes["auto_checkpointing"])

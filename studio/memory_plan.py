@@ -68,11 +68,37 @@ def plan_memory(config: Any, recipe: Any, memory: dict, counts: dict | None = No
 
 
 def plan_for_run(recipe: Any, ws: Any) -> dict:
-    """The plan for a run about to start on this machine (the model's config read from its folder or cache)."""
+    """The plan for a run about to start on this machine (the model's config read from its folder or cache), with
+    the memory the stage's frozen models take (a teacher) set aside."""
     from studio.memory import device_memory, load_config
     from studio.models.catalogue import resolve_model
 
-    return plan_memory(load_config(resolve_model(recipe.model, ws)), recipe, device_memory())
+    memory = device_memory()
+    config, frozen = stage_models(recipe, ws, load_config(resolve_model(recipe.model, ws)), memory)
+    if frozen:
+        memory = {**memory, "free_bytes": memory["free_bytes"] - frozen / FIT_MARGIN}
+    plan = plan_memory(config, recipe, memory)
+    # Said whole: the frozen models' weights are part of the run's peak and of what it may use.
+    return {**plan, "estimate_bytes": plan["estimate_bytes"] + frozen, "budget_bytes": plan["budget_bytes"] + frozen}
+
+
+def stage_models(recipe_like: Any, ws: Any, config: Any, memory: dict) -> tuple[Any, int]:
+    """(the config of the model the stage trains, bytes of the models it holds frozen): `Stage.memory_models`, with
+    the frozen weights in the training precision (float32 unless bf16/fp16)."""
+    from studio.stages.base import STAGES
+
+    stage = dict(STAGES.items()).get(recipe_like.stage)
+    if stage is None or not hasattr(recipe_like, "section"):
+        return config, 0
+    config, params = stage.memory_models(recipe_like, ws, config)
+    precision = recipe_like.train.precision
+    if precision == "auto":
+        from studio.models.loading import resolve_precision
+
+        precision = resolve_precision("auto", memory["kind"])
+    return config, params * (2 if precision in ("bf16", "fp16") else 4)
+
+
 
 
 def planned_recipe(recipe: Any, plan: dict) -> Any:

@@ -50,6 +50,12 @@ class Stage:
         """Refuse data this stage cannot train on, before a run exists (StudioError naming the field)."""
 
     @classmethod
+    def memory_models(cls, recipe: Any, ws: Any, config: Any) -> tuple[Any, int]:
+        """For the memory estimate: the config of the model this stage trains, given the recipe model's `config`,
+        and the parameters of the models the run holds frozen beside it (e.g. a teacher)."""
+        return config, 0
+
+    @classmethod
     def run(cls, ctx: TrainContext) -> dict:
         """Train and save; return {"result_dir": str, "final_loss": float | None, "stopped": bool}."""
         raise NotImplementedError

@@ -42,6 +42,10 @@ class DistillConfig:
                                  "shows the student the teacher's second choices too.", gt=0.0, max=100.0)
     alpha: float = setting(0.5, help="Weight of the example answers (hard labels); 1 - alpha goes to matching "
                            "the teacher. 0: learn only from the teacher.", min=0.0, max=1.0)
+    student_layers: int = setting(0, help="Make the student smaller: keep this many of the model's layers, spread "
+                                  "evenly from first to last, so it starts from the model's own weights (as DistilBERT "
+                                  "did). 0 keeps the model as it is. Needs method 'full' and chat or text data.",
+                                  min=0, max=1000)
 
 
 def _teacher_base(spec: str, ws) -> str:
@@ -143,6 +147,33 @@ def load_teacher(spec: str, ws, recipe):
     return teacher.eval().requires_grad_(False)
 
 
+def _check_student_layers(recipe, ws, keep: int) -> None:
+    """A smaller student is saved whole: only method 'full' keeps its new shape (an adapter would be loaded back onto
+    the full model), and the model must have more layers than it keeps."""
+    from studio.memory import load_config
+    from studio.models.catalogue import resolve_model
+    from studio.models.shrink import check_keep
+
+    if recipe.method.name != "full":
+        raise StudioError(f"'distill.student_layers' needs method 'full' (the smaller student is saved whole), not "
+                          f"'{recipe.method.name}'; pick full, or set student_layers to 0.",
+                          field="distill.student_layers", key="stage.distill.layers_method", method=recipe.method.name)
+    check_keep(load_config(resolve_model(recipe.model, ws)), keep)
+
+
+def _smaller_student(ctx: TrainContext, keep: int):
+    """reshape hook for train_causal_lm: cut the loaded student to `keep` layers and say which ones."""
+    from studio.models.shrink import keep_layers
+
+    def reshape(model) -> None:
+        total = model.config.num_hidden_layers
+        kept = keep_layers(model, keep)
+        ctx.emit({"type": "log", "message": f"Student: {keep} of the model's {total} layers "
+                                            f"({', '.join(map(str, kept))})"})
+
+    return reshape
+
+
 @STAGES.register("distill")
 class Distillation(Stage):
     title = "Knowledge distillation"
@@ -164,10 +195,16 @@ class Distillation(Stage):
             raise StudioError("'distill.teacher' is empty; name the model to learn from, or 'run:<run id>'.",
                               field="distill.teacher", key="stage.distill.no_teacher")
         if is_classification_data(recipe, ws):
+            if settings.student_layers:
+                raise StudioError("'distill.student_layers' makes a smaller chat model; for texts with labels set it "
+                                  "to 0 and pick a smaller classifier as the model.", field="distill.student_layers",
+                                  key="stage.distill.layers_classify")
             from studio.stages.distill_classify import check_classifier_distillation
 
             return check_classifier_distillation(recipe, ws, spec)
         SupervisedFineTuning.check_data(recipe, ws)
+        if settings.student_layers:
+            _check_student_layers(recipe, ws, settings.student_layers)
         base = _teacher_base(spec, ws)
         try:
             check_model(base, ws)
@@ -175,6 +212,31 @@ class Distillation(Stage):
         except StudioError as error:
             raise StudioError(f"The teacher cannot be used: {error}", field="distill.teacher") from None
         check_same_vocabulary(teacher_tok, load_tokenizer(recipe.model, ws, recipe.trust_remote_code))
+
+    @classmethod
+    def memory_models(cls, recipe, ws, config):
+        """The student as it will be (fewer layers when `student_layers` says so) and the teacher's parameters."""
+        import copy
+
+        from studio.memory import load_config, model_shape
+        from studio.models.catalogue import resolve_model
+        from studio.models.shrink import layer_count, spread
+
+        settings = cls.settings(recipe)
+        keep, total = settings.student_layers, layer_count(config) or 0
+        if 0 < keep < total:
+            config = copy.deepcopy(config)
+            types = getattr(config, "layer_types", None)
+            if isinstance(types, (list, tuple)) and len(types) == total:
+                config.layer_types = [types[i] for i in spread(total, keep)]
+            config.num_hidden_layers = keep
+        try:
+            teacher = load_config(resolve_model(_teacher_base(settings.teacher.strip(), ws), ws))
+            teacher_params = model_shape(teacher, "classify" if teacher.architectures and any(
+                a.endswith("ForSequenceClassification") for a in teacher.architectures) else "causal")["params"]
+        except Exception:  # noqa: BLE001 - a teacher the estimate cannot read is refused by check_data, not here
+            teacher_params = 0
+        return config, teacher_params
 
     @classmethod
     def run(cls, ctx: TrainContext) -> dict:
@@ -192,4 +254,5 @@ class Distillation(Stage):
         teacher = load_teacher(settings.teacher.strip(), Workspace.open(ctx.home), ctx.recipe)
         trainer = functools.partial(_trainer_class(), teacher=teacher, temperature=settings.temperature,
                                     alpha=settings.alpha)
-        return train_causal_lm(ctx, build_sft_datasets, trainer_cls=trainer)
+        reshape = _smaller_student(ctx, settings.student_layers) if settings.student_layers else None
+        return train_causal_lm(ctx, build_sft_datasets, trainer_cls=trainer, reshape=reshape)

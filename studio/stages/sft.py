@@ -76,12 +76,13 @@ class SupervisedFineTuning(Stage):
         return train_causal_lm(ctx, build_sft_datasets)
 
 
-def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **config_overrides) -> dict:
+def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, reshape=None, **config_overrides) -> dict:
     """Load, prepare, train and save a causal LM: the body shared by the SFT and CPT stages.
 
     `build_datasets(recipe, tokenizer, home) -> (train, eval)` gives tokenised `datasets.Dataset`s;
     `config_overrides` replace `SFTConfig` fields (e.g. CPT's packing strategy); `trainer_cls` (a class or
-    factory taking SFTTrainer's arguments) replaces `SFTTrainer`, e.g. for distillation's loss.
+    factory taking SFTTrainer's arguments) replaces `SFTTrainer`, e.g. for distillation's loss; `reshape(model)`
+    changes the loaded model before the method is applied (distillation's smaller student).
     """
     from transformers import PrinterCallback
     from transformers.utils import logging as hf_logging
@@ -103,6 +104,8 @@ def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, **confi
     model, tokenizer = load_causal_lm(recipe.model, ws, precision=recipe.train.precision,
                                       trust_remote_code=recipe.trust_remote_code,
                                       **method.load_kwargs(recipe.method))
+    if reshape is not None:
+        reshape(model)
     train_ds, eval_ds = build_datasets(recipe, tokenizer, ctx.home)
     ctx.emit({"type": "log", "message": f"{len(train_ds)} training and {len(eval_ds) if eval_ds else 0} "
                                         "validation examples"})

@@ -160,3 +160,44 @@ def test_a_missing_teacher_is_refused(workspace, tiny_llama_dir):
         prepare_run(workspace, parse_recipe({"name": "d", "model": str(tiny_llama_dir), "stage": "distill",
                                              "data": {"dataset": "sample-format-tutor"}}))
     assert info.value.field == "distill.teacher"
+
+
+def test_a_smaller_student_keeps_some_of_the_models_layers_and_is_saved_whole(workspace, tiny_llama_dir, teacher_dir):
+    from transformers import AutoConfig
+
+    recipe = distill_recipe(tiny_llama_dir, str(teacher_dir), "full", distill={"student_layers": 1}, max_steps=2)
+    _, events, result = run_in_process(workspace, recipe)
+    assert any("Student: 1 of the model's 2 layers (0)" in e.get("message", "") for e in events)
+    assert AutoConfig.from_pretrained(result["result_dir"]).num_hidden_layers == 1
+    assert AutoConfig.from_pretrained(tiny_llama_dir).num_hidden_layers == 2  # the model it came from is untouched
+
+
+@pytest.mark.parametrize("method, keep, words", [("lora", 1, "needs method 'full'"), ("full", 2, "has 2 layers")])
+def test_a_smaller_student_it_cannot_make_is_refused_before_the_run(method, keep, words, workspace, tiny_llama_dir,
+                                                                   teacher_dir):
+    with pytest.raises(StudioError) as info:
+        prepare_run(workspace, distill_recipe(tiny_llama_dir, str(teacher_dir), method,
+                                              distill={"student_layers": keep}))
+    assert info.value.field == "distill.student_layers" and words in str(info.value)
+    assert workspace.list_runs() == []
+
+
+def test_the_memory_estimate_counts_the_teacher_and_the_smaller_student(workspace, tiny_llama_dir, teacher_dir):
+    from studio.memory import load_config, model_shape
+    from studio.memory_picker import method_table
+
+    memory = {"kind": "cpu", "free_bytes": 8 * 2**30, "total_bytes": 16 * 2**30}
+    teacher = model_shape(load_config(teacher_dir))["params"] * 4  # float32 on a CPU
+
+    def full_row(distill):
+        recipe = distill_recipe(tiny_llama_dir, str(teacher_dir), "full", distill=distill)
+        return method_table(str(tiny_llama_dir), workspace, recipe, memory=memory, only="full")[0]
+
+    whole, smaller = full_row({}), full_row({"student_layers": 1})
+    assert whole["frozen_bytes"] == smaller["frozen_bytes"] == teacher
+    assert smaller["trainable"] < whole["trainable"]  # one of the two layers
+    from studio.memory_plan import plan_memory
+
+    recipe = distill_recipe(tiny_llama_dir, str(teacher_dir), "full")
+    student_alone = plan_memory(load_config(tiny_llama_dir), recipe, memory)["estimate_bytes"]
+    assert whole["estimated_total"] == student_alone + teacher
