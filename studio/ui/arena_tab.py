@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import StudioError
-from studio.ui.common import UiShared, error_text
+from studio.ui.common import error_notice, UiShared
 from studio.ui.guard import allow, caller_of
 from studio.ui.playground_tab import target_choices
 
@@ -53,7 +53,7 @@ def build_arena(engine: Any, ui: UiShared) -> None:
         try:
             result = engine.prefs.arena_duel((prompt or "").strip(), a or "", b or "")
         except StudioError as exc:
-            return None, "", "", error_text(texts, lang, exc)
+            return None, "", "", error_notice(texts, lang, exc)
         return (result["duel_id"], f"**{texts.t(lang, 'arena.answer', n=1)}**\n\n{result['answer_1']}",
                 f"**{texts.t(lang, 'arena.answer', n=2)}**\n\n{result['answer_2']}", texts.t(lang, "arena.vote_now"))
 
@@ -68,7 +68,7 @@ def build_arena(engine: Any, ui: UiShared) -> None:
             try:
                 who = engine.prefs.arena_vote(duel_id, outcome, caller_of(engine, request).name)
             except StudioError as exc:
-                return duel_id, error_text(texts, lang, exc), gr.update()
+                return duel_id, error_notice(texts, lang, exc), gr.update()
             revealed = texts.t(lang, "arena.revealed", one=who["model_1"], two=who["model_2"])
             return None, revealed, _board(engine, texts, lang)
         return on_vote
@@ -80,7 +80,7 @@ def build_arena(engine: Any, ui: UiShared) -> None:
         try:
             result = engine.prefs.arena_export((name or "").strip() or None)
         except StudioError as exc:
-            return error_text(texts, lang, exc)
+            return error_notice(texts, lang, exc)
         return texts.t(lang, "prefs.export.done", rows=result["rows"], items=result.get("items", result["rows"]),
                        dropped=result.get("dropped", 0), dataset=result["dataset"])
 

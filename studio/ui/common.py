@@ -49,6 +49,13 @@ def error_text(texts: Texts, lang: str, exc: StudioError) -> str:
     return texts.t(lang, "msg.error", message=texts.error(lang, exc))
 
 
+def error_notice(texts: Texts, lang: str, exc: StudioError) -> str:
+    """A StudioError said twice: as a toast, in view wherever the page is scrolled, and as the sentence returned for
+    the message line beside the control that caused it."""
+    gr.Warning(texts.error(lang, exc))
+    return error_text(texts, lang, exc)
+
+
 def log_text(tail: Any) -> str:
     if tail is None:
         return ""

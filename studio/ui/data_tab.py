@@ -24,7 +24,7 @@ from studio.data.library import DataLibrary
 from studio.data.templates import BUILTIN_TEMPLATES
 from studio.errors import StudioError
 from studio.ui import data_forms as forms
-from studio.ui.common import UiShared, error_text
+from studio.ui.common import error_notice, UiShared, error_text
 from studio.ui.data_library import build_browser, build_mixer, build_template_editor
 from studio.ui.fields import FieldWidget, build_fields, collect_sections
 
@@ -195,8 +195,7 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
         try:
             found = inspect_source(str(path))
         except StudioError as exc:  # said beside the file box, where the eye is, not below the form
-            gr.Warning(texts.error(lang, exc))
-            return [None, gr.update(value=None), gr.update(value=None, visible=False), error_text(texts, lang, exc), "",
+            return [None, gr.update(value=None), gr.update(value=None, visible=False), error_notice(texts, lang, exc), "",
                     *slot_updates(FORMATS.names()[0], None, {})]
         guess = {"format": found.guess.format, "mapping": found.guess.mapping, "reason": found.guess.reason}
         source = {"path": str(path), "columns": found.columns, "rows": found.rows, "guess": guess}
@@ -272,8 +271,7 @@ def _wire(view: DataView, engine: Any, ui: UiShared) -> None:
             result = data.import_file(request, progress=lambda done, total: progress(
                 done / total if total else None, desc=texts.t(lang, "data.msg.reading")))
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            return {view.message: error_text(texts, lang, exc)}
+            return {view.message: error_notice(texts, lang, exc)}
         table, picked = library(result.name, lang)
         note = saved_note(result, texts, lang)
         return {view.message: note, view.datasets: table, view.picked: picked,

@@ -26,7 +26,7 @@ from studio.export.pipeline import BNB4_TYPES, FORMATS
 from studio.export.source import CAUSAL
 from studio.export.staging import check_out
 from studio.models.refs import run_spec
-from studio.ui.common import UiShared, error_text
+from studio.ui.common import error_notice, UiShared
 from studio.ui.export_report_view import completed_export, job_html, previous_table, show_export
 
 QUANT_FALLBACK = ("F16", "BF16", "Q8_0", "Q5_0", "Q5_1", "Q4_0", "Q4_1")
@@ -102,7 +102,7 @@ def describe_source(exports: Any, spec: str | None, texts: Any, lang: str) -> tu
     try:
         source = exports.source(spec)
     except StudioError as exc:
-        return error_text(texts, lang, exc), FORMATS
+        return error_notice(texts, lang, exc), FORMATS
     if source.is_run:
         run = source.run
         lines = [texts.t(lang, "export.describe.run", name=run.get("name") or run["id"], base=source.base,
@@ -379,7 +379,7 @@ def _wire(view: ExportView, engine: Any, ui: UiShared, tab: Any) -> None:
         try:
             engine.exports.cancel(job_id)
         except StudioError as exc:
-            return error_text(texts, lang, exc)
+            return error_notice(texts, lang, exc)
         return texts.t(lang, "export.cancel_asked")
 
     view.cancel.click(on_cancel, [ui.lang, view.job], [view.notice], api_visibility="private")
@@ -401,7 +401,7 @@ def _wire(view: ExportView, engine: Any, ui: UiShared, tab: Any) -> None:
         try:
             path = zip_export(Path(manifest["path"]))
         except StudioError as exc:
-            return gr.skip(), error_text(texts, lang, exc)
+            return gr.skip(), error_notice(texts, lang, exc)
         return gr.update(value=str(path), visible=True), ""
 
     view.zip.click(on_zip, [ui.lang, view.shown], [view.download, view.hub_notice], api_visibility="private")
@@ -412,7 +412,7 @@ def _wire(view: ExportView, engine: Any, ui: UiShared, tab: Any) -> None:
         try:
             url = push_to_hub(Path(manifest["path"]), repo, token, private=bool(private))
         except StudioError as exc:
-            return error_text(texts, lang, exc)
+            return error_notice(texts, lang, exc)
         return texts.t(lang, "export.hub.pushed", url=url)
 
     view.hub_push.click(on_push, [ui.lang, view.shown, view.hub_repo, view.hub_token, view.hub_private],

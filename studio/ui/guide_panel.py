@@ -17,7 +17,7 @@ import gradio as gr
 from studio.data import SAMPLES
 from studio.errors import StudioError
 from studio.methods import METHODS
-from studio.ui.common import error_text
+from studio.ui.common import error_notice, error_text
 
 DEFAULT_GOAL = "format"
 UPLOAD_TYPES = [".csv", ".jsonl", ".json", ".xlsx", ".parquet", ".txt", ".md"]
@@ -124,8 +124,7 @@ def wire_guide(view: GuideView, engine: Any, ui: Any, fill: Callable[[dict], dic
         try:
             spec = engine.import_dataset_file(str(path))
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            return {message: error_text(texts, lang, exc)}
+            return {message: error_notice(texts, lang, exc)}
         return {view.dataset: gr.update(choices=engine.dataset_choices(), value=spec),
                 **plan_outputs(goal, spec, lang)}
 

@@ -20,7 +20,7 @@ from studio.errors import StudioError
 from studio.generation import GenerationSettings
 from studio.models.refs import parse, run_spec
 from studio.settings import parse_settings
-from studio.ui.common import UiShared, error_text, pick_default
+from studio.ui.common import error_notice, UiShared, pick_default
 from studio.ui.fields import FieldWidget, build_fields, collect_sections
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -140,8 +140,7 @@ def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any) -> None:
         try:
             settings = parse_settings(GenerationSettings, collect_sections(view.settings, values).get("gen", {}))
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            yield {view.notice: error_text(texts, lang, exc)}
+            yield {view.notice: error_notice(texts, lang, exc)}
             return
         runs = engine.finished_runs()
         active = [(chat, speed, values[slot]) for slot, chat, speed in zip(view.slots, view.chats, view.speeds)
@@ -163,8 +162,7 @@ def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any) -> None:
                     yield {chat: _shown(history) + [{"role": "assistant", "content": answer}],
                            speed: speed_text(stats, texts, lang)}
             except StudioError as exc:
-                gr.Warning(texts.error(lang, exc))
-                yield {chat: _shown(history), view.notice: error_text(texts, lang, exc)}
+                yield {chat: _shown(history), view.notice: error_notice(texts, lang, exc)}
                 return
 
     outputs = [view.message, view.notice, *view.chats, *view.speeds]
@@ -185,8 +183,7 @@ def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any) -> None:
                     dataset = engine.save_exchange((name or "playground").strip(), messages, source)
                     saved += 1
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            return error_text(texts, lang, exc)
+            return error_notice(texts, lang, exc)
         if not saved:
             return texts.t(lang, "play.save.nothing")
         return texts.t(lang, "play.saved", n=saved, name=dataset)

@@ -19,7 +19,7 @@ import gradio as gr
 from studio.errors import StudioError
 from studio.prefs.ranking import format_ranking_text, parse_ranking_text
 from studio.prefs.store import to_candidate_ranking
-from studio.ui.common import UiShared, error_text
+from studio.ui.common import error_notice, UiShared
 from studio.ui.guard import allow, caller_of
 
 MAX_K = 6
@@ -311,7 +311,7 @@ def _wire_rank(view: RankView, engine: Any, ui: UiShared, tab: Any) -> None:
         try:
             outputs, note = show(lang, task_set, annotator_of(engine, request, who))
         except StudioError as exc:
-            return [gr.update()] * len(item_outputs) + [error_text(texts, lang, exc)]
+            return [gr.update()] * len(item_outputs) + [error_notice(texts, lang, exc)]
         return outputs + [note]
 
     view.start.click(on_start, [ui.lang, view.task_set, view.annotator], item_outputs + [view.notice],
@@ -337,7 +337,7 @@ def _wire_rank(view: RankView, engine: Any, ui: UiShared, tab: Any) -> None:
                 note = texts.t(lang, "prefs.flagged")
             outputs, _ = show(lang, task_set, who)
         except StudioError as exc:  # nothing was stored: the item and what was typed stay on screen
-            return [gr.update()] * len(item_outputs) + [error_text(texts, lang, exc)]
+            return [gr.update()] * len(item_outputs) + [error_notice(texts, lang, exc)]
         return outputs + [note]
 
     def answering(action: str):

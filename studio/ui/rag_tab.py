@@ -22,7 +22,7 @@ from studio.generation import GenerationSettings
 from studio.rag.answer import AskSettings
 from studio.rag.chunking import ChunkSettings
 from studio.settings import parse_settings
-from studio.ui.common import UiShared, error_text, pick_default
+from studio.ui.common import error_notice, UiShared, pick_default
 from studio.ui.fields import FieldWidget, build_fields, collect_sections
 from studio.ui.playground_tab import DEFAULT_MODEL, split_target, target_choices
 
@@ -235,8 +235,7 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
                                           chunking=settings,
                                           password=(values[view.password] or None))
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            return {view.progress: f"<p>{html.escape(error_text(texts, lang, exc))}</p>"}
+            return {view.progress: f"<p>{html.escape(error_notice(texts, lang, exc))}</p>"}
         job = rag().job(job_id).as_dict()
         return {view.job: job_id, view.timer: gr.Timer(active=True), view.files: None,
                 view.progress: progress_html(job, texts, lang)}
@@ -263,8 +262,7 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
         try:
             rag().delete((name or "").strip())
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            return gr.update(), error_text(texts, lang, exc), gr.update()
+            return gr.update(), error_notice(texts, lang, exc), gr.update()
         rows = rag().collections()
         names = [r["name"] for r in rows]
         return (gr.update(choices=names, value=names[0] if names else None), texts.t(lang, "rag.deleted", name=name),
@@ -302,8 +300,7 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
                        view.sources: sources_value(source_rows([s.as_dict() for s in update.sources] if update.found else []),
                                                      texts, lang)}
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            yield {view.chat: shown, view.notice: error_text(texts, lang, exc)}
+            yield {view.chat: shown, view.notice: error_notice(texts, lang, exc)}
             return
         record = dict(update.as_dict(), messages=update.messages, model=values[view.model] or "",
                       collection=(values[view.collection] or "").strip())
@@ -340,7 +337,7 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
         try:
             text = rag().page_text(last["collection"], source["file"], source["pages"][0])
         except StudioError as exc:
-            return f"<p>{html.escape(error_text(texts, lang, exc))}</p>"
+            return f"<p>{html.escape(error_notice(texts, lang, exc))}</p>"
         return page_html(last["collection"], source, text, texts, lang)
 
     view.sources.select(on_source, [ui.lang, view.answers], [view.page], api_visibility="private")
@@ -364,7 +361,7 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
         try:
             saved = rag().save_feedback(answer["collection"], answer, rating=rating, better=better)
         except StudioError as exc:
-            return error_text(texts, lang, exc)
+            return error_notice(texts, lang, exc)
         tests = saved["evalset"] or "—"
         return "✓ " + texts.t(lang, "rag.feedback.saved", datasets=", ".join(saved["datasets"]) or "—", tests=tests)
 
@@ -379,7 +376,7 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
                 return [], texts.t(lang, "rag.eval.nothing")
             report = rag().check_retrieval(name, path, k=int(k))
         except StudioError as exc:
-            return [], error_text(texts, lang, exc)
+            return [], error_notice(texts, lang, exc)
         rows = [[mode, round(m["hit_rate"], 3), round(m["mrr"], 3), round(m["ndcg@10"], 3), round(m["seconds"], 2)]
                 for mode, m in report["modes"].items()]
         return rows, texts.t(lang, "rag.eval.done", n=report["questions"], k=report["k"], file=path.name)

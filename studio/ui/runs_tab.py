@@ -18,7 +18,7 @@ import gradio as gr
 from studio.errors import StudioError
 from studio.ui.charts import format_duration, status_label
 from studio.ui.metric_charts import compare_figure, metric_label
-from studio.ui.common import UiShared, error_text
+from studio.ui.common import error_notice, UiShared
 from studio.ui.train_tab import TrainView, form_values
 
 COLUMNS = ("id", "name", "model", "method", "status", "duration", "final_loss")
@@ -230,8 +230,7 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView,
         try:
             engine.resume(run_id)
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            return error_text(texts, lang, exc), gr.skip(), gr.skip(), gr.skip()
+            return error_notice(texts, lang, exc), gr.skip(), gr.skip(), gr.skip()
         return texts.t(lang, "msg.resumed"), run_id, gr.Timer(active=True), -1
 
     view.resume.click(on_resume, [view.picker, ui.lang], [view.message, train.run_id, train.timer, train.seen_points],
@@ -251,8 +250,7 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView,
         try:
             engine.delete_run(run_id)
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            return error_text(texts, lang, exc), *hidden, gr.skip()
+            return error_notice(texts, lang, exc), *hidden, gr.skip()
         return texts.t(lang, "msg.deleted"), *hidden, None
 
     view.confirm_delete.click(on_confirm, [view.picker, ui.lang],

@@ -23,7 +23,7 @@ from studio.stages import STAGES
 from studio.stages.base import stage_sections
 from studio.ui.charts import loss_figure, progress_html, queue_message, samples_table
 from studio.ui.metric_charts import confusion_figure, metrics_figure
-from studio.ui.common import UiShared, error_text, log_text, pick_default
+from studio.ui.common import error_notice, UiShared, log_text, pick_default
 from studio.ui.fields import FieldWidget, collect_sections, draw_fields, field_specs
 from studio.ui.guide_panel import GuideView, build_guide, wire_guide
 from studio.ui.method_picker import DEFAULT_METHOD, MethodPickerView, build_method_picker, wire_method_picker
@@ -223,8 +223,7 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
         try:
             spec = engine.import_dataset_file(str(path))
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            return gr.skip(), error_text(texts, lang, exc)
+            return gr.skip(), error_notice(texts, lang, exc)
         return (gr.update(choices=engine.dataset_choices(), value=spec),
                 texts.t(lang, "msg.dataset_imported", name=spec))
 
@@ -279,8 +278,7 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
             run_id = engine.start_training(parse_recipe(recipe_dict(view, values)))
             status = engine.run_status(run_id)
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            return {view.message: error_text(texts, lang, exc)}
+            return {view.message: error_notice(texts, lang, exc)}
         ahead = status.get("queue_position") or 0
         note = queue_message(texts, lang, ahead) if ahead else texts.t(lang, "msg.started", name=status["name"])
         return {view.run_id: run_id, view.message: note, **dict(zip(live_outputs, redraw(run_id, lang, -1)))}
@@ -298,8 +296,7 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
             force = engine.run_status(run_id)["status"] == "cancelling"
             engine.cancel(run_id, force=force)
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            return error_text(texts, lang, exc)
+            return error_notice(texts, lang, exc)
         return texts.t(lang, "msg.force_requested" if force else "msg.cancel_requested")
 
     view.cancel.click(on_cancel, [view.run_id, ui.lang], [view.message], api_visibility="private")
@@ -310,8 +307,7 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
         try:
             engine.skip_evaluation(run_id)
         except StudioError as exc:
-            gr.Warning(texts.error(lang, exc))
-            return error_text(texts, lang, exc), gr.skip()
+            return error_notice(texts, lang, exc), gr.skip()
         return texts.t(lang, "msg.skip_eval_requested"), gr.update(visible=False)
 
     view.skip_eval.click(on_skip_eval, [view.run_id, ui.lang], [view.message, view.skip_eval],

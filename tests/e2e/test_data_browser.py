@@ -117,3 +117,19 @@ def test_a_bad_file_is_named_beside_the_file_box_in_view(page, studio_server, tm
     box = facts.bounding_box()
     assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 900, box
     assert page.locator("#studio-data-message").inner_text().strip() == ""
+
+
+def test_an_arena_duel_without_a_prompt_says_why_in_view(page, studio_server):
+    """An error far down a long tab is also said as a toast, which stays in the viewport wherever the page is."""
+    url, _ = studio_server
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(url)
+    page.wait_for_selector("#studio-start")
+    page.get_by_role("tab", name="Preferences", exact=True).click()
+    page.get_by_role("tab", name="Arena", exact=True).click()
+    page.locator("#studio-arena-go").click()
+    toast = page.locator("[data-testid=toast-body]").filter(has_text="The arena prompt is empty")
+    toast.wait_for(timeout=60_000)
+    box = toast.bounding_box()
+    assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 900, box
+    assert "The arena prompt is empty" in page.locator("#studio-arena-reveal").inner_text()
