@@ -316,7 +316,15 @@ def _wire_rank(view: RankView, engine: Any, ui: UiShared, tab: Any) -> None:
 
     view.start.click(on_start, [ui.lang, view.task_set, view.annotator], item_outputs + [view.notice],
                      api_visibility="private")
-    view.task_set.change(on_start, [ui.lang, view.task_set, view.annotator], item_outputs + [view.notice],
+    @allow("rank")
+    def on_pick_set(request: gr.Request, lang, task_set, who):
+        """A task set picked, or filled in on page load: its next item once a name is known, and no error before
+        the person has done anything."""
+        if not (annotator_of(engine, request, who) or "").strip():
+            return [gr.skip()] * (len(item_outputs) + 1)
+        return on_start(request, lang, task_set, who)
+
+    view.task_set.change(on_pick_set, [ui.lang, view.task_set, view.annotator], item_outputs + [view.notice],
                          api_visibility="private", show_progress="hidden")
 
     def answer(action, lang, task_set, who, item, ranking, rationale, reason):
