@@ -20,6 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
+# One server log per test process (pytest-xdist workers each serve their own studio).
+SERVER_LOG = ARTIFACTS / f"e2e-server{'-' + os.environ['PYTEST_XDIST_WORKER'] if 'PYTEST_XDIST_WORKER' in os.environ else ''}.log"
 CHROMIUM = os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -35,7 +37,7 @@ def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the studio exited with code {proc.returncode}; see test-artifacts/e2e-server.log")
+            raise RuntimeError(f"the studio exited with code {proc.returncode}; see {SERVER_LOG}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -58,7 +60,7 @@ def studio_server(tmp_path_factory, converted_smollm2):
     port = _free_port()
     env = {**os.environ, "STUDIO_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false"}
-    log = open(ARTIFACTS / "e2e-server.log", "w", encoding="utf-8")
+    log = open(SERVER_LOG, "w", encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "ui", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -105,8 +107,8 @@ def _descendants(pid: int) -> list[int]:
 def pytest_runtest_makereport(item, call):
     """A failed browser test carries the end of the studio's log (CI keeps no artifacts, only this output)."""
     report = yield
-    if report.failed and (ARTIFACTS / "e2e-server.log").exists():
-        lines = (ARTIFACTS / "e2e-server.log").read_text(encoding="utf-8", errors="replace").splitlines()
+    if report.failed and SERVER_LOG.exists():
+        lines = SERVER_LOG.read_text(encoding="utf-8", errors="replace").splitlines()
         report.sections.append(("studio server log (last 80 lines)", "\n".join(lines[-80:])))
     console = getattr(item.funcargs.get("page"), "studio_console", None)
     if report.failed and console:

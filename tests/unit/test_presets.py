@@ -101,7 +101,7 @@ def test_studio_guide_lists_the_goals_and_refuses_an_unknown_one_as_json(workspa
 
 def test_a_smaller_student_is_guided_with_full_only_and_the_teacher_counted(workspace):
     preset = presets()["smaller"]
-    assert preset.methods == ("full",) and preset.recipe["distill"]["student_layers"] == 10
+    assert preset.methods == ("full",) and preset.recipe["distill"]["student_layers"] == 15
     plan = plan_guided(workspace, "smaller", memory=ROOMY)
     assert plan["method"] == "full" and plan["top"] == ["full"] and plan["why_key"] == "guide.fits"
-    assert plan["recipe"]["stage"] == "distill" and "10 of its 30 layers" in plan["why"]
+    assert plan["recipe"]["stage"] == "distill" and "15 of its 30 layers" in plan["why"]
