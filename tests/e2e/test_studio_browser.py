@@ -236,8 +236,8 @@ def test_finished_run_started_through_the_api_answers_beside_its_base(page, stud
     message = page.get_by_label("Message")
     message.fill("Hi")
     message.press("Enter")
-    for chat in ("#studio-chat", "#studio-chat-b"):
-        page.locator(chat).get_by_text("Hi", exact=True).wait_for()
+    for chat in ("#studio-chat", "#studio-chat-b"):  # each side loads its model first: minutes on a busy CPU
+        page.locator(chat).get_by_text("Hi", exact=True).wait_for(timeout=120_000)
     page.wait_for_function("() => !document.querySelector('#studio-chat-b').innerText.includes('…')",
                            timeout=120_000)
     wait_until_still(page, "#studio-chat-b")
