@@ -9,6 +9,7 @@ from studio.workspace import Workspace
 from tests.e2e.test_studio_browser import ARTIFACTS, open_page
 
 pytestmark = pytest.mark.e2e
+END_STATES = ("completed", "failed", "cancelled", "interrupted")
 
 
 def wait_text(page, selector: str, needle: str, timeout: int = 30_000) -> None:
@@ -32,9 +33,11 @@ def finished_lora_run(studio_server, tiny_llama_dir, monkeypatch) -> dict:
 def export(page, format_label: str) -> None:
     """Pick the format, click Export and wait until the job ends; it must have completed."""
     page.locator("#studio-export-format").get_by_text(format_label, exact=True).click()
+    # The bar of an earlier export loses its state here: only this export's bar can end the wait below.
+    page.evaluate("() => document.querySelector('#studio-export-job')?.removeAttribute('data-status')")
     page.locator("#studio-export-start").click()
-    page.wait_for_selector("#studio-export-job[data-status=running]")
-    page.wait_for_selector("#studio-export-job:not([data-status=running])", timeout=600_000)
+    # Queued, running, then an end state: a small export can finish between two polls, so wait for the end.
+    page.wait_for_selector(", ".join(f"#studio-export-job[data-status={s}]" for s in END_STATES), timeout=600_000)
     bar = page.locator("#studio-export-job")
     assert bar.get_attribute("data-status") == "completed", bar.inner_text()
 

@@ -19,6 +19,7 @@ from studio.ui.i18n import Texts
 from tests.e2e.test_studio_browser import ARTIFACTS, choose, fill, wait_progress
 
 pytestmark = pytest.mark.e2e
+END_STATES = ("completed", "failed", "cancelled", "interrupted")
 ROOT = Path(__file__).resolve().parents[2]
 WORDS = {
     "en": {"lang": "English", "goal": "Extract fields as JSON", "why": "Extraction is a format to learn",
@@ -115,8 +116,8 @@ def test_the_guided_path_from_a_csv_to_a_run_a_chat_and_an_export(lang, page, st
     page.get_by_role("option", name=run.name, exact=False).first.click()
     page.locator("#studio-export-format").get_by_text(w["merged"], exact=True).click()
     page.locator("#studio-export-start").click()
-    page.wait_for_selector("#studio-export-job[data-status=running]")
-    page.wait_for_selector("#studio-export-job:not([data-status=running])", timeout=600_000)
+    # Queued, running, then an end state: a small export can finish between two polls, so wait for the end.
+    page.wait_for_selector(", ".join(f"#studio-export-job[data-status={s}]" for s in END_STATES), timeout=600_000)
     assert page.locator("#studio-export-job").get_attribute("data-status") == "completed"
     exported = [p for p in (home / "exports").iterdir() if p.is_dir() and (p / "export.json").exists()]
     assert any(json.loads((p / "export.json").read_text())["source"].endswith(run.name) for p in exported), exported
