@@ -60,9 +60,14 @@ def keep_layers(model: Any, keep: int) -> list[int]:
         for module in layer.modules():
             if hasattr(module, "layer_idx"):
                 module.layer_idx = position
-    config = model.config
+    cut_config(model.config, kept)
+    return kept
+
+
+def cut_config(config: Any, kept: list[int]) -> Any:
+    """`config` (changed in place) describing only the `kept` layers: their count and, where listed, their types."""
     types = getattr(config, "layer_types", None)
     if isinstance(types, (list, tuple)) and len(types) == config.num_hidden_layers:
         config.layer_types = [types[i] for i in kept]
-    config.num_hidden_layers = keep
-    return kept
+    config.num_hidden_layers = len(kept)
+    return config

@@ -220,16 +220,12 @@ class Distillation(Stage):
 
         from studio.memory import load_config, model_shape
         from studio.models.catalogue import resolve_model
-        from studio.models.shrink import layer_count, spread
+        from studio.models.shrink import cut_config, layer_count, spread
 
         settings = cls.settings(recipe)
         keep, total = settings.student_layers, layer_count(config) or 0
         if 0 < keep < total:
-            config = copy.deepcopy(config)
-            types = getattr(config, "layer_types", None)
-            if isinstance(types, (list, tuple)) and len(types) == total:
-                config.layer_types = [types[i] for i in spread(total, keep)]
-            config.num_hidden_layers = keep
+            config = cut_config(copy.deepcopy(config), spread(total, keep))
         try:
             teacher = load_config(resolve_model(_teacher_base(settings.teacher.strip(), ws), ws))
             teacher_params = model_shape(teacher, "classify" if teacher.architectures and any(
