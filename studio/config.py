@@ -113,6 +113,50 @@ class TrainConfig:
                               save_every=self.save_every, eval_every=self.eval_every)
 
 
+STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
+
+
+@dataclass
+class ResourcesConfig:
+    """Where a run trains: how many devices and machines, and how the work is shared between them."""
+
+    devices: int | list[int] = setting(1, help="How many devices train this run (a number), or which GPUs (a list "
+                                       "such as [0, 1]). Each runs its own copy of the training with batch_size "
+                                       "rows a step; on a CPU each device is a process.", min=1, max=1024)
+    strategy: str = setting("ddp", help="How devices share the work: 'ddp' gives each a whole copy of the model; "
+                            "'fsdp' and 'deepspeed-zero3' split weights, gradients and optimiser state between "
+                            "GPUs (models too big for one); 'deepspeed-zero2' splits gradients and optimiser "
+                            "state.", choices=STRATEGIES, advanced=True)
+    nodes: int = setting(1, help="How many machines train this run together (each runs the same recipe).", min=1,
+                         max=4096, advanced=True)
+    node_rank: int = setting(0, help="This machine's number among them, from 0 (0 writes the results).", min=0,
+                             max=4095, advanced=True)
+    master_addr: str = setting("127.0.0.1", help="Address of machine 0, which all machines reach to meet.",
+                               advanced=True)
+    master_port: int = setting(0, help="Port on machine 0 for that meeting (0: a free one, for one machine).",
+                               min=0, max=65535, advanced=True)
+
+    def __post_init__(self):
+        if not isinstance(self.devices, int) and (not 0 < len(self.devices) <= 1024 or min(self.devices) < 0
+                                                  or len(set(self.devices)) != len(self.devices)):
+            raise StudioError(f"'resources.devices' lists {self.devices!r}; name each GPU index (0 or more) once, "
+                              "e.g. [0, 1].", field="resources.devices", key="recipe.devices_list",
+                              value=str(self.devices))
+        if self.node_rank >= self.nodes:
+            raise StudioError(f"'resources.node_rank' ({self.node_rank}) must be below 'resources.nodes' "
+                              f"({self.nodes}); number the machines from 0.", field="resources.node_rank",
+                              key="recipe.node_rank", rank=self.node_rank, nodes=self.nodes)
+
+    @property
+    def per_node(self) -> int:
+        return self.devices if isinstance(self.devices, int) else len(self.devices)
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in all: devices on each machine times machines."""
+        return self.per_node * self.nodes
+
+
 @dataclass(kw_only=True)
 class Recipe:
     """A whole run: model + stage + method + data + training settings."""
@@ -124,6 +168,8 @@ class Recipe:
                           help="How weights change: 'lora' trains small add-on matrices, 'full' trains everything.")
     data: DataConfig = setting(help="Training data settings.")
     train: TrainConfig = setting(default_factory=TrainConfig, help="Training hyperparameters.")
+    resources: ResourcesConfig = setting(default_factory=ResourcesConfig,
+                                         help="Devices and machines that train the run.")
     trust_remote_code: bool = setting(False, help="Run code shipped with a hub model. Only for models you trust.")
     # The sections of stages that read one (`dpo:`, `rl:`, ...), by stage name; each stage parses its own
     # (`Stage.settings`), so a new stage needs no field here.

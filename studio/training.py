@@ -24,12 +24,14 @@ log = logging.getLogger(__name__)
 
 def resolve_recipe(recipe: Recipe, ws: Workspace) -> Recipe:
     """Check the recipe against this machine and fill in what 'auto' means here."""
+    from studio.distributed import check_resources
     from studio.methods import METHODS
     from studio.models.catalogue import check_model
     from studio.models.loading import resolve_precision
     from studio.stages import STAGES
 
     check_model(recipe.model, ws)
+    check_resources(recipe)
     method = METHODS.get(recipe.method.name, field="method.name")
     config = model_config(recipe, ws)
     method.check(recipe.method, recipe.stage, config.get("model_type"))
@@ -85,7 +87,20 @@ def prepare_run(ws: Workspace, recipe: Recipe) -> str:
 
 def execute(run_dir: Path, home: Path, resume_from: Path | None, emit: Callable[[dict], None],
             should_stop: Callable[[], bool]) -> dict:
-    """Worker entry: run the stage named by the run's recipe. Returns the stage's result dict."""
+    """Worker entry: run the stage named by the run's recipe, in this process or, when its `resources` ask for
+    several devices or machines, in torchrun's processes (`studio.distributed`). Returns the stage's result."""
+    from studio.distributed import is_distributed, launch
+
+    recipe = load_recipe(Path(run_dir) / "recipe.yaml")
+    if is_distributed(recipe):
+        return launch(recipe, Path(run_dir), Path(home), Path(resume_from) if resume_from else None, emit,
+                      should_stop)
+    return run_stage(run_dir, home, resume_from, emit, should_stop)
+
+
+def run_stage(run_dir: Path, home: Path, resume_from: Path | None, emit: Callable[[dict], None],
+              should_stop: Callable[[], bool]) -> dict:
+    """Run the stage named by the run's recipe in this process (one of several under torchrun)."""
     from studio.hub_kernels import ensure_decided
     from studio.stages import STAGES, TrainContext
 
@@ -104,8 +119,16 @@ def execute(run_dir: Path, home: Path, resume_from: Path | None, emit: Callable[
     gpu_peak = peak_gpu_mb()
     if gpu_peak is not None:
         result["peak_gpu_mb"] = gpu_peak
-    (run_dir / "summary.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    if is_first_rank():
+        (run_dir / "summary.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
+
+
+def is_first_rank() -> bool:
+    """True in a run's only process, and in rank 0 of several (the one that writes results)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def with_memory_plan(recipe: Recipe, home: Path, emit: Callable[[dict], None]) -> tuple[Recipe, dict | None]:

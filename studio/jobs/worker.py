@@ -97,7 +97,7 @@ def exit_with_parent(grace_s: float, poll_s: float = 1.0, on_orphan: Callable[[]
     threading.Thread(target=watch, name="studio-orphan-watch", daemon=True).start()
 
 
-def _capture_output(log_path: Path) -> None:
+def capture_output(log_path: Path) -> None:
     stream = open(log_path, "a", buffering=1, encoding="utf-8", errors="replace")
     for std in (sys.stdout, sys.stderr):
         if std is not None:
@@ -116,7 +116,7 @@ def main(target: str, run_dir: str, home: str, resume_from: str | None, events: 
     """Process entry. `events` is a multiprocessing Queue, `stop` a multiprocessing Event, `app_pid` the process
     that started this one."""
     run_dir_path = Path(run_dir)
-    _capture_output(run_dir_path / "train.log")
+    capture_output(run_dir_path / "train.log")
     os.environ["STUDIO_HOME"] = str(home)
     parent = app_pid or os.getppid()
     # Ctrl-C in a terminal reaches the whole process group; the app decides (cancel, or checkpoint on exit).

@@ -89,6 +89,8 @@ def supports_lean_loss(model: Any) -> bool:
     """True when running the decoder and applying the head by hand gives exactly the model's own loss."""
     from peft import PeftModel
 
+    if isinstance(getattr(model, "module", None), torch.nn.Module):
+        return False  # DDP's (or another wrapper's) forward must run: it prepares the gradient sync between processes
     if isinstance(model, PeftModel) and getattr(model, "peft_type", None) is not None and \
             model.peft_config[model.active_adapter].is_prompt_learning:
         return False  # virtual tokens are added by the wrapper's forward

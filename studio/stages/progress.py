@@ -38,6 +38,21 @@ def describe(event: dict) -> str:
     return "  ".join(parts)
 
 
+def agreed(flag: bool) -> bool:
+    """`flag` as all of a run's training processes see it: true for every one when true for any. Each asks at the
+    same points of the same step, so they stop (or skip an evaluation) together; one process answers its own."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    import torch
+
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    vote = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+    return bool(vote.item())
+
+
 class ProgressCallback(TrainerCallback):
     def __init__(self, emit: Callable[[dict], None], should_stop: Callable[[], bool], run_dir: Path | None = None):
         self.emit = emit
@@ -70,7 +85,7 @@ class ProgressCallback(TrainerCallback):
         self._last_time, self._last_tokens = now, tokens
         self.emit({"type": "progress", "step": state.global_step, "total_steps": state.max_steps,
                    "epoch": round(state.epoch or 0.0, 4), "tokens_per_s": round(self.tokens_per_s or 0.0, 2)})
-        if self.should_stop():
+        if agreed(self.should_stop()):
             self.stopped = True
             control.should_save = True
             control.should_training_stop = True
@@ -102,14 +117,14 @@ class ProgressCallback(TrainerCallback):
     def cut_evaluation(self) -> bool:
         """Asked after each evaluation batch: end this evaluation now? (the run must stop, or a skip was asked)"""
         if self.cut is None:
-            if self.should_stop():
+            if agreed(self.should_stop()):
                 self.cut = "stop"
             elif self._take_skip():
                 self.cut = "skip"
         return self.cut is not None
 
     def _take_skip(self) -> bool:
-        if self.skip_file is None or not self.skip_file.exists():
+        if not agreed(self.skip_file is not None and self.skip_file.exists()):
             return False
         self.skip_file.unlink(missing_ok=True)
         return True
@@ -126,7 +141,7 @@ class ProgressCallback(TrainerCallback):
                        "scores are not charted"})
         elif metrics:
             self._emit_numbers(state, metrics)
-        if self.should_stop():  # checkpoint now, right after the evaluation, rather than one step later
+        if agreed(self.should_stop()):  # checkpoint now, right after the evaluation, rather than one step later
             self.stopped = True
             control.should_save = True
             control.should_training_stop = True

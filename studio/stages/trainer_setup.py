@@ -154,6 +154,8 @@ def finish_training(trainer, output, callback, method, tokenizer, ctx: TrainCont
     final_loss = losses[-1] if losses else None
     if callback.stopped:
         return {"result_dir": None, "final_loss": final_loss, "stopped": True}
+    if not trainer.is_world_process_zero():  # one of several processes: rank 0 saves the one result
+        return {"result_dir": None, "final_loss": final_loss, "stopped": False}
     from studio.models.varlen_attention import restore_sdpa
 
     restore_sdpa(trainer.model)  # a saved config names transformers' own attention

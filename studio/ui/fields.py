@@ -31,9 +31,11 @@ class FieldWidget:
 
 
 def _base_type(tp: Any) -> Any:
-    """`int` for `int | None`: the widget follows the non-optional type."""
+    """`int` for `int | None`: the widget follows the non-optional type; text for a choice of kinds such as
+    `int | list[int]` ("2" or "0, 1", which the recipe parser reads)."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return next(a for a in typing.get_args(tp) if a is not type(None))
+        kinds = [a for a in typing.get_args(tp) if a is not type(None)]
+        return kinds[0] if len(kinds) == 1 else str
     return tp
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.config import DataConfig, Recipe, TrainConfig, parse_recipe
+from studio.config import DataConfig, Recipe, ResourcesConfig, TrainConfig, parse_recipe
 from studio.errors import StudioError
 from studio.stages import STAGES
 from studio.stages.base import stage_sections
@@ -102,7 +102,8 @@ def form_values(view: TrainView, recipe: dict) -> dict:
     for field in view.fields + view.method_fields.get(method, []):
         section = sections.get(field.section) if field.section else recipe
         if isinstance(section, dict) and field.name in section:
-            values[field.component] = section[field.name]
+            value = section[field.name]
+            values[field.component] = ", ".join(map(str, value)) if isinstance(value, list) else value
         else:
             values[field.component] = field.meta.get("default")
     return values
@@ -162,7 +163,8 @@ def _full_form(ui: UiShared) -> tuple:
     with loc.label(gr.Accordion(t("train.advanced"), open=False), "train.advanced"):
         advanced = draw_fields(field_specs(TrainConfig, "train", skip=MAIN_TRAIN)
                                + field_specs(DataConfig, "data", skip=MAIN_DATA + ("dataset",))
-                               + field_specs(Recipe, "", locale_section="recipe", only=("trust_remote_code",)),
+                               + field_specs(Recipe, "", locale_section="recipe", only=("trust_remote_code",))
+                               + field_specs(ResourcesConfig, "resources"),
                                loc, lang, per_row=4)
     return model, stage, dataset, upload, picker, stage_groups, main + advanced + stage_fields
 

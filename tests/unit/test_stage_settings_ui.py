@@ -36,3 +36,29 @@ def test_preference_metrics_get_their_own_panels():
               {"step": 2, "epoch": 1.0, "reward": 0.4, "kl": 0.01}]
     names = [name for name, _ in panels_with_data(metric_series(events))]
     assert names == ["pref_rewards", "pref_margin", "pref_accuracy", "reward", "kl"]
+
+
+def test_devices_and_machines_are_set_in_the_form_and_reach_the_recipe():
+    """`resources` fields sit under All settings: '2' or '0, 1' in the devices box, and back from a saved recipe."""
+    from studio.ui.train_tab import form_values
+
+    texts = Texts.load()
+    with gr.Blocks() as demo:
+        ui = UiShared(texts, Localizer(texts), gr.State("en"), demo)
+        view = build_train(FakeEngine(), ui)
+    fields = {(f.section, f.name): f for f in view.fields}
+    assert {"devices", "strategy", "nodes", "node_rank", "master_addr", "master_port"} <= {
+        name for section, name in fields if section == "resources"}
+    values = {f.component: f.component.value for f in view.fields + [f for fs in view.method_fields.values()
+                                                                     for f in fs]}
+    values.update({view.method: "lora", view.dataset: "sample-format-tutor", view.name: "", view.model: "m",
+                   view.stage: "sft"})
+    assert parse_recipe(recipe_dict(view, values)).resources.world_size == 1  # the defaults: one device
+    values[fields["resources", "devices"].component] = "0, 1"
+    values[fields["resources", "strategy"].component] = "fsdp"
+    recipe = parse_recipe(recipe_dict(view, values))
+    assert recipe.resources.devices == [0, 1] and recipe.resources.strategy == "fsdp"
+    shown = form_values(view, {"name": "r", "resources": {"devices": [0, 1]}})
+    assert shown[fields["resources", "devices"].component] == "0, 1"
+    values[fields["resources", "devices"].component] = "2"
+    assert parse_recipe(recipe_dict(view, values)).resources.devices == 2
