@@ -55,18 +55,25 @@ APP_CSS = """
 """
 
 
-# Gradio words its own upload boxes in the browser's language, not the studio's: each language's words are drawn
-# over them while that language is the one picked (CSS `:has`, no script).
-UPLOAD_CSS = """
+# Gradio words its own upload boxes and footer link in the browser's language, not the studio's: each language's
+# words are drawn over them while that language is the one picked (CSS `:has`, no script).
+GRADIO_WORDS_CSS = """
 body:has(#studio-lang input[value="{lang}"]:checked) [data-testid="upload-text"] {{ font-size: 0; }}
 body:has(#studio-lang input[value="{lang}"]:checked) [data-testid="upload-text"]::after {{
   content: "{drop}"; font-size: var(--text-lg); }}
+body:has(#studio-lang input[value="{lang}"]:checked) footer .show-api {{ font-size: 0; }}
+body:has(#studio-lang input[value="{lang}"]:checked) footer .show-api::before {{
+  content: "{api}"; font-size: var(--text-md); }}
 """
 
 
 def app_css(texts: Texts) -> str:
-    """APP_CSS plus the upload boxes' words in every language of `texts`."""
-    return APP_CSS + "".join(UPLOAD_CSS.format(lang=code, drop=texts.t(code, "app.upload").replace('"', "'"))
+    """APP_CSS plus, in every language of `texts`, the words Gradio would write in the browser's language: the upload
+    boxes' and the footer's API link."""
+    def words(code: str, key: str) -> str:
+        return texts.t(code, key).replace('"', "'")
+
+    return APP_CSS + "".join(GRADIO_WORDS_CSS.format(lang=code, drop=words(code, "app.upload"), api=words(code, "app.api"))
                              for _, code in LANGUAGES)
 
 

@@ -190,3 +190,7 @@ def test_every_tab_in_spanish_shows_no_english_sentence(page, studio_server):
     drawn = page.evaluate("() => [...document.querySelectorAll('[data-testid=upload-text]')].map(e => "
                           "[getComputedStyle(e, '::after').content, getComputedStyle(e).fontSize])")
     assert drawn and all(c == '"Suelta un archivo aquí o haz clic para subirlo"' and s == "0px" for c, s in drawn), drawn
+    # And its footer link to the API page.
+    api = page.evaluate("() => { const e = document.querySelector('footer .show-api'); "
+                        "return [getComputedStyle(e, '::before').content, getComputedStyle(e).fontSize]; }")
+    assert api == ['"Usar el estudio mediante su API"', "0px"], api
