@@ -89,18 +89,28 @@ def workspace(tmp_path, monkeypatch, request, tmp_path_factory):
         os.rename(mine, shared)
 
 
-def pytest_collection_modifyitems(session, config, items):
-    """With STUDIO_TEST_ORDER_SEED set, run the test modules in an order shuffled by that seed (each module's tests
-    keep their order): no test may depend on what another module left behind. The seed is printed to rerun it."""
-    seed = os.environ.get("STUDIO_TEST_ORDER_SEED")
-    if not seed:
-        return
-    import random
+HEAVY = ("e2e", "slow")
 
+
+def pytest_collection_modifyitems(session, config, items):
+    """Modules holding browser or real-model tests run first, the rest after: under pytest-xdist the last modules
+    handed out are then short ones, so no worker is left alone on a long module at the end. With
+    STUDIO_TEST_ORDER_SEED set, the modules of each group run in an order shuffled by that seed (each module's tests
+    keep their order): no test may depend on what another module left behind. The seed is printed to rerun it."""
     modules: dict[str, list] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
-    order = sorted(modules)
-    random.Random(seed).shuffle(order)
+    heavy = {name for name, tests in modules.items()
+             if any(test.get_closest_marker(mark) for test in tests for mark in HEAVY)}
+    groups = [sorted(heavy), sorted(set(modules) - heavy)]
+    seed = os.environ.get("STUDIO_TEST_ORDER_SEED")
+    if seed:
+        import random
+
+        shuffle = random.Random(seed).shuffle
+        for group in groups:
+            shuffle(group)
+    order = groups[0] + groups[1]
     items[:] = [item for name in order for item in modules[name]]
-    print(f"\nTest modules shuffled with STUDIO_TEST_ORDER_SEED={seed}; first: {', '.join(order[:3])}")
+    if seed:
+        print(f"\nTest modules shuffled with STUDIO_TEST_ORDER_SEED={seed}; first: {', '.join(order[:3])}")
