@@ -24,12 +24,29 @@ from studio.errors import StudioError
 def cmd_train(args) -> int:
     from studio.config import load_recipe
 
-    return train_foreground(load_recipe(args.recipe, args.set))
+    recipe = load_recipe(args.recipe, args.set)
+    if args.emit:
+        from pathlib import Path
+
+        from studio.cluster import emit
+
+        files = emit(recipe, args.emit, Path(args.out or f"{recipe.name}-{args.emit}"), accelerator=args.gpu_type)
+        print(json.dumps({"files": [str(f) for f in files]}) if args.json else
+              "Wrote " + ", ".join(str(f) for f in files) + "; the script's first lines say how to start it.")
+        return 0
+    return train_foreground(recipe)
 
 
 def cmd_runs(args) -> int:
     from studio.engine import Engine
 
+    if getattr(args, "runs_command", None) == "import":
+        from studio.cluster import import_run
+        from studio.workspace import Workspace
+
+        run_id = import_run(Workspace.open(), args.folder)
+        print(json.dumps({"run_id": run_id}) if args.json else f"Imported run {run_id}.")
+        return 0
     if getattr(args, "runs_command", None) == "cancel":
         engine = Engine(start_jobs=False)
         engine.cancel(args.run_id, force=args.force)
@@ -183,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a recipe in the foreground")
     train.add_argument("recipe")
     train.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    train.add_argument("--emit", choices=("slurm", "skypilot", "torchrun"), default=None,
+                       help="do not train here: write a script that trains the recipe on a cluster (sbatch file, "
+                            "SkyPilot task or per-machine commands)")
+    train.add_argument("--out", default=None, help="folder for --emit's files (default: NAME-TARGET)")
+    train.add_argument("--gpu-type", default="A100", help="the GPU SkyPilot asks for (--emit skypilot)")
+    train.add_argument("--json", action="store_true")
     train.set_defaults(func=cmd_train)
     runs = sub.add_parser("runs", help="list runs; `studio runs cancel ID` stops a queued or running one")
     runs.add_argument("--json", action="store_true")
@@ -194,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--force", action="store_true", help="stop a running run now, losing the work since its "
                                                              "last checkpoint")
     cancel.add_argument("--json", action="store_true")
+    imported = runs_sub.add_parser("import", help="bring a run folder trained elsewhere (a cluster's machine 0) into "
+                                                  "this workspace")
+    imported.add_argument("folder")
+    imported.add_argument("--json", action="store_true")
     models = sub.add_parser("models", help="list embedded and cached models")
     models.add_argument("--json", action="store_true")
     models.add_argument("--prepare", action="store_true",
