@@ -13,7 +13,7 @@ import time
 
 from studio.errors import StudioError
 
-COLUMNS = ("id", "kind", "status", "progress", "phase", "title", "owner", "started")
+COLUMNS = ("id", "kind", "status", "progress", "phase", "title", "devices", "owner", "started")
 
 
 def _records():
@@ -29,7 +29,7 @@ def _row(job: dict) -> dict:
     return {"id": job["id"], "kind": job["kind"], "status": job["status"],
             "progress": f"{progress * 100:.0f}%" if progress is not None else "",
             "phase": (job.get("phase") or "")[:40], "title": (job.get("title") or "")[:50],
-            "owner": job.get("owner") or "",
+            "devices": job.get("devices") or "", "owner": job.get("owner") or "",
             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else ""}
 
 
@@ -52,7 +52,8 @@ def cmd_show(args) -> int:
     if args.json:
         print(json.dumps(job, indent=2, default=str))
         return 0
-    for key in ("id", "kind", "status", "phase", "progress", "title", "owner", "run_id", "pid", "seconds", "error"):
+    for key in ("id", "kind", "status", "phase", "progress", "title", "devices", "owner", "run_id", "pid", "seconds",
+                "error"):
         if job.get(key) not in (None, ""):
             print(f"{key}: {job[key]}")
     for key in ("params", "result"):

@@ -108,7 +108,7 @@ def rank_env(recipe, base: dict | None = None) -> dict:
     the cores (several processes each using every core would fight over them)."""
     env = dict(os.environ if base is None else base)
     res = recipe.resources
-    if not isinstance(res.devices, int):
+    if not isinstance(res.devices, int) and "CUDA_VISIBLE_DEVICES" not in env:  # the job manager confines its own
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in res.devices)
     if not gpu_count():
         share = str(max(1, int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1) // res.per_node))

@@ -122,6 +122,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN phase_key TEXT;
     ALTER TABLE jobs ADD COLUMN phase_params TEXT;
     """,
+    # The devices a running training job holds ("0,1", or "cpu"): the queue runs jobs side by side on free ones.
+    """
+    ALTER TABLE jobs ADD COLUMN devices TEXT;
+    """,
 ]
 
 RUN_STATES = ("queued", "running", "cancelling", "completed", "failed", "cancelled", "interrupted")

@@ -1,8 +1,9 @@
 """The job queue: runs each training job in its own spawned worker process, watched by a supervising thread.
 
 `JobManager` turns a prepared run (row, directory and recipe.yaml already made by
-`studio.training.prepare_run`) into a queued job, starts queued jobs one at a time per device
-(`max_concurrent`), appends the workers' progress events to the run's `metrics.jsonl`, keeps the
+`studio.training.prepare_run`) into a queued job, starts queued jobs side by side as long as the devices
+they ask for are free (`studio.jobs.devices`: each GPU, or the CPU as one), appends the workers' progress
+events to the run's `metrics.jsonl`, keeps the
 run's SQLite row current, and records how each job ended, including a worker that died without a
 word (SIGKILL from the out-of-memory killer, a segfault). SQLite is the only shared state: a CLI
 training in the foreground and the app's manager see and respect each other's jobs, claim queued
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from studio.errors import StudioError
+from studio.jobs import devices as _devices
 from studio.jobs import worker
 from studio.jobs.runfiles import (SKIP_EVALUATION, append_log_line, append_metrics, checkpoint_step, estimate_eta,
                                   follow_metrics, latest_checkpoint, recent_metrics, rewind_metrics, tail_lines)
@@ -69,11 +71,12 @@ class JobManager:
     interrupted runs with a checkpoint can be resumed (queued again with `resume_from`).
     """
 
-    def __init__(self, ws: Workspace, target: str = "studio.training:execute", max_concurrent: int = 1,
-                 cancel_timeout: float = 60.0, poll_s: float = 0.2):
+    def __init__(self, ws: Workspace, target: str = "studio.training:execute", max_concurrent: int | None = None,
+                 cancel_timeout: float = 60.0, poll_s: float = 0.2, devices: list[str] | None = None):
         self.ws = ws
         self.target = target
-        self.max_concurrent = max_concurrent
+        self._device_list = devices  # found on first use: `studio runs` need not import torch
+        self._max_concurrent = max_concurrent
         self.cancel_timeout = cancel_timeout
         self.poll_s = poll_s
         self._ctx = multiprocessing.get_context("spawn")
@@ -84,6 +87,17 @@ class JobManager:
         self._thread: threading.Thread | None = None
         self._dead_seen: dict[int, float] = {}  # other processes' jobs whose worker pid looked dead
         self._last_sweep = 0.0
+
+    @property
+    def devices(self) -> list[str]:
+        """The devices jobs share: GPU indices, or ["cpu"] (`studio.jobs.devices.detect`)."""
+        if self._device_list is None:
+            self._device_list = _devices.detect()
+        return self._device_list
+
+    @property
+    def max_concurrent(self) -> int:
+        return self._max_concurrent or len(self.devices)
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> "JobManager":
@@ -387,22 +401,35 @@ class JobManager:
         w.process.close()
 
     def _start_next(self) -> bool:
-        """Claim the oldest queued job if a slot is free (atomically, across processes) and spawn it."""
+        """Claim the oldest queued job if the devices it asks for are free (atomically, across processes: the jobs
+        table says which devices each running job holds) and spawn it on them."""
         now = time.time()
         with self.ws.db() as conn:
+            head = conn.execute("SELECT j.id, r.run_dir FROM jobs j JOIN runs r ON r.id = j.run_id WHERE "
+                                "j.kind = 'train' AND j.status = 'queued' ORDER BY j.id LIMIT 1").fetchone()
+        if head is None:
+            return False
+        want = _devices.wanted(Path(head["run_dir"]), self.devices)
+        with self.ws.db() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            busy = conn.execute("SELECT COUNT(*) AS n FROM jobs WHERE kind = 'train' AND status IN "
-                                "('running', 'cancelling')").fetchone()["n"]
-            job = None if busy >= self.max_concurrent else conn.execute(
-                "SELECT * FROM jobs WHERE kind = 'train' AND status = 'queued' ORDER BY id LIMIT 1").fetchone()
+            held = [r["devices"] for r in conn.execute("SELECT devices FROM jobs WHERE kind = 'train' AND status IN "
+                                                        "('running', 'cancelling')")]
+            taken = {d for h in held if h for d in h.split(",")}
+            free = [d for d in self.devices if d not in taken][sum(1 for h in held if not h):]
+            given = _devices.pick(want, free) if len(held) < self.max_concurrent else None
+            job = given and conn.execute("SELECT * FROM jobs WHERE id = ? AND status = 'queued'",
+                                         (head["id"],)).fetchone()
             run = job and conn.execute("SELECT * FROM runs WHERE id = ?", (job["run_id"],)).fetchone()
             if job:
-                conn.execute("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ?", (now, job["id"]))
+                conn.execute("UPDATE jobs SET status = 'running', started_at = ?, devices = ? WHERE id = ?",
+                             (now, ",".join(given), job["id"]))
                 conn.execute("UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), "
                              "finished_at = NULL, error = NULL, pid = NULL WHERE id = ?", (now, job["run_id"]))
             conn.execute("COMMIT")
+        if given is None:
+            return False  # the oldest job waits for its devices; the ones behind it wait their turn
         if not job:
-            return False
+            return True  # another process claimed it first: look at the next one
         job, run = dict(job), dict(run)
         run_dir = Path(run["run_dir"])
         try:
@@ -412,7 +439,8 @@ class JobManager:
                 self.ws.update_run(job["run_id"], step=step)
             events, stop = self._ctx.Queue(), self._ctx.Event()
             process = self._ctx.Process(target=worker.main, name=f"studio-job-{job['id']}", args=(
-                self.target, str(run_dir), str(self.ws.home), job["resume_from"], events, stop, os.getpid()))
+                self.target, str(run_dir), str(self.ws.home), job["resume_from"], events, stop, os.getpid(),
+                _devices.visible(given)))
             process.start()
         except Exception as exc:
             log.exception("could not start job %s", job["id"])

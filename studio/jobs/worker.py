@@ -112,9 +112,12 @@ def capture_output(log_path: Path) -> None:
 
 
 def main(target: str, run_dir: str, home: str, resume_from: str | None, events: Any, stop: Any,
-         app_pid: int | None = None) -> None:
+         app_pid: int | None = None, visible_devices: str | None = None) -> None:
     """Process entry. `events` is a multiprocessing Queue, `stop` a multiprocessing Event, `app_pid` the process
-    that started this one."""
+    that started this one, `visible_devices` the GPUs this job may use (CUDA_VISIBLE_DEVICES, set before anything
+    touches CUDA)."""
+    if visible_devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices
     run_dir_path = Path(run_dir)
     capture_output(run_dir_path / "train.log")
     os.environ["STUDIO_HOME"] = str(home)

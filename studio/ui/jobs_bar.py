@@ -19,7 +19,7 @@ from studio.ui.common import UiShared, error_text
 from studio.ui.guard import allow, may
 
 PANEL_ROWS = 30
-COLUMNS = ("id", "kind", "status", "progress", "phase", "title", "started", "error")
+COLUMNS = ("id", "kind", "status", "progress", "phase", "title", "devices", "started", "error")
 
 
 def jobs_line(jobs: list[dict], texts: Any, lang: str) -> str:
@@ -46,6 +46,15 @@ def _error(job: dict, texts: Any, lang: str) -> str:
     return texts.sentence(lang, job.get("error_key"), params, job.get("error") or "")
 
 
+def _devices(job: dict, texts: Any, lang: str) -> str:
+    """Which devices a training job ran on: 'GPU 0, 1', or the CPU."""
+    held = job.get("devices")
+    if not held:
+        return ""
+    return texts.t(lang, "jobs.devices.cpu") if held == "cpu" else texts.t(lang, "jobs.devices.gpu",
+                                                                           ids=held.replace(",", ", "))
+
+
 def jobs_table(jobs: list[dict], texts: Any, lang: str) -> dict:
     """The panel's table: newest first, kind and status in words, progress in %, error sentence last."""
     rows = []
@@ -53,7 +62,7 @@ def jobs_table(jobs: list[dict], texts: Any, lang: str) -> dict:
         started = job.get("started_at") or job.get("created_at")
         rows.append([job["id"], texts.t(lang, f"jobs.kind.{job['kind']}"), texts.t(lang, f"jobs.status.{job['status']}"),
                      f"{job['progress'] * 100:.0f}%" if job.get("progress") is not None else "",
-                     _phase(job, texts, lang), job.get("title") or "",
+                     _phase(job, texts, lang), job.get("title") or "", _devices(job, texts, lang),
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else "",
                      _error(job, texts, lang)])
     return gr.update(value={"headers": [texts.t(lang, f"jobs.col.{c}") for c in COLUMNS], "data": rows})

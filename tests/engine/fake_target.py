@@ -27,7 +27,9 @@ def execute(run_dir: Path, home: Path, resume_from: Path | None, emit, should_st
         cfg.update(json.loads((run_dir / "fake.json").read_text()))
     start = int(Path(resume_from).name.rsplit("-", 1)[-1]) if resume_from else 0
     with open(run_dir / "calls.jsonl", "a") as fh:
-        fh.write(json.dumps({"resume_from": str(resume_from) if resume_from else None, "start": start}) + "\n")
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # the GPUs the job manager gave this job
+        fh.write(json.dumps({"resume_from": str(resume_from) if resume_from else None, "start": start,
+                             **({"visible": visible} if visible else {})}) + "\n")
     emit({"type": "log", "message": f"fake training from step {start}"})
     print("fake target on stdout", flush=True)
     os.write(2, b"fake target on fd 2\n")

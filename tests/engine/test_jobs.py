@@ -387,3 +387,37 @@ def _answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def test_small_jobs_run_side_by_side_on_free_devices_and_a_bigger_one_waits_for_two(ws, manager):
+    """A machine with two GPUs (simulated: the manager is told its devices): two one-device jobs run at once, each
+    seeing only its own GPU; a job asking for both waits until both are free, and the jobs table says who held what."""
+    m = manager(devices=["0", "1"])
+    a, b = make_run(ws, "a", steps=400, sleep=0.05), make_run(ws, "b", steps=400, sleep=0.05)
+    big = make_run(ws, "big", steps=2)
+    (ws.runs_dir / big / "recipe.yaml").write_text("name: big\ndata: {dataset: fake}\nresources: {devices: 2}\n")
+    for run in (a, b, big):
+        m.submit(run)
+    wait_for(lambda: m.status(a)["status"] == "running" and m.status(b)["status"] == "running")
+    assert m.status(big)["status"] == "queued"
+    held = {j["run_id"]: j["devices"] for j in ws.jobs(kind="train")}
+    assert sorted([held[a], held[b]]) == ["0", "1"] and held[big] is None
+    wait_for(lambda: calls(ws, a) and calls(ws, b))
+    assert {calls(ws, a)[0]["visible"], calls(ws, b)[0]["visible"]} == {"0", "1"}
+    m.cancel(a)
+    m.wait(a, timeout=30)
+    assert m.status(big)["status"] == "queued"  # one device free is not enough for it
+    m.cancel(b)
+    done = m.wait(big, timeout=30)
+    assert done["status"] == "completed" and calls(ws, big)[0]["visible"] == "0,1"
+    assert {j["run_id"]: j["devices"] for j in ws.jobs(kind="train")}[big] == "0,1"
+
+
+def test_on_a_cpu_machine_jobs_take_turns(ws, manager):
+    m = manager(devices=["cpu"])
+    first, second = make_run(ws, "first", steps=3), make_run(ws, "second", steps=2)
+    m.submit(first)
+    m.submit(second)
+    a, b = m.wait(first, timeout=20), m.wait(second, timeout=20)
+    assert a["finished_at"] <= b["started_at"]
+    assert calls(ws, first)[0].get("visible") == os.environ.get("CUDA_VISIBLE_DEVICES")  # the CPU: nothing to confine

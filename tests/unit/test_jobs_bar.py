@@ -73,3 +73,16 @@ def test_a_recorded_phase_and_the_phase_an_interrupted_job_stopped_at_read_in_th
     assert spanish[1][-1].startswith("El estudio se detuvo mientras este trabajo de exportación estaba en "
                                      "'escribiendo blk.3.attn_q.weight'")
     assert jobs_table(rows, texts, "en")["value"]["data"][0][4] == "page 3 of 10"
+
+
+def test_the_panel_says_which_devices_ran_each_training_job():
+    from studio.ui.jobs_bar import COLUMNS, jobs_table
+
+    texts = Texts.load()
+    jobs = [{"id": 1, "kind": "train", "status": "running", "devices": "0,1", "created_at": 0},
+            {"id": 2, "kind": "train", "status": "completed", "devices": "cpu", "created_at": 0},
+            {"id": 3, "kind": "export", "status": "queued", "created_at": 0}]
+    table = jobs_table(jobs, texts, "es")["value"]
+    column = COLUMNS.index("devices")
+    assert table["headers"][column] == "dispositivos"
+    assert [row[column] for row in table["data"]] == ["GPU 0, 1", "CPU", ""]
