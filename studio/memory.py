@@ -154,11 +154,14 @@ def model_shape(config: Any, task: str = "causal") -> dict:
 def estimate_training_memory(config: Any, method: str, settings: Any, batch_size: int, seq_len: int,
                              precision: str = "auto", gradient_checkpointing: bool = False,
                              device_kind: str | None = None, counts: dict | None = None, task: str = "causal",
-                             lean_logits: bool = False) -> dict:
-    """Peak training memory in bytes: {weights, gradients, optimizer, activations, logits, total}.
+                             lean_logits: bool = False, strategy: str = "ddp", world: int = 1,
+                             processes: int = 1) -> dict:
+    """Peak training memory in bytes: {weights, gradients, optimizer, activations, logits, total}, of one device.
 
     `batch_size` is the rows of one forward/backward pass (the micro-batch); `lean_logits` means the loss never
-    holds the full logits (`studio.stages.lean_loss`: one chunk of rows x vocabulary at a time)."""
+    holds the full logits (`studio.stages.lean_loss`: one chunk of rows x vocabulary at a time). With `world`
+    devices in all (`resources`), each holds its `strategy`'s share (`per_device`); on a CPU, where this
+    machine's `processes` share one memory, the total is theirs together."""
     from studio.methods import METHODS
     from studio.methods.base import PeftMethod
 
@@ -200,11 +203,31 @@ def estimate_training_memory(config: Any, method: str, settings: Any, batch_size
         logits = tokens * shape["vocab"] * 4 * LOGIT_COPIES
     parts = {"weights": weights, "gradients": 4 * trainable, "optimizer": 8 * trainable,
              "activations": activations, "logits": logits}
-    parts = {k: int(v) for k, v in parts.items()}
+    parts = {k: int(v) for k, v in per_device(parts, strategy, world, shape["layers"]).items()}
     activations, logits = parts["activations"], parts["logits"]
     parts["total"] = (parts["weights"] + parts["optimizer"] + max(parts["gradients"], activations + logits)
                       + RUNTIME_OVERHEAD["cuda" if kind == "cuda" else "cpu"])
+    if kind != "cuda" and processes > 1:  # a CPU's processes each hold their own copy in the one memory
+        parts["total"] *= processes
     return parts
+
+
+def per_device(parts: dict, strategy: str = "ddp", world: int = 1, layers: int = 1) -> dict:
+    """One device's share of a run's memory when `world` devices train it (`resources.strategy`), from the ZeRO
+    paper's accounting, not yet fitted to measured peaks: 'ddp' keeps a whole copy on each device plus DDP's
+    gradient buckets (a second copy of the gradients); 'deepspeed-zero2' splits gradients and optimizer state;
+    'fsdp' and 'deepspeed-zero3' split the weights too, and gather two layers' worth at a time to compute."""
+    if world <= 1:
+        return parts
+    out = dict(parts)
+    if strategy in ("fsdp", "deepspeed-zero3"):
+        out["weights"] = parts["weights"] / world + 2 * parts["weights"] / max(layers, 1)
+    if strategy == "ddp":
+        out["gradients"] = 2 * parts["gradients"]
+    else:
+        out["gradients"] = parts["gradients"] / world
+        out["optimizer"] = parts["optimizer"] / world
+    return out
 
 
 def device_memory() -> dict:
@@ -220,4 +243,4 @@ def device_memory() -> dict:
     return {"kind": "cpu", "total_bytes": int(vm.total), "free_bytes": int(vm.available)}
 
 
-__all__ = ["task_of", "count_parameters", "estimate_training_memory", "device_memory", "model_shape", "load_config"]
+__all__ = ["task_of", "count_parameters", "estimate_training_memory", "per_device", "device_memory", "model_shape", "load_config"]

@@ -30,6 +30,21 @@ def gb_text(n: float) -> str:
     return f"{n / GiB:.1f} GB"
 
 
+def _gpu_count() -> int:
+    from studio.distributed import gpu_count
+
+    return gpu_count()
+
+
+def sharing_strategies() -> list[str]:
+    """The strategies that split a model between GPUs, in the order the advice tries them (DeepSpeed when
+    installed: ZeRO-2 keeps whole weights, so it is tried before the splits of ZeRO-3 and FSDP)."""
+    import importlib.util
+
+    deepspeed = importlib.util.find_spec("deepspeed") is not None
+    return (["deepspeed-zero2"] if deepspeed else []) + ["fsdp"] + (["deepspeed-zero3"] if deepspeed else [])
+
+
 def _advice(config: Any, name: str, settings: Any, plan: dict, counts: dict, budget: float,
             qlora_counts: dict | None) -> tuple[str, list[tuple[str, Any]]]:
     """Which single change would make this plan fit, found by re-estimating with it.
@@ -57,6 +72,13 @@ def _advice(config: Any, name: str, settings: Any, plan: dict, counts: dict, bud
         if total(method="qlora", settings=METHODS.get("qlora").settings_cls(), counts=qlora_counts) <= budget:
             ways.append("QLoRA")
             fixes.append(("qlora", True))
+    gpus = _gpu_count() if plan["device_kind"] == "cuda" else 0
+    if gpus > 1 and plan.get("world", 1) == 1:  # one GPU is not enough: split the run between all of them
+        for strategy in sharing_strategies():
+            if total(strategy=strategy, world=gpus) <= budget:
+                ways.append(f"{strategy} on {gpus} GPUs")
+                fixes.append(("strategy", f"{strategy} x {gpus}"))
+                break
     seq = plan["seq_len"] // 2
     while seq >= 64 and total(seq_len=seq) > budget:
         seq //= 2
@@ -77,7 +99,7 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
     `recipe_like` needs .stage, .method (the chosen method's settings), .train (batch_size, precision,
     gradient_checkpointing) and .data.max_length; `memory` overrides `device_memory()`. Rows that do
     not fit carry `advice` (a sentence) and `fixes` ((kind, value) pairs, see `_advice`)."""
-    from studio.memory_plan import plan_memory, stage_models  # imports studio.memory, which re-exports this module
+    from studio.memory_plan import plan_memory, sharing, stage_models  # imports studio.memory, which re-exports this module
     from studio.methods import METHODS
 
     config = _model_config(model_spec, ws)
@@ -124,7 +146,7 @@ def method_table(model_spec: Any, ws: Any, recipe_like: Any, memory: dict | None
         plan = {"method": name, "settings": settings, "counts": counts, "batch_size": passes["micro_batch_size"],
                 "seq_len": recipe_like.data.max_length, "precision": train.precision,
                 "gradient_checkpointing": passes["gradient_checkpointing"], "device_kind": memory["kind"],
-                "task": task, "lean_logits": passes["lean_logits"]}
+                "task": task, "lean_logits": passes["lean_logits"], **sharing(recipe_like)}
         saved = counts["total"] if cls.result_kind == "model" else counts["trainable"]
         row.update(trainable=counts["trainable"], percent=counts["percent"],
                    estimated_total=passes["estimate_bytes"] + frozen, frozen_bytes=frozen,

@@ -31,6 +31,14 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(n, 0, -1) if n % d == 0]
 
 
+def sharing(recipe: Any) -> dict:
+    """The recipe's devices as the estimate needs them: strategy, devices in all, processes on this machine."""
+    res = getattr(recipe, "resources", None)
+    if res is None:
+        return {}
+    return {"strategy": res.strategy, "world": res.world_size, "processes": res.per_node}
+
+
 def plan_memory(config: Any, recipe: Any, memory: dict, counts: dict | None = None, method: str | None = None,
                 settings: Any = None) -> dict:
     """{micro_batch_size, passes, gradient_checkpointing, auto_checkpointing, estimate_bytes, budget_bytes, fits}.
@@ -47,7 +55,7 @@ def plan_memory(config: Any, recipe: Any, memory: dict, counts: dict | None = No
 
     def estimate(micro: int, checkpointing: bool) -> int:
         return estimate_training_memory(config, method, settings, micro, recipe.data.max_length, t.precision,
-                                        checkpointing, kind, counts, task, lean_logits=lean)["total"]
+                                        checkpointing, kind, counts, task, lean_logits=lean, **sharing(recipe))["total"]
 
     checkpointing, auto_checkpointing = bool(t.gradient_checkpointing), False
     if getattr(t, "micro_batch_size", 0):
