@@ -34,8 +34,30 @@ def common_training_args(recipe, run_dir: Path, has_eval: bool) -> dict:
         dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(), gradient_checkpointing=t.gradient_checkpointing,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        **best_checkpoint_args(t, has_eval),
+        **best_checkpoint_args(t, has_eval), **sharding_args(recipe),
     )
+
+
+def sharded(recipe) -> bool:
+    """Whether several devices split this run's model (FSDP or DeepSpeed ZeRO) rather than each hold it whole."""
+    res = getattr(recipe, "resources", None)
+    return res is not None and res.world_size > 1 and res.strategy != "ddp"
+
+
+def sharding_args(recipe) -> dict:
+    """The Trainer arguments of `resources.strategy` when it splits the model between devices (DDP needs none: the
+    Trainer sets it up itself under torchrun). Accelerate applies them; FSDP is version 2, each layer its own shard.
+    Not yet run on GPUs here (see the README)."""
+    if not sharded(recipe):
+        return {}
+    strategy = recipe.resources.strategy
+    if strategy == "fsdp":
+        return {"fsdp": True, "fsdp_config": {"version": 2, "reshard_after_forward": True}}
+    stage = 3 if strategy == "deepspeed-zero3" else 2
+    return {"deepspeed": {"zero_optimization": {"stage": stage, "overlap_comm": True, "contiguous_gradients": True},
+                          "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"}, "gradient_clipping": "auto",
+                          "train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto",
+                          "gradient_accumulation_steps": "auto"}}
 
 
 def use_liger(train_cfg) -> bool:
@@ -111,6 +133,10 @@ def prepare_for_training(ctx: TrainContext, method, model, n_train: int, emit=No
     emit({"type": "log", "message": f"Trainable parameters: {trainable:,} of {total:,} "
                                     f"({100 * trainable / max(total, 1):.2f}%)"})
     groups = method.optimizer_groups(model, recipe.method, recipe.train.lr)
+    if groups and sharded(recipe):  # the optimizer must see the split weights: the Trainer builds it after the split
+        emit({"type": "log", "message": f"{recipe.resources.strategy} splits the model: the Trainer's AdamW trains it "
+                                        "with one learning rate for every trained weight"})
+        groups = None
     optimizer = make_optimizer(groups, recipe.train) if groups else None
     if recipe.train.compile:
         emit({"type": "log", "message": f"Compiling {compile_body(model)} with torch.compile (the first steps "

@@ -70,3 +70,19 @@ def test_one_device_estimates_as_before(strategy):
     args = (llama_1b(), "lora", None, 2, 128, "bf16")
     assert estimate_training_memory(*args, device_kind="cuda", strategy=strategy, world=1) == \
         estimate_training_memory(*args, device_kind="cuda")
+
+
+def test_each_strategy_becomes_the_trainers_own_arguments(tmp_path):
+    from transformers import TrainingArguments
+
+    from studio.config import parse_recipe
+    from studio.stages.trainer_setup import common_training_args, sharding_args
+
+    def recipe(**resources):
+        return parse_recipe({"name": "r", "data": {"dataset": "d"}, "resources": resources})
+
+    assert sharding_args(recipe()) == {} and sharding_args(recipe(devices=2)) == {}  # DDP: torchrun is enough
+    assert sharding_args(recipe(devices=2, strategy="fsdp"))["fsdp_config"]["version"] == 2
+    assert sharding_args(recipe(devices=2, strategy="deepspeed-zero3"))["deepspeed"]["zero_optimization"]["stage"] == 3
+    assert sharding_args(recipe(devices=1, strategy="fsdp")) == {}  # one device splits nothing
+    TrainingArguments(**common_training_args(recipe(devices=2), tmp_path, has_eval=False))  # accepted as is
