@@ -82,13 +82,20 @@ def wait_until_still(page, selector: str, quiet_s: float = 2.0, timeout_s: float
     raise AssertionError(f"{selector} kept changing for {timeout_s:.0f} s")
 
 
+# A page reloaded while a run trains on the same 2 cores (and, under pytest-xdist, another module's browser and
+# model beside it) took over 30 s to draw its form.
+PAGE_LOAD_MS = 120_000
+
+
 def open_page(page, url: str) -> None:
     """The studio with the Train tab's full form (All settings) shown, its pickers filled."""
-    page.goto(url)
-    page.wait_for_selector("#studio-start")
-    page.wait_for_function("() => !!document.querySelector('#studio-progress .studio-progress')")
+    page.goto(url, timeout=PAGE_LOAD_MS)
+    page.wait_for_selector("#studio-start", timeout=PAGE_LOAD_MS)
+    page.wait_for_function("() => !!document.querySelector('#studio-progress .studio-progress')",
+                           timeout=PAGE_LOAD_MS)
     # The guide fills the form on the page's load event: wait for it rather than racing it.
-    page.wait_for_function("() => (document.querySelector('#studio-guide-dataset input') || {}).value")
+    page.wait_for_function("() => (document.querySelector('#studio-guide-dataset input') || {}).value",
+                           timeout=PAGE_LOAD_MS)
     page.locator("#studio-train-mode label").nth(1).click()  # All settings
     page.wait_for_function("() => (document.querySelector('#studio-dataset input') || {}).value")
 
