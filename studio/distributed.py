@@ -117,13 +117,16 @@ def rank_env(recipe, base: dict | None = None) -> dict:
     return env
 
 
-def _die_with_parent() -> None:  # runs in torchrun's process before it starts: a killed worker takes it along
+def parent_death_signal() -> Callable[[], None] | None:
+    """What torchrun's process runs before it starts, so that a killed worker takes it along (Linux's
+    PR_SET_PDEATHSIG). Looked up here, in the parent: the child of a fork must not import anything."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 class EventRelay:
@@ -177,7 +180,7 @@ def launch(recipe, run_dir: Path, home: Path, resume_from: Path | None, emit: Ca
     relay = EventRelay(ranks / EVENTS, emit)
     with open(ranks / "torchrun.log", "ab") as out:
         proc = subprocess.Popen(cmd, env=rank_env(recipe), stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=parent_death_signal())
         try:
             while proc.poll() is None:
                 relay.pump()
