@@ -31,10 +31,6 @@ STOP = "STOP"
 POLL_S = 0.5
 
 
-def world_size(recipe) -> int:
-    return recipe.resources.world_size
-
-
 def is_distributed(recipe) -> bool:
     return recipe.resources.world_size > 1
 

@@ -9,7 +9,9 @@ studio may use on a shared machine.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 CPU = "cpu"
 
@@ -56,3 +58,33 @@ def visible(ids: list[str], parent_env: dict | None = None) -> str | None:
     env = os.environ if parent_env is None else parent_env
     seen = [d.strip() for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     return ",".join(seen[int(i)] if seen and int(i) < len(seen) else i for i in ids)
+
+
+def claim_next(ws: Any, devices: list[str], max_concurrent: int) -> tuple[dict, dict, list[str]] | str | None:
+    """Mark the oldest queued training job running on free `devices` it asks for, atomically across processes (the
+    jobs table says which devices each running job holds): (job, run, devices given), None while it must wait for
+    its devices (the jobs behind it wait their turn), or "taken" when another process claimed it first."""
+    with ws.db() as conn:
+        head = conn.execute("SELECT j.id, r.run_dir FROM jobs j JOIN runs r ON r.id = j.run_id WHERE "
+                            "j.kind = 'train' AND j.status = 'queued' ORDER BY j.id LIMIT 1").fetchone()
+    if head is None:
+        return None
+    want, now = wanted(Path(head["run_dir"]), devices), time.time()
+    with ws.db() as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        held = [r["devices"] for r in conn.execute("SELECT devices FROM jobs WHERE kind = 'train' AND status IN "
+                                                    "('running', 'cancelling')")]
+        taken = {d for h in held if h for d in h.split(",")}
+        free = [d for d in devices if d not in taken][sum(1 for h in held if not h):]  # unrecorded rows hold one
+        given = pick(want, free) if len(held) < max_concurrent else None
+        job = given and conn.execute("SELECT * FROM jobs WHERE id = ? AND status = 'queued'", (head["id"],)).fetchone()
+        run = job and conn.execute("SELECT * FROM runs WHERE id = ?", (job["run_id"],)).fetchone()
+        if job:
+            conn.execute("UPDATE jobs SET status = 'running', started_at = ?, devices = ? WHERE id = ?",
+                         (now, ",".join(given), job["id"]))
+            conn.execute("UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), "
+                         "finished_at = NULL, error = NULL, pid = NULL WHERE id = ?", (now, job["run_id"]))
+        conn.execute("COMMIT")
+    if given is None:
+        return None
+    return (dict(job), dict(run), given) if job else "taken"

@@ -403,34 +403,10 @@ class JobManager:
     def _start_next(self) -> bool:
         """Claim the oldest queued job if the devices it asks for are free (atomically, across processes: the jobs
         table says which devices each running job holds) and spawn it on them."""
-        now = time.time()
-        with self.ws.db() as conn:
-            head = conn.execute("SELECT j.id, r.run_dir FROM jobs j JOIN runs r ON r.id = j.run_id WHERE "
-                                "j.kind = 'train' AND j.status = 'queued' ORDER BY j.id LIMIT 1").fetchone()
-        if head is None:
-            return False
-        want = _devices.wanted(Path(head["run_dir"]), self.devices)
-        with self.ws.db() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            held = [r["devices"] for r in conn.execute("SELECT devices FROM jobs WHERE kind = 'train' AND status IN "
-                                                        "('running', 'cancelling')")]
-            taken = {d for h in held if h for d in h.split(",")}
-            free = [d for d in self.devices if d not in taken][sum(1 for h in held if not h):]
-            given = _devices.pick(want, free) if len(held) < self.max_concurrent else None
-            job = given and conn.execute("SELECT * FROM jobs WHERE id = ? AND status = 'queued'",
-                                         (head["id"],)).fetchone()
-            run = job and conn.execute("SELECT * FROM runs WHERE id = ?", (job["run_id"],)).fetchone()
-            if job:
-                conn.execute("UPDATE jobs SET status = 'running', started_at = ?, devices = ? WHERE id = ?",
-                             (now, ",".join(given), job["id"]))
-                conn.execute("UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), "
-                             "finished_at = NULL, error = NULL, pid = NULL WHERE id = ?", (now, job["run_id"]))
-            conn.execute("COMMIT")
-        if given is None:
-            return False  # the oldest job waits for its devices; the ones behind it wait their turn
-        if not job:
-            return True  # another process claimed it first: look at the next one
-        job, run = dict(job), dict(run)
+        claimed = _devices.claim_next(self.ws, self.devices, self.max_concurrent)
+        if claimed in (None, "taken"):
+            return claimed == "taken"  # none fits its devices now, or another process took it: try the next one
+        job, run, given = claimed
         run_dir = Path(run["run_dir"])
         try:
             if job["resume_from"]:
