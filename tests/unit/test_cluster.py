@@ -17,14 +17,15 @@ RECIPE = {"name": "big", "model": "smollm2-135m-instruct", "data": {"dataset": "
           "resources": {"devices": 4, "nodes": 2, "master_addr": "10.1.2.3", "master_port": 29555}}
 
 
-def bash_ok(path) -> None:
-    done = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+def bash_ok(script: str) -> None:
+    """`script` (a shell script's text) parses."""
+    done = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
 
 def test_slurm_script_runs_one_studio_train_per_machine(tmp_path):
     recipe_file, script = emit(parse_recipe(RECIPE), "slurm", tmp_path)
-    bash_ok(script)
+    bash_ok(script.read_text())
     text = script.read_text()
     assert "#SBATCH --nodes=2" in text and "#SBATCH --gpus-per-node=4" in text and "#SBATCH --ntasks-per-node=1" in text
     assert "resources.node_rank=$SLURM_NODEID" in text and "resources.nodes=$SLURM_JOB_NUM_NODES" in text
@@ -43,13 +44,12 @@ def test_skypilot_task_is_valid_yaml_with_the_launchers_variables(tmp_path):
     assert "$SKYPILOT_NODE_RANK" in spec["run"] and "$SKYPILOT_NODE_IPS" in spec["run"]
     assert f"~/studio-data/{data.name}" in spec["file_mounts"] and f"data.dataset=$HOME/studio-data/{data.name}" in \
         spec["run"]
-    bash_ok_text = subprocess.run(["bash", "-n"], input=spec["run"], capture_output=True, text=True)
-    assert bash_ok_text.returncode == 0, bash_ok_text.stderr
+    bash_ok(spec["run"])
 
 
 def test_torchrun_script_names_each_machines_command(tmp_path):
     _, script = emit(parse_recipe(RECIPE), "torchrun", tmp_path)
-    bash_ok(script)
+    bash_ok(script.read_text())
     text = script.read_text()
     assert "machine 0:" in text and "machine 1:" in text and "resources.master_addr=10.1.2.3" in text
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True)  # no machine number given
