@@ -155,7 +155,8 @@ def rank_failure(ranks: Path, returncode: int) -> StudioError:
     if errors:
         error = json.loads(errors[0].read_text(encoding="utf-8"))
         return StudioError(f"Training process {error['rank']} of {error['world']} failed: {error['message']}",
-                           key="run.rank_failed", rank=error["rank"], world=error["world"], reason=error["message"])
+                           key="run.rank_failed", rank=error["rank"], world=error["world"], reason=error["message"],
+                           reason_key=error.get("key"), reason_params=error.get("params") or {})
     return StudioError(f"The training processes ended with code {returncode} before reporting a result; see "
                        f"{RANKS_DIR}/torchrun.log in the run folder.", key="run.ranks_ended", code=returncode,
                        ranks=RANKS_DIR)

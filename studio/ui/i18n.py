@@ -47,7 +47,13 @@ class Texts:
         return self.sentence(lang, getattr(exc, "key", None), getattr(exc, "params", {}), exc.message)
 
     def sentence(self, lang: str, key: str | None, params: dict, english: str, prefix: str = "error.") -> str:
-        """`<prefix><key>` in `lang` filled with `params`; the `english` sentence when there is no translation."""
+        """`<prefix><key>` in `lang` filled with `params`; the `english` sentence when there is no translation.
+        A param `x` that comes with `x_key` (and `x_params`) is an error's sentence of its own, e.g. the reason a
+        training process gave, and reads in `lang` too."""
+        params = dict(params)
+        for name in [name for name in params if params.get(f"{name}_key")]:
+            params[name] = self.sentence(lang, params[f"{name}_key"], params.get(f"{name}_params") or {},
+                                         str(params[name]), prefix)
         template = self.locales.get(lang, {}).get(f"{prefix}{key}") if key and lang != DEFAULT_LANG else None
         if template is None:
             return english

@@ -120,6 +120,17 @@ def test_rank_zeros_events_are_relayed_line_by_line(tmp_path):
     assert seen[-1] == {"type": "progress", "step": 2} and len(seen) == 2
 
 
+def test_a_ranks_reason_reads_in_the_pages_language(tmp_path):
+    from studio.ui.i18n import Texts
+
+    (tmp_path / "error-1.json").write_text(json.dumps({
+        "rank": 1, "world": 2, "message": "'lr' must be at least 0; got -1.", "key": "setting.too_small",
+        "params": {"name": "lr", "low": 0, "value": -1}}))
+    error = rank_failure(tmp_path, 1)
+    spanish = Texts.load().sentence("es", error.key, json.loads(json.dumps(error.params)), error.message)
+    assert spanish == "El proceso de entrenamiento 1 de 2 falló: 'lr' debe ser como mínimo 0, no -1."
+
+
 def test_without_an_error_file_the_exit_code_is_said(tmp_path):
     error = rank_failure(tmp_path, -9)
     assert error.key == "run.ranks_ended" and "-9" in error.message
