@@ -275,6 +275,12 @@ class Engine:
 
         return method_table(recipe.model, self.ws, recipe, memory=memory, only=only)
 
+    def apply_fix(self, recipe: dict, kind: str, value: Any) -> dict:
+        """`recipe` (a plain dict) with one of the verdict's fixes made (`memory_picker.apply_fix`)."""
+        from studio.memory_picker import apply_fix
+
+        return apply_fix(recipe, kind, value)
+
     def suggest_method(self, recipe: Recipe, goal: str, memory: dict | None = None) -> dict:
         """The method the picker suggests for `goal` on this model, machine and dataset, with its reason and the top
         three that fit; it reads the same estimate (`method_table`) as the verdict and the table."""

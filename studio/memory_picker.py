@@ -240,3 +240,37 @@ def recommend(rows: list[dict], goal: str, dataset_rows: int, model_params: int,
 
 
 __all__ = ["CANDIDATES", "method_table", "recommend"]
+
+
+FIX_FIELDS = {"batch_size": ("train", "batch_size"), "gradient_checkpointing": ("train", "gradient_checkpointing"),
+              "max_length": ("data", "max_length")}
+
+
+def apply_fix(recipe: dict, kind: str, value: Any) -> dict:
+    """`recipe` (a plain dict, as the Train tab's form describes it) with one of `_advice`'s fixes made: the
+    setting it names set to its value; QLoRA keeps the LoRA settings QLoRA shares; a strategy 'fsdp x 4'
+    splits the run between 4 devices."""
+    import copy
+    from dataclasses import fields
+
+    from studio.methods import METHODS
+
+    out = copy.deepcopy(recipe)
+    if kind in FIX_FIELDS:
+        section, name = FIX_FIELDS[kind]
+        out[section] = {**(out.get(section) or {}), name: value}
+    elif kind == "qlora":
+        shared = {f.name for f in fields(METHODS.get("qlora").settings_cls)}
+        kept = {k: v for k, v in (out.get("method") or {}).items() if k in shared and k != "name"}
+        out["method"] = {"name": "qlora", **kept}
+    elif kind == "strategy":
+        strategy, _, devices = str(value).partition(" x ")
+        if not devices.strip().isdigit():
+            raise StudioError(f"The fix 'strategy' needs 'STRATEGY x DEVICES', e.g. 'fsdp x 2'; got '{value}'.",
+                              field="fix", key="picker.bad_strategy_fix", value=value)
+        out["resources"] = {**(out.get("resources") or {}), "strategy": strategy.strip(), "devices": int(devices)}
+    else:
+        known = ", ".join([*FIX_FIELDS, "qlora", "strategy"])
+        raise StudioError(f"'{kind}' is not a fix the picker knows; use one of {known}.", field="fix",
+                          key="picker.unknown_fix", kind=kind, known=known)
+    return out

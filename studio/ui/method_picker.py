@@ -43,6 +43,8 @@ class MethodPickerView:
     use: gr.Button
     cache: gr.State  # {table key: {"rows": [...], "memory": {...}}}
     shown: gr.State  # what the verdict, table and suggestion show now, to redraw them in another language
+    fix: gr.Radio  # the verdict's fixes, one to pick when the plan does not fit
+    apply: gr.Button  # makes the picked fix in the form (wired by the tab that owns the form)
 
 
 # ---- pure helpers (tested in tests/unit/test_method_picker.py) ----
@@ -69,6 +71,20 @@ def table_key(recipe: Any) -> tuple:
 
 def fixes_text(texts: Texts, lang: str, fixes: list) -> str:
     return ", ".join(texts.t(lang, f"picker.fix.{kind}", value=value) for kind, value in fixes)
+
+
+def fix_choices(texts: Texts, lang: str, row: dict | None) -> list[tuple[str, int]]:
+    """The fixes of a plan that does not fit, as (words, index) choices; none when it fits."""
+    if not row or row.get("fits") or not row.get("applicable", True):
+        return []
+    return [(fixes_text(texts, lang, [fix]), i) for i, fix in enumerate(row.get("fixes") or [])]
+
+
+def fix_update(texts: Texts, lang: str, row: dict | None) -> tuple[dict, dict]:
+    """The fix radio and its Apply button: shown, the first fix picked, while the plan has fixes."""
+    choices = fix_choices(texts, lang, row)
+    return (gr.update(choices=choices, value=0 if choices else None, visible=bool(choices)),
+            gr.update(visible=bool(choices)))
 
 
 def verdict_text(texts: Texts, lang: str, title: str, row: dict, memory: dict) -> str:
@@ -160,6 +176,11 @@ def build_method_picker(ui: Any) -> MethodPickerView:
             summary = gr.Markdown(method_text(texts, lang, DEFAULT_METHOD), elem_classes="studio-method-summary",
                                   elem_id="studio-method-summary")
             verdict = gr.Markdown("", elem_id="studio-method-verdict")
+            with gr.Row(equal_height=True):
+                fix = loc.label(gr.Radio(choices=[], value=None, label=t("picker.fix.label"), visible=False,
+                                         scale=3, elem_id="studio-fix"), "picker.fix.label")
+                apply = loc.value(gr.Button(t("picker.fix.apply"), size="sm", scale=1, visible=False,
+                                            elem_id="studio-apply-fix"), "picker.fix.apply")
         with gr.Column(scale=3):
             groups, fields = {}, {}
             for name, m in methods:
@@ -188,7 +209,7 @@ def build_method_picker(ui: Any) -> MethodPickerView:
         use = loc.value(gr.Button(t("picker.use"), size="sm", visible=False, elem_id="studio-use-method"),
                         "picker.use")
     return MethodPickerView(method, summary, verdict, groups, fields, table, estimate, goal, suggest, suggestion,
-                            use, gr.State({}), gr.State({}))
+                            use, gr.State({}), gr.State({}), fix, apply)
 
 
 def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: Callable[[dict], Any],
@@ -220,14 +241,16 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
                 row = engine.method_table(recipe, memory=memory, only=name)[0]
         except StudioError as exc:
             shown["verdict"] = None
-            return {view.verdict: texts.t(lang, "picker.verdict.error", message=texts.error(lang, exc)), view.shown: shown}
+            return {view.verdict: texts.t(lang, "picker.verdict.error", message=texts.error(lang, exc)),
+                    view.shown: shown, **dict(zip((view.fix, view.apply), fix_update(texts, lang, None)))}
         shown["verdict"] = {"row": row, "memory": memory}
-        return {view.verdict: verdict_text(texts, lang, title_of(lang, name), row, memory), view.shown: shown}
+        return {view.verdict: verdict_text(texts, lang, title_of(lang, name), row, memory), view.shown: shown,
+                **dict(zip((view.fix, view.apply), fix_update(texts, lang, row)))}
 
     verdict_inputs = inputs | {view.cache, view.shown, view.method}
     for trigger in [view.method, *retriggers]:
-        trigger.change(on_verdict, verdict_inputs, [view.verdict, view.shown], trigger_mode="always_last",
-                       show_progress="hidden", api_visibility="private")
+        trigger.change(on_verdict, verdict_inputs, [view.verdict, view.shown, view.fix, view.apply],
+                       trigger_mode="always_last", show_progress="hidden", api_visibility="private")
 
     def on_estimate(values: dict):
         lang, cache, shown = values[ui.lang], dict(values[view.cache]), dict(values[view.shown] or {})
@@ -273,10 +296,13 @@ def wire_method_picker(view: MethodPickerView, engine: Any, ui: Any, recipe_of: 
         """The summary, verdict, table and suggestion in `lang`, from what they show now."""
         shown = shown or {}
         verdict, table, pick = shown.get("verdict"), shown.get("table") or [], shown.get("suggestion")
+        choices = fix_choices(texts, lang, verdict["row"] if verdict else None)
         return (method_text(texts, lang, name or DEFAULT_METHOD),
                 verdict_text(texts, lang, title_of(lang, verdict["row"]["name"]), verdict["row"], verdict["memory"])
                 if verdict else gr.skip(),
                 table_frame(texts, lang, table),
-                suggestion_text(texts, lang, pick) if pick else gr.skip())
+                suggestion_text(texts, lang, pick) if pick else gr.skip(),
+                gr.update(choices=choices) if choices else gr.skip())
 
-    ui.on_language(redraw, [view.method, view.shown], [view.summary, view.verdict, view.table, view.suggestion])
+    ui.on_language(redraw, [view.method, view.shown],
+                   [view.summary, view.verdict, view.table, view.suggestion, view.fix])

@@ -31,7 +31,8 @@ from studio.ui.method_picker import DEFAULT_METHOD, MethodPickerView, build_meth
 MAIN_DATA = ("max_length", "validation")
 MAIN_TRAIN = ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "eval_every", "precision")
 DEFAULT_MODEL = "smollm2-135m-instruct"
-PICKER_FIELDS = ("batch_size", "micro_batch_size", "max_length", "precision", "gradient_checkpointing", "token_metrics")  # redraw the verdict
+PICKER_FIELDS = ("batch_size", "micro_batch_size", "max_length", "precision", "gradient_checkpointing", "token_metrics",
+                 "devices", "strategy")  # redraw the verdict
 POLL_SECONDS = 1.5
 ENDED = ("completed", "failed", "cancelled", "interrupted")
 
@@ -289,6 +290,23 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
     wire_method_picker(view.picker, engine, ui, lambda values: parse_recipe(recipe_dict(view, values)), inputs,
                        retriggers)
     view.start.click(on_start, inputs, [view.run_id, view.message, *live_outputs], api_visibility="private")
+
+    def on_apply_fix(values: dict):
+        """The picked fix made in the form; the verdict redraws itself from the changed settings."""
+        lang, shown = values[ui.lang], values[view.picker.shown] or {}
+        fixes = ((shown.get("verdict") or {}).get("row") or {}).get("fixes") or []
+        index = values[view.picker.fix]
+        if index is None or not 0 <= int(index) < len(fixes):
+            return {view.message: texts.t(lang, "picker.fix.none")}
+        kind, value = fixes[int(index)]
+        try:
+            recipe = engine.apply_fix(recipe_dict(view, values), kind, value)
+        except StudioError as exc:
+            return {view.message: error_notice(texts, lang, exc)}
+        return {**form_values(view, recipe), view.message: ""}
+
+    view.picker.apply.click(on_apply_fix, inputs | {view.picker.shown, view.picker.fix}, [*view.form(), view.message],
+                            api_visibility="private")
 
     def on_cancel(run_id, lang):
         """Cancel stops after the current step; pressed again while stopping (now 'Force stop'), it ends the run."""

@@ -24,7 +24,17 @@ def wait_verdict(page, starts: str, other_than: str = "") -> str:
     return verdict(page)
 
 
-def test_the_verdict_follows_the_method_and_the_table_lists_every_method(page, studio_server, tiny_llama_dir):
+def big_llama_config(folder):
+    """An 8B Llama's config alone: the picker plans from the config, no weights needed."""
+    from transformers import LlamaConfig
+
+    LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                num_key_value_heads=8, vocab_size=128256).save_pretrained(folder)
+    return folder
+
+
+def test_the_verdict_follows_the_method_and_the_table_lists_every_method(page, studio_server, tiny_llama_dir,
+                                                                         tmp_path):
     url, _ = studio_server
     open_page(page, url)
     fill(page, "studio-model", tiny_llama_dir, commit="Enter")
@@ -57,6 +67,20 @@ def test_the_verdict_follows_the_method_and_the_table_lists_every_method(page, s
     wait_verdict(page, "LoRA:")
     page.locator(VERDICT).scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "11-method-picker.png"), full_page=True)
+
+    # A model too big for this machine: the verdict's fix is one click away and makes the plan fit.
+    fill(page, "studio-model", big_llama_config(tmp_path / "llama-8b"), commit="Enter")
+    page.wait_for_function("(sel) => ((document.querySelector(sel) || {}).innerText || '').includes('does not fit')",
+                           arg=VERDICT, timeout=120_000)
+    fix = page.locator("#studio-fix")
+    fix.get_by_text("QLoRA").wait_for(timeout=60_000)
+    assert fix.locator("input").first.is_checked()
+    page.screenshot(path=str(ARTIFACTS / "11-method-picker-fix.png"), full_page=True)
+    page.locator("#studio-apply-fix").click()
+    line = wait_verdict(page, "QLoRA:")
+    assert page.locator("#studio-method input").first.input_value() == "QLoRA"
+    assert "does not fit" not in line and "fits" in line, line
+    assert not page.locator("#studio-fix").is_visible()
 
 
 def test_in_spanish_a_classifier_gets_its_own_table_and_a_stage_aware_suggestion(page, studio_server):

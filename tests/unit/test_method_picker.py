@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from studio.errors import StudioError
 from studio.memory import GiB
 from studio.memory_picker import method_table
 from studio.ui.i18n import Texts
@@ -85,6 +86,42 @@ def test_rows_that_do_not_fit_carry_structured_fixes(tiny_llama_dir):
     row = method_table(recipe.model, None, recipe, memory=tight, only="full")[0]
     assert row["fits"] is False and row["advice"]
     assert all(kind in ("batch_size", "gradient_checkpointing", "qlora", "max_length") for kind, _ in row["fixes"])
+
+
+def test_each_fix_once_applied_gives_a_recipe_that_fits(tiny_llama_dir, monkeypatch):
+    """A 1B Llama on a GPU a little too small: every fix the verdict offers, made by `apply_fix`, fits."""
+    from transformers import LlamaConfig
+
+    import studio.memory_picker as picker
+    from studio.config import parse_recipe
+    from studio.memory_picker import apply_fix
+
+    monkeypatch.setattr(picker, "_gpu_count", lambda: 2)
+    config = LlamaConfig(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
+                         num_key_value_heads=32, vocab_size=49152, max_position_embeddings=2048)
+    raw = {"name": "t", "model": str(tiny_llama_dir), "data": {"dataset": "sample", "max_length": 1024},
+           "method": {"name": "lora", "r": 4}, "train": {"batch_size": 8, "precision": "bf16"}}
+    seen = set()
+    for only in ("full", "lora"):
+        recipe = {**raw, "method": raw["method"] if only == "lora" else {"name": only}}
+        # The plan adapts itself (micro-batches, checkpointing) to the memory it is given: its smallest form,
+        # planned for almost no memory, is what a little less memory than that cannot hold.
+        starved = {"kind": "cuda", "total_bytes": 200 * GiB, "free_bytes": GiB // 8}
+        least = method_table(config, None, parse_recipe(recipe), memory=starved, only=only)[0]["estimated_total"]
+        tight = {"kind": "cuda", "total_bytes": 200 * GiB, "free_bytes": int(least * 0.9)}
+        row = method_table(config, None, parse_recipe(recipe), memory=tight, only=only)[0]
+        assert row["fits"] is False and row["fixes"], row
+        for kind, value in row["fixes"]:
+            fixed = parse_recipe(apply_fix(recipe, kind, value))
+            after = method_table(config, None, fixed, memory=tight, only=fixed.method.name)[0]
+            assert after["fits"], (only, kind, value, after["estimated_total"], tight["free_bytes"])
+            seen.add(kind)
+    assert "strategy" in seen and len(seen) >= 2, seen
+    assert apply_fix(raw, "qlora", True)["method"] == {"name": "qlora", "r": 4}
+    split = apply_fix(raw, "strategy", "fsdp x 4")["resources"]
+    assert split == {"strategy": "fsdp", "devices": 4} and raw.get("resources") is None
+    with pytest.raises(StudioError, match="not a fix"):
+        apply_fix(raw, "ram", 1)
 
 
 def test_the_suggestion_says_why_in_both_languages(texts):
