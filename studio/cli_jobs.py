@@ -93,9 +93,9 @@ def cmd_retry(args) -> int:
         return follow_run(manager, job["run_id"], job["run_id"])
     if job["kind"] == "export":
         from studio.cli_export import export_recorded
-        from studio.export.pipeline import ExportRequest
+        from studio.export.pipeline import retry_request
 
-        manifest = export_recorded(records.ws, ExportRequest.from_dict(job["params"]))
+        manifest = export_recorded(records.ws, retry_request(job["params"]))
         print(manifest["artifact"])
         return 0
     if job["kind"] == "evaluate":

@@ -115,7 +115,9 @@ class Engine:
             self.resume(job["run_id"])
             return {"kind": "train", "run_id": job["run_id"]}
         if job["kind"] == "export":
-            return {"kind": "export", "job_id": self.exports.start(job["params"], owner=job.get("owner"))}
+            from studio.export.pipeline import retry_request
+
+            return {"kind": "export", "job_id": self.exports.start(retry_request(job["params"]), owner=job.get("owner"))}
         if job["kind"] == "evaluate":
             from studio.generation import inference_thread
             from studio.jobs.retry import evaluation_request

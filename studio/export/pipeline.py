@@ -55,6 +55,13 @@ class ExportRequest:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+def retry_request(params: dict) -> ExportRequest:
+    """An interrupted or failed export's request, to run again. Its own earlier attempt may have finished writing
+    `out` before the app went (an export is staged beside `out` and renamed at the end), so the retry may replace
+    a studio export there (`overwrite`; never a folder of other files)."""
+    return ExportRequest.from_dict({**params, "overwrite": True})
+
+
 class Cancelled(Exception):
     pass
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import threading
@@ -24,6 +23,7 @@ from studio.errors import StudioError
 from studio.export.pipeline import ExportRequest, check_request
 from studio.export.source import ExportSource, resolve_source
 from studio.export.staging import partial_dirs
+from studio.jobs import processes
 from studio.jobs.records import JobRecords
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,9 @@ class ExportJob:
                            reason=self.error)
 
 
-def _worker(request: dict, home: str, events: Any, app_pid: int | None = None) -> None:
+def _worker(request: dict, home: str, events: Any, app_pid: int | None = None, environ: dict | None = None) -> None:
     """Process entry: run one export and report progress, then the manifest or the error."""
+    processes.adopt_environment(environ)
     os.environ["STUDIO_HOME"] = home
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from studio.jobs.worker import exit_with_parent
@@ -92,7 +93,7 @@ class ExportService:
     def __init__(self, ws: Any):
         self.ws = ws
         self._jobs: dict[str, ExportJob] = {}
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx = processes.context()
         self._lock = threading.Lock()
         self.records = JobRecords(ws)
         self.records.recover()  # exports left running by an app that is gone: interrupted, offered for retry
@@ -128,7 +129,8 @@ class ExportService:
             job = ExportJob(id=str(row), request=asdict(request), state="running", message="starting")
             self._jobs[job.id] = job
         events = self._ctx.Queue()
-        job.process = self._ctx.Process(target=_worker, args=(asdict(request), str(self.ws.home), events, os.getpid()),
+        job.process = self._ctx.Process(target=_worker, args=(asdict(request), str(self.ws.home), events, os.getpid(),
+                                                          processes.environment()),
                                         daemon=True, name=f"studio-export-{job.id}")
         job.process.start()
         self.records.set_pid(row, job.process.pid)

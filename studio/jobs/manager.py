@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import atexit
 import logging
-import multiprocessing
-import multiprocessing.util
+import multiprocessing.util  # noqa: F401 - registers its exit hook before ours (see start)
 import os
 import queue
 import signal
@@ -29,7 +28,7 @@ from typing import Any, Iterator
 
 from studio.errors import StudioError
 from studio.jobs import devices as _devices
-from studio.jobs import worker
+from studio.jobs import processes, worker
 from studio.jobs.runfiles import (SKIP_EVALUATION, append_log_line, append_metrics, checkpoint_step, estimate_eta,
                                   follow_metrics, latest_checkpoint, recent_metrics, rewind_metrics, tail_lines)
 from studio.jobs.records import error_columns
@@ -79,7 +78,7 @@ class JobManager:
         self._max_concurrent = max_concurrent
         self.cancel_timeout = cancel_timeout
         self.poll_s = poll_s
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx = processes.context()
         self._lock = threading.Lock()
         self._workers: dict[int, _Worker] = {}
         self._wake = threading.Event()
@@ -416,7 +415,7 @@ class JobManager:
             events, stop = self._ctx.Queue(), self._ctx.Event()
             process = self._ctx.Process(target=worker.main, name=f"studio-job-{job['id']}", args=(
                 self.target, str(run_dir), str(self.ws.home), job["resume_from"], events, stop, os.getpid(),
-                _devices.visible(given)))
+                _devices.visible(given), processes.environment()))
             process.start()
         except Exception as exc:
             log.exception("could not start job %s", job["id"])

@@ -73,6 +73,18 @@ def exit_reason(exitcode: int | None) -> str:
     return f"The training process exited with code {exitcode} without reporting a result; see train.log."
 
 
+def parent_watch(app_pid: int | None) -> Callable[[], bool]:
+    """A check that says whether the app that started this process is gone. The process's own parent is the app
+    (spawned) or the studio's fork server (forked, `studio.jobs.processes`), which ends with the app: either
+    way, a changed parent means the app is gone, and so does a dead `app_pid`."""
+    first = os.getppid()
+
+    def gone() -> bool:
+        return os.getppid() != first or (app_pid is not None and app_pid != first and not pid_alive(app_pid))
+
+    return gone
+
+
 def exit_with_parent(grace_s: float, poll_s: float = 1.0, on_orphan: Callable[[], None] | None = None,
                      parent: int | None = None) -> None:
     """Watch, from a daemon thread, for the process that spawned this one (`parent`, passed by the spawner since
@@ -81,10 +93,10 @@ def exit_with_parent(grace_s: float, poll_s: float = 1.0, on_orphan: Callable[[]
     unseen after the app that owns it is gone."""
     import threading
 
-    parent = parent or os.getppid()
+    gone = parent_watch(parent)
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while not gone():
             time.sleep(poll_s)
         log.warning("The studio process %s is gone; this worker stops (hard stop in %.0f s).", parent, grace_s)
         if on_orphan is not None:
@@ -112,20 +124,23 @@ def capture_output(log_path: Path) -> None:
 
 
 def main(target: str, run_dir: str, home: str, resume_from: str | None, events: Any, stop: Any,
-         app_pid: int | None = None, visible_devices: str | None = None) -> None:
+         app_pid: int | None = None, visible_devices: str | None = None, environ: dict | None = None) -> None:
     """Process entry. `events` is a multiprocessing Queue, `stop` a multiprocessing Event, `app_pid` the process
     that started this one, `visible_devices` the GPUs this job may use (CUDA_VISIBLE_DEVICES, set before anything
-    touches CUDA)."""
+    touches CUDA), `environ` the app's environment (`studio.jobs.processes`)."""
+    from studio.jobs.processes import adopt_environment
+
+    adopt_environment(environ)
     if visible_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices
     run_dir_path = Path(run_dir)
     capture_output(run_dir_path / "train.log")
     os.environ["STUDIO_HOME"] = str(home)
-    parent = app_pid or os.getppid()
+    parent_gone = parent_watch(app_pid)
     # Ctrl-C in a terminal reaches the whole process group; the app decides (cancel, or checkpoint on exit).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # An orphan checkpoints at its next step (`should_stop`); one stuck in a step is ended after the grace.
-    exit_with_parent(ORPHAN_GRACE_S, parent=parent)
+    exit_with_parent(ORPHAN_GRACE_S, parent=app_pid)
 
     def emit(event: dict) -> None:
         if event.get("type") == "log":
@@ -135,7 +150,7 @@ def main(target: str, run_dir: str, home: str, resume_from: str | None, events: 
 
     def should_stop() -> bool:
         # An orphan (the app died under it) checkpoints and stops rather than train unseen.
-        return stop.is_set() or os.getppid() != parent
+        return stop.is_set() or parent_gone()
 
     log.info("Job started: pid %s, target %s, resume_from %s", os.getpid(), target, resume_from)
     try:
@@ -151,7 +166,7 @@ def main(target: str, run_dir: str, home: str, resume_from: str | None, events: 
                     "key": getattr(exc, "key", None), "params": getattr(exc, "params", None)})
     finally:
         events.close()
-        if os.getppid() == parent:
+        if not parent_gone():
             events.join_thread()  # flush the queue before the process ends
         else:
             events.cancel_join_thread()  # nobody reads any more: a full pipe would hang the exit

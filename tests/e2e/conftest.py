@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import descendants
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 # One server log per test process (pytest-xdist workers each serve their own studio).
@@ -68,7 +70,7 @@ def studio_server(tmp_path_factory, converted_smollm2):
         _wait_until_up(url, proc, timeout=180)
         yield url, home
     finally:
-        workers = _descendants(proc.pid)
+        workers = descendants(proc.pid)
         proc.terminate()  # SIGTERM: the studio stops its jobs (training checkpoints, up to a minute) and exits
         try:
             proc.wait(timeout=120)
@@ -84,23 +86,6 @@ def studio_server(tmp_path_factory, converted_smollm2):
     left = [pid for pid in workers if pid_alive(pid)]
     assert proc.returncode == 0, f"the studio ended with code {proc.returncode} on SIGTERM; see the server log"
     assert not left, f"worker processes {left} outlived the studio"
-
-
-def _descendants(pid: int) -> list[int]:
-    """The processes below `pid` now (its job workers and theirs), read from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo.extend(children.get(child, []))
-    return found
 
 
 @pytest.hookimpl(wrapper=True)

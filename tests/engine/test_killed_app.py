@@ -18,12 +18,13 @@ from studio.rag import embedder as embedders
 from tests.engine.test_export_core import finished
 from tests.engine.test_jobs import FAKE, ROOT, make_run, wait_for
 from tests.engine.test_thread_jobs import pdfs
+from tests.processes import descendants
 from tests.rag_fixtures import FakeEmbedder
 
 # transformers' lazy imports raced once between the indexing thread and the main thread ("cannot import name
 # 'TrainerCallback'"), so the app script imports what both use before it starts the thread.
 APP = textwrap.dedent("""
-    import os, sys, threading, time, traceback
+    import os, signal, sys, threading, time, traceback
     from transformers import AutoTokenizer, TrainerCallback  # noqa: F401 - first imports on one thread (see below)
     from studio.export.service import ExportService
     from studio.jobs import JobManager
@@ -48,8 +49,11 @@ APP = textwrap.dedent("""
         while (ws.get_run(run_id)["step"] or 0) < 2:
             assert ws.get_run(run_id)["status"] in ("queued", "running"), ws.get_run(run_id)
             time.sleep(0.05)
-        ExportService(ws).start({"source": source, "format": "merged", "out": out, "report": False})
-        print("ready", flush=True)
+        exports = ExportService(ws)
+        export = exports.start({"source": source, "format": "merged", "out": out, "report": False})
+        held = exports._jobs[export].process.pid
+        os.kill(held, signal.SIGSTOP)  # held mid-export, so it is still running when the app is killed
+        print("ready", held, flush=True)
     except BaseException:
         print("app failed: " + traceback.format_exc().replace(chr(10), " | "), flush=True)
         os._exit(1)
@@ -73,14 +77,18 @@ def test_a_killed_app_leaves_three_interrupted_jobs_no_orphan_and_each_runs_agai
     app = subprocess.Popen([sys.executable, "-c", APP, run_id, f"run:{source}", str(pdf), str(tmp_path / "merged"),
                             FAKE], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                            text=True)
+    held = None
     try:
-        assert app.stdout.readline().strip() == "ready"
-        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(app.pid)], capture_output=True,
-                                                  text=True).stdout.split()]
+        ready, held = app.stdout.readline().split()
+        assert ready == "ready"
+        workers = descendants(app.pid)
     finally:
         app.send_signal(signal.SIGKILL)
         app.wait()
-    assert len(workers) >= 2  # the training worker and the export worker (indexing is a thread of the app)
+        if held:
+            os.kill(int(held), signal.SIGCONT)  # the export goes on, finds the app gone and ends
+    training = workspace.get_run(run_id)["pid"]
+    assert training in workers and int(held) in workers  # (indexing is a thread of the app)
     wait_for(lambda: not any(pid_alive(pid) for pid in workers), timeout=120)  # no orphan: each ends by itself
 
     JobManager(workspace).recover()  # what a studio does when it starts
