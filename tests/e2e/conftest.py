@@ -1,6 +1,6 @@
 """Browser fixtures: the real studio served by `python -m studio.cli ui` on a temp home, and a Chromium page.
 
-The server runs as a subprocess with its own STUDIO_HOME (so the test sees exactly what a user
+One server, started for the first browser test, serves all of them. It runs as a subprocess with its own STUDIO_HOME (so the test sees exactly what a user
 would: real engine, real worker processes, real SQLite), and its output goes to
 test-artifacts/e2e-server.log. Chromium is Debian's (/usr/bin/chromium); without it the browser
 tests skip with a message saying how to install it. Screenshots go to test-artifacts/.
@@ -49,10 +49,12 @@ def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError(f"the studio did not answer at {url} within {timeout:.0f} s")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def studio_server(tmp_path_factory, converted_smollm2):
-    """(base url, STUDIO_HOME) of a studio served from a fresh home; stopped after the module. The home shares
-    the session's converted SmolLM2 (the Train tab's guide reads its shape on every page load)."""
+    """(base url, STUDIO_HOME) of a studio served from a fresh home, shared by every browser test of the session
+    (as one studio is shared by the people who use it: a test finds what others left, so each names and finds its
+    own runs, datasets and exports); stopped at the end. The home shares the session's converted SmolLM2 (the Train
+    tab's guide reads its shape on every page load)."""
     from studio.models.embedded import SMOLLM2_DIRNAME
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -101,7 +103,7 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
         if os.environ.get("STUDIO_REQUIRE_BROWSER"):  # CI installs Chromium: a missing one is a failure there
