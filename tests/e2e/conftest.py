@@ -103,8 +103,10 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one module. Not the session: Playwright's sync API keeps its event loop running in this
+    thread while it is open, and a later module's `asyncio.run` would then refuse to start."""
     if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
         if os.environ.get("STUDIO_REQUIRE_BROWSER"):  # CI installs Chromium: a missing one is a failure there
             pytest.fail(f"Chromium not found at {CHROMIUM} although STUDIO_REQUIRE_BROWSER is set")
