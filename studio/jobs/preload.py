@@ -1,13 +1,15 @@
 """What the fork server imports once for every job it forks (`studio.jobs.processes`): the libraries a training
 or export job spends its first seconds importing. Importing is all it does: no model, no tensor, no thread pool,
 no GPU, no decision a job makes from its environment (hub kernels are decided in the job, `studio.hub_kernels`),
-so a fork of it is as clean as a fresh process."""
-import torch  # noqa: F401
-import transformers.modeling_utils  # noqa: F401
-import transformers.trainer  # noqa: F401
-import peft  # noqa: F401
-import datasets  # noqa: F401
-import trl  # noqa: F401
+so a fork of it is as clean as a fresh process. A library that fails to import here (missing, or a broken native
+part) is skipped: the job then imports it itself and reports the failure where it matters."""
+import importlib
 
-import studio.stages  # noqa: F401
-import studio.training  # noqa: F401
+MODULES = ("torch", "transformers.modeling_utils", "transformers.trainer", "peft", "datasets", "trl",
+           "studio.stages", "studio.training")
+
+for _name in MODULES:
+    try:
+        importlib.import_module(_name)
+    except Exception:  # noqa: BLE001 - never let a preload take the fork server, and every job, down
+        pass
