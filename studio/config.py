@@ -18,6 +18,7 @@ import yaml
 
 from studio.errors import StudioError
 from studio.settings import parse_settings, setting, settings_to_dict
+from studio.tracking import TRACKERS
 from studio.yaml_loader import DuplicateKeyError, strict_load
 
 # Ceilings generous enough for any real run, low enough that a typo cannot ask for one that never ends.
@@ -99,6 +100,9 @@ class TrainConfig:
                             "later ones may run faster on a GPU (on 2 CPU cores: 6 minutes to compile, then 3% "
                             "faster per step).", advanced=True)
     seed: int = setting(42, help="Random seed: the same seed gives the same run.", min=0, max=MAX_SEED)
+    report_to: str = setting("none", help="Also log the run to an experiment tracker: TensorBoard (event files in "
+                             "the run folder), MLflow (a local mlruns store), Trackio or Weights & Biases; each one "
+                             "only when its package is installed.", choices=TRACKERS, advanced=True)
 
     def __post_init__(self):
         if self.micro_batch_size and self.batch_size % self.micro_batch_size:

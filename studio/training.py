@@ -29,9 +29,11 @@ def resolve_recipe(recipe: Recipe, ws: Workspace) -> Recipe:
     from studio.models.catalogue import check_model
     from studio.models.loading import resolve_precision
     from studio.stages import STAGES
+    from studio import tracking
 
     check_model(recipe.model, ws)
     check_resources(recipe)
+    tracking.check(recipe.train.report_to)
     method = METHODS.get(recipe.method.name, field="method.name")
     config = model_config(recipe, ws)
     method.check(recipe.method, recipe.stage, config.get("model_type"))

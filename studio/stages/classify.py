@@ -248,7 +248,7 @@ def train_classifier(ctx: TrainContext, trainer_cls=None, extend=None, collator=
 
     from studio.methods import METHODS
     from studio.stages.progress import train as train_with_progress
-    from studio.stages.trainer_setup import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
+    from studio.stages.trainer_setup import run_callbacks, finish_training, prepare_for_training, quiet_datasets
     from studio.workspace import Workspace
 
     hf_logging.disable_progress_bar()
@@ -280,7 +280,7 @@ def train_classifier(ctx: TrainContext, trainer_cls=None, extend=None, collator=
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         data_collator=collator(padding) if collator else padding, compute_metrics=metrics,
         callbacks=[callback, *method.callbacks(model, recipe.method),
-                   *early_stopping_callbacks(recipe.train, eval_ds is not None)],
+                   *run_callbacks(ctx, eval_ds is not None)],
         optimizers=(optimizer, None))
     trainer.remove_callback(PrinterCallback)
     metrics.step = lambda: trainer.state.global_step

@@ -56,7 +56,7 @@ def train_policy(ctx: TrainContext, build_datasets: Callable, make_trainer: Call
     from studio.methods import METHODS
     from studio.models.loading import load_causal_lm
     from studio.stages.progress import train as train_with_progress
-    from studio.stages.trainer_setup import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
+    from studio.stages.trainer_setup import run_callbacks, finish_training, prepare_for_training, quiet_datasets
     from studio.workspace import Workspace
 
     hf_logging.disable_progress_bar()
@@ -80,7 +80,7 @@ def train_policy(ctx: TrainContext, build_datasets: Callable, make_trainer: Call
     trainer = make_trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                            processing_class=tokenizer, optimizers=(optimizer, None),
                            callbacks=[callback, *method.callbacks(model, recipe.method),
-                                      *early_stopping_callbacks(recipe.train, eval_ds is not None)], **extra)
+                                      *run_callbacks(ctx, eval_ds is not None)], **extra)
     trainer.remove_callback(PrinterCallback)
     output = train_with_progress(trainer, callback, ctx.resume_from)
     drop_reference_adapter(trainer.model)

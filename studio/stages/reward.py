@@ -128,7 +128,7 @@ def train_reward_model(ctx: TrainContext) -> dict:
     from studio.stages.preference_data import load_preference_records, pair_row, rows_dataset
     from studio.stages.preference_training import preference_args
     from studio.stages.progress import train as train_with_progress
-    from studio.stages.trainer_setup import early_stopping_callbacks, finish_training, prepare_for_training, quiet_datasets
+    from studio.stages.trainer_setup import run_callbacks, finish_training, prepare_for_training, quiet_datasets
     from studio.workspace import Workspace
 
     hf_logging.disable_progress_bar()
@@ -164,7 +164,7 @@ def train_reward_model(ctx: TrainContext) -> dict:
     trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                                processing_class=tokenizer, optimizers=(optimizer, None),
                                callbacks=[callback, *method.callbacks(model, recipe.method),
-                                          *early_stopping_callbacks(recipe.train, eval_ds is not None)])
+                                          *run_callbacks(ctx, eval_ds is not None)])
     trainer.remove_callback(PrinterCallback)
     output = train_with_progress(trainer, callback, ctx.resume_from)
     evaluated = [h["step"] for h in trainer.state.log_history if "eval_accuracy" in h]

@@ -204,7 +204,7 @@ class SequenceToSequence(Stage):
         from studio.methods import METHODS
         from studio.stages.generation_eval import GenerationMetrics, seq2seq_samples
         from studio.stages.progress import train as train_with_progress
-        from studio.stages.trainer_setup import (early_stopping_callbacks, finish_training, prepare_for_training,
+        from studio.stages.trainer_setup import (run_callbacks, finish_training, prepare_for_training,
                                        quiet_datasets)
         from studio.workspace import Workspace
 
@@ -229,7 +229,7 @@ class SequenceToSequence(Stage):
             eval_dataset=eval_ds, processing_class=tokenizer,
             data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
             callbacks=[generation, callback, *method.callbacks(model, recipe.method),
-                       *early_stopping_callbacks(recipe.train, has_eval)],
+                       *run_callbacks(ctx, has_eval)],
             optimizers=(optimizer, None))
         trainer.remove_callback(PrinterCallback)
         output = train_with_progress(trainer, callback, ctx.resume_from)

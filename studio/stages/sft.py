@@ -14,7 +14,7 @@ from pathlib import Path
 
 from studio.errors import StudioError
 from studio.stages.base import STAGES, Stage, TrainContext
-from studio.stages.trainer_setup import (common_training_args, early_stopping_callbacks, finish_training,
+from studio.stages.trainer_setup import (common_training_args, run_callbacks, finish_training,
                                          prepare_for_training, quiet_datasets, use_liger)
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def train_causal_lm(ctx: TrainContext, build_datasets, trainer_cls=None, reshape
     trainer_cls = trainer_cls or sft_trainer_class(recipe.train)
     trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
                           callbacks=[generation, callback, *method.callbacks(model, recipe.method),
-                                     *early_stopping_callbacks(recipe.train, eval_ds is not None)],
+                                     *run_callbacks(ctx, eval_ds is not None)],
                           optimizers=(optimizer, None))
     trainer.remove_callback(PrinterCallback)
     output = train_with_progress(trainer, callback, ctx.resume_from)

@@ -30,7 +30,7 @@ def common_training_args(recipe, run_dir: Path, has_eval: bool) -> dict:
         logging_nan_inf_filter=False,  # its per-step isnan() check is a host sync; a NaN loss is logged as NaN
         eval_strategy="steps" if has_eval else "no", eval_steps=t.eval_every,
         save_strategy="steps", save_steps=t.save_every, save_total_limit=2,
-        report_to="none", disable_tqdm=True, include_num_input_tokens_seen="non_padding",
+        report_to="none", run_name=run_dir.name, disable_tqdm=True, include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(), gradient_checkpointing=t.gradient_checkpointing,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
@@ -86,10 +86,19 @@ def best_checkpoint_args(t, has_eval: bool) -> dict:
             "greater_is_better": not metric.endswith(("loss", "perplexity"))}
 
 
-def early_stopping_callbacks(t, has_eval: bool) -> list:
+def run_callbacks(ctx: TrainContext, has_eval: bool) -> list:
+    """The callbacks every stage adds after its own: early stopping when asked for, and the experiment tracker of
+    `train.report_to` (its destination goes to the run's log)."""
     from transformers import EarlyStoppingCallback
 
-    return [EarlyStoppingCallback(t.early_stopping_patience)] if has_eval and t.early_stopping_patience else []
+    from studio import tracking
+
+    t = ctx.recipe.train
+    stopping = [EarlyStoppingCallback(t.early_stopping_patience)] if has_eval and t.early_stopping_patience else []
+    trackers, where = tracking.callbacks(t.report_to, ctx.run_dir, ctx.home)
+    if where:
+        ctx.emit({"type": "log", "message": where})
+    return stopping + trackers
 
 
 def planned_steps(recipe, n_examples: int) -> int:
