@@ -14,7 +14,7 @@ sentences' real MiniLM vectors (embedding 10,000 chunks for real takes minutes a
 search time), written through the store's own collection and manifest so `RagStore.search` sees a
 normal collection. Then `--questions` questions (the 40 sample questions, then sentence fragments)
 per mode: p50 / p95 of `RagStore.search` (question embedding included), the first question on a
-fresh store (which builds the BM25 index) on its own, and the parts of one search.
+fresh store (which loads the saved BM25 index) on its own, the index build, and the parts of one search.
 (c) Retrieval quality on the sample corpus (assets/rag) per mode: hit rate@5, MRR, nDCG@10, through
 `studio.rag.evaluate.evaluate_retrieval` (skipped when that module is missing).
 
@@ -224,11 +224,17 @@ def bench_queries(args, embedder) -> None:
         seconds = synth_collection(RagStore(ws), "latency", embedder, args.chunks, rng)
         print(f"built the collection in {seconds:.1f} s (synthetic chunks, real MiniLM sentence vectors)")
         asked = questions(args.questions, rng)
-        store = RagStore(ws)  # fresh: no BM25 index cached yet
+        builder = RagStore(ws)
+        began = time.perf_counter()
+        builder.word_index("latency")
+        built = time.perf_counter() - began
+        print(f"BM25 index built from every chunk and saved: {built * 1000:.0f} ms (before: every process, on its "
+              "first question)")
+        store = RagStore(ws)  # a fresh process's store: the saved index is loaded, not rebuilt
         began = time.perf_counter()
         store.search("latency", asked[0], embedder, k=5, mode="hybrid")
         first = time.perf_counter() - began
-        print(f"first question (loads the chunks, builds BM25): {first * 1000:.0f} ms")
+        print(f"first question of a fresh store (loads the saved index): {first * 1000:.0f} ms")
         modes = ["dense", "bm25", "hybrid"]
         times: dict[str, list[float]] = {mode: [] for mode in modes}
         for n, question in enumerate(asked):  # modes interleaved, order rotated: a busy spell hits all alike
@@ -244,7 +250,7 @@ def bench_queries(args, embedder) -> None:
 def parts(store, embedder, asked: list[str]) -> None:
     """Medians of the pieces one search is made of, to show where the time goes."""
     col = store.collection("latency", embedder)
-    bm25, _, _ = store._bm25_index("latency", col)
+    bm25 = store.word_index("latency", col)
     timings = {"encode question": [], "chroma query (k=20)": [], "BM25 top": [], "collection check": []}
     for question in asked:
         marks = [time.perf_counter()]
@@ -259,6 +265,7 @@ def parts(store, embedder, asked: list[str]) -> None:
         for (label, values), a, b in zip(timings.items(), marks, marks[1:]):
             values.append(b - a)
     print("parts (p50): " + ", ".join(f"{k} {statistics.median(v) * 1000:.1f} ms" for k, v in timings.items()))
+    print(f"BM25 top alone: p95 {pct(timings['BM25 top'], 95) * 1000:.1f} ms (target <= 50 ms at 100k chunks)")
 
 
 # --- (c) retrieval quality -------------------------------------------------------------------------

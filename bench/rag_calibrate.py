@@ -72,8 +72,9 @@ def coverage(terms: list[str], vocabulary: set[str], idf: dict | None, unseen: f
 def signals(question: str, hits, bm25) -> dict:
     terms = content_words(question)
     present = {w for h in hits for w in _WORD.findall(h.text.lower())}
-    vocabulary = set(bm25.idf)
     unseen = math.log(1 + (bm25.size + 0.5) / 0.5)
+    idf = {w: bm25.idf(w) for w in terms}
+    vocabulary = {w for w in terms if idf[w] < unseen}  # the question's words some chunk holds (as stems)
     sims = sorted((h.similarity for h in hits if h.similarity is not None), reverse=True) or [0.0]
     by_sim = max(hits, key=lambda h: h.similarity if h.similarity is not None else -1.0)
     by_bm25 = max(hits, key=lambda h: h.bm25 or 0.0)
@@ -82,9 +83,9 @@ def signals(question: str, hits, bm25) -> dict:
            "agree": float(by_sim.id == by_bm25.id and (by_bm25.bm25 or 0.0) > 0)}
     for prefix, tag in ((None, ""), (PREFIX, str(PREFIX))):
         out[f"cov{tag}"] = coverage(terms, present, None, unseen, prefix)
-        out[f"icov{tag}"] = coverage(terms, present, bm25.idf, unseen, prefix)
+        out[f"icov{tag}"] = coverage(terms, present, idf, unseen, prefix)
         out[f"cov{tag}_voc"] = coverage(terms, vocabulary, None, unseen, prefix)
-        out[f"icov{tag}_voc"] = coverage(terms, vocabulary, bm25.idf, unseen, prefix)
+        out[f"icov{tag}_voc"] = coverage(terms, vocabulary, idf, unseen, prefix)
     out["missing"] = [w for w in terms if w not in present and not (len(w) >= PREFIX and any(
         x.startswith(w[:PREFIX]) for x in present))]
     out["verdict"] = answerable(question, hits, bm25)
@@ -93,8 +94,7 @@ def signals(question: str, hits, bm25) -> dict:
 
 def measure(store, embedder, questions: list[dict], k: int) -> list[dict]:
     """One row per question: its label, whether its expected page was retrieved, and its signals."""
-    col = store.collection("samples", embedder)
-    bm25, _, _ = store._bm25_index("samples", col)
+    bm25 = store.word_index("samples", store.collection("samples", embedder))
     rows = []
     for q in questions:
         hits = store.search("samples", q["question"], embedder, k=k, mode="hybrid")

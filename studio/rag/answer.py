@@ -222,7 +222,7 @@ def answer_question(ws: Any, store: Any, collection: str, question: str, embedde
     sources = to_sources(hits)
     best = max((s.similarity for s in sources if s.similarity is not None), default=None)
     result = Answer(question=question, query=query, sources=sources, best_similarity=best)
-    if not answerable(query, hits, store.bm25(collection), ask.min_similarity):
+    if not answerable(query, hits, store.word_index(collection), ask.min_similarity):
         result.found, result.text, result.done = False, NOT_FOUND, True
         yield result
         return

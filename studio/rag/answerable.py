@@ -10,8 +10,6 @@ English model), so the sources shown under each answer stay the user's check.
 """
 from __future__ import annotations
 
-import math
-
 from studio.rag.retrieval import Hit, words
 
 SURE_SIMILARITY = 0.50  # at or above: the best passage is on the question's topic, whatever its words
@@ -45,23 +43,22 @@ def content_words(text: str) -> list[str]:
     return list(dict.fromkeys(w for w in words(text) if len(w) >= 3 and w not in STOPWORDS))
 
 
-def word_coverage(question: str, texts: list[str], bm25) -> float:
+def word_coverage(question: str, texts: list[str], index) -> float:
     """The share of `question`'s content words that `texts` contain, each weighted by its BM25 idf in the
-    collection (1.0 for a question without content words). A word matches the same word or, from 4 letters
-    on, any word sharing its first 4 letters; a word the collection never uses weighs the most (the idf of a
-    word in no chunk): it is the likeliest to name what the documents do not cover."""
+    collection's word index (1.0 for a question without content words). A word matches the same word or, from 4
+    letters on, any word sharing its first 4 letters; a word the collection never uses weighs the most (the idf
+    of a word in no chunk): it is the likeliest to name what the documents do not cover."""
     terms = content_words(question)
     if not terms:
         return 1.0
     present = {w for text in texts for w in words(text)}
     stems = {w[:PREFIX] for w in present}
-    unseen = math.log(1 + (bm25.size + 0.5) / 0.5)
-    weights = {w: bm25.idf.get(w, unseen) for w in terms}
+    weights = {w: index.idf(w) for w in terms}
     found = sum(weights[w] for w in terms if w in present or (len(w) >= PREFIX and w[:PREFIX] in stems))
     return found / sum(weights.values())
 
 
-def answerable(question: str, hits: list[Hit], bm25, floor: float = MIN_SIMILARITY) -> bool:
+def answerable(question: str, hits: list[Hit], index, floor: float = MIN_SIMILARITY) -> bool:
     """Whether the retrieved `hits` can answer `question`: very similar, or similar and holding its words.
 
     Dense similarity alone cannot decide: MiniLM rates a Spanish question 0.6-0.7 against Spanish text on
@@ -72,4 +69,4 @@ def answerable(question: str, hits: list[Hit], bm25, floor: float = MIN_SIMILARI
     best = max((h.similarity for h in hits if h.similarity is not None), default=None)
     if best is None or best < floor:
         return False
-    return best >= max(SURE_SIMILARITY, floor) or word_coverage(question, [h.text for h in hits], bm25) >= MIN_COVERAGE
+    return best >= max(SURE_SIMILARITY, floor) or word_coverage(question, [h.text for h in hits], index) >= MIN_COVERAGE

@@ -10,15 +10,18 @@ once and every name is kept. Chunk ids are `<content hash>-<n>`, so they are sta
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from studio.errors import StudioError
-from studio.rag.retrieval import BM25, MODES, Hit, rrf
+from studio.rag.retrieval import MODES, Hit, rrf
+from studio.rag.words_index import WordIndex
 
 FIELD = "rag.collection"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,62}[A-Za-z0-9]$")
@@ -80,7 +83,7 @@ class RagStore:
                                               ssl=parsed.scheme == "https")
         else:
             self.client = chromadb.PersistentClient(path=str(self.home / "chroma"))
-        self._bm25: dict[str, tuple[tuple, BM25, list[str], dict]] = {}  # name -> (version, index, ids, rows)
+        self._words: dict[str, WordIndex] = {}  # name -> its word index, as loaded or built by this process
 
     # --- collections ---------------------------------------------------------------------------
     def _manifest_path(self, name: str) -> Path:
@@ -149,7 +152,8 @@ class RagStore:
             raise StudioError(f"There is no collection '{name}'.", field=FIELD, key="rag.store.missing", name=name)
         self.client.delete_collection(name)
         self._manifest_path(name).unlink(missing_ok=True)
-        self._bm25.pop(name, None)
+        shutil.rmtree(self._words_path(name), ignore_errors=True)
+        self._words.pop(name, None)
 
     # --- ingestion -----------------------------------------------------------------------------
     def ingest(self, name: str, paths: list[Path], embedder: Any, settings: Any = None,
@@ -205,6 +209,8 @@ class RagStore:
             self._save_manifest(name, manifest)
             if progress:
                 progress(done, total)
+        if col.count():
+            self.word_index(name, col)  # saved now, so no question waits for it
         report.seconds = time.perf_counter() - began
         return report
 
@@ -254,22 +260,29 @@ class RagStore:
         col.delete(where={"doc_sha256": entry["sha256"]})
 
     # --- search --------------------------------------------------------------------------------
-    def _bm25_index(self, name: str, col: Any) -> tuple[BM25, list[str], dict]:
-        """BM25 over the collection's chunks, with their ids and (text, metadata), rebuilt only when the
-        collection changed (its chunk count or its manifest), not on every question."""
-        path = self._manifest_path(name)
-        version = (col.count(), path.stat().st_mtime_ns if path.exists() else 0)
-        cached = self._bm25.get(name)
-        if cached is None or cached[0] != version:
-            got = col.get(include=["documents", "metadatas"])
-            rows = {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
-            self._bm25[name] = (version, BM25(got["documents"]), got["ids"], rows)
-        _, bm25, ids, rows = self._bm25[name]
-        return bm25, ids, rows
+    def _words_path(self, name: str) -> Path:
+        return self.home / "words" / name
 
-    def bm25(self, name: str) -> BM25:
-        """The collection's word index (its idf tells which words the documents use, and how rarely)."""
-        return self._bm25_index(name, self.client.get_collection(check_name(name), embedding_function=None))[0]
+    def _stamp(self, name: str, col: Any) -> str:
+        """What the collection holds, in short: its chunk count and which contents its manifest lists."""
+        contents = json.dumps(sorted(self.manifest(name)["contents"]))
+        return f"{col.count()}-{hashlib.sha256(contents.encode()).hexdigest()[:16]}"
+
+    def word_index(self, name: str, col: Any = None) -> WordIndex:
+        """The collection's BM25 word index: this process's copy, else the one saved beside the collection, else
+        (the collection changed since) one built from its chunks and saved for every process."""
+        col = col or self.client.get_collection(check_name(name), embedding_function=None)
+        stamp = self._stamp(name, col)
+        index = self._words.get(name)
+        if index is None or index.stamp != stamp:
+            index = WordIndex.load(self._words_path(name))
+        if index is None or index.stamp != stamp:
+            got = col.get(include=["documents"])
+            index = WordIndex.build(got["ids"], got["documents"], stamp)
+            self._words_path(name).parent.mkdir(parents=True, exist_ok=True)
+            index.save(self._words_path(name))
+        self._words[name] = index
+        return index
 
     def search(self, name: str, question: str, embedder: Any, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """The `k` best chunks for `question`, each with its cosine similarity to it."""
@@ -285,8 +298,9 @@ class RagStore:
         dense = col.query(query_embeddings=[query], n_results=depth, include=["distances"])
         dense_ids = dense["ids"][0]
         similarity = {i: 1.0 - d for i, d in zip(dense_ids, dense["distances"][0])}
-        bm25, ids, rows = self._bm25_index(name, col)
-        bm25_top = bm25.top(question, depth)
+        words = self.word_index(name, col)
+        ids = words.ids
+        bm25_top = words.top(question, depth)
         bm25_score = {ids[i]: s for i, s in bm25_top}
         if mode == "dense":
             ranked = [(i, similarity[i]) for i in dense_ids]
@@ -295,15 +309,15 @@ class RagStore:
         else:
             ranked = rrf([dense_ids, [ids[i] for i, _ in bm25_top]])
         ranked = ranked[:k]
-        missing = [i for i, _ in ranked if i not in similarity]
-        if missing:  # BM25-only hits: their similarity still decides whether the documents answer at all
-            got = col.get(ids=missing, include=["embeddings"])
-            for i, vector in zip(got["ids"], got["embeddings"]):
-                similarity[i] = float(sum(a * b for a, b in zip(query, vector)))
+        got = (col.get(ids=[i for i, _ in ranked], include=["documents", "metadatas", "embeddings"]) if ranked
+               else {"ids": [], "documents": [], "metadatas": [], "embeddings": []})
+        rows = {i: (d, m, e) for i, d, m, e in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])}
         contents = self.manifest(name)["contents"]
         hits = []
         for chunk_id, score in ranked:
-            text, meta = rows[chunk_id]
+            text, meta, vector = rows[chunk_id]
+            if chunk_id not in similarity:  # a BM25-only hit: its similarity still decides whether the documents answer
+                similarity[chunk_id] = float(sum(a * b for a, b in zip(query, vector)))
             names = contents.get(meta["doc_sha256"], [meta["file"]])
             hits.append(Hit(id=chunk_id, text=text, file=" = ".join(names), score=float(score),
                             pages=[int(p) for p in str(meta["pages"]).split(",") if p],

@@ -3,12 +3,13 @@ the passages must hold most of the question's rarer words (prefixes count, stopw
 from __future__ import annotations
 
 from studio.rag.answerable import answerable, content_words, word_coverage
-from studio.rag.retrieval import BM25, Hit
+from studio.rag.retrieval import Hit
+from studio.rag.words_index import WordIndex
 
 TEXTS = ["Holiday: every full-time employee gets 25 days of paid holiday a year.",
          "Sickness: tell your manager before 10:00 on the first day you are sick.",
          "Expenses are paid back within 30 days when the receipt is attached."]
-INDEX = BM25(TEXTS)
+INDEX = WordIndex.build([str(i) for i in range(len(TEXTS))], TEXTS)
 
 
 def hits(similarity: float, texts=TEXTS[:2]) -> list[Hit]:
