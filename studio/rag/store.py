@@ -169,11 +169,13 @@ class RagStore:
 
         if check_name(name) in self.names():
             self.collection(name, embedder)  # refuses another embedder's collection before any parsing
+        chunking = self._check_chunking(name, settings)
         report = IngestReport()
         began = time.perf_counter()
         docs = [read_document(Path(p), password, name=(names[i] if names else None)) for i, p in enumerate(paths)]
         col = self.collection(name, embedder, create=True)
         manifest = self.manifest(name)
+        manifest.update(chunking=chunking, embedder=embedder.name)
         total = sum(len(d.pages) for d in docs)
         done = 0
         for doc in docs:
@@ -213,6 +215,21 @@ class RagStore:
             self.word_index(name, col)  # saved now, so no question waits for it
         report.seconds = time.perf_counter() - began
         return report
+
+    def _check_chunking(self, name: str, settings: Any) -> dict:
+        """The chunk sizes this ingest uses, refused when the collection was chunked with others (its chunks would
+        mix two sizes, silently)."""
+        from studio.rag.chunking import ChunkSettings
+
+        settings = settings or ChunkSettings()
+        wanted = {"chunk_tokens": settings.chunk_tokens, "overlap_tokens": settings.overlap_tokens}
+        kept = self.manifest(check_name(name)).get("chunking")
+        if kept and kept != wanted:
+            raise StudioError(f"Collection '{name}' was chunked with {kept['chunk_tokens']} word pieces per chunk and "
+                              f"{kept['overlap_tokens']} of overlap; add files with the same chunk settings or build "
+                              "a new collection.", field="rag.chunk_tokens", key="rag.store.chunking_mismatch",
+                              name=name, chunk=kept["chunk_tokens"], overlap=kept["overlap_tokens"])
+        return wanted
 
     def _add(self, col: Any, doc: Any, chunks: list, embedder: Any, pages_done: Callable[[int], Any]) -> None:
         """Embed and index `chunks` in batches, telling `pages_done` how far into the document each batch got."""

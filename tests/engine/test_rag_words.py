@@ -60,3 +60,21 @@ def test_words_are_stemmed_in_the_collection_language():
 def test_an_empty_index_scores_nothing():
     index = WordIndex.build([], [])
     assert index.top("anything", 5) == [] and index.idf("anything") == pytest.approx(0.6931, abs=1e-3)
+
+
+def test_the_manifest_keeps_chunk_sizes_and_embedder_and_refuses_a_mix(workspace, corpus):
+    from studio.errors import StudioError
+    from studio.rag.chunking import ChunkSettings
+
+    embedder = FakeEmbedder()
+    store = RagStore(workspace)
+    store.ingest("docs", corpus[:1], embedder)
+    manifest = store.manifest("docs")
+    assert manifest["chunking"] == {"chunk_tokens": 200, "overlap_tokens": 40}
+    assert manifest["embedder"] == embedder.name
+    count = store.collection("docs", embedder).count()
+    with pytest.raises(StudioError, match="same chunk settings") as refused:
+        store.ingest("docs", corpus[1:], embedder, settings=ChunkSettings(chunk_tokens=100, overlap_tokens=20))
+    assert refused.value.field == "rag.chunk_tokens"
+    assert store.collection("docs", embedder).count() == count and list(store.manifest("docs")["files"]) == [
+        corpus[0].name]
