@@ -284,11 +284,15 @@ def bench_quality(args, embedder) -> None:
     with tempfile.TemporaryDirectory() as home:
         store = RagStore(Workspace.open(Path(home) / "ws"))
         report = store.ingest("samples", write_sample_pdfs(Path(home) / "samples"), embedder)
-        result = evaluate_retrieval(store, "samples", embedder, load_questions(), k=5)
-    print(f"{report.pages} pages, {report.chunks} chunks, {result['questions']} questions")
-    for mode, scores in result["modes"].items():
-        print(f"{mode:<7} hit_rate@5 {scores['hit_rate']:.3f}   MRR {scores['mrr']:.3f}   "
-              f"nDCG@10 {scores['ndcg@10']:.3f}   recall@5 {scores['recall']:.3f}")
+        print(f"{report.pages} pages, {report.chunks} chunks")
+        for name in ("questions.jsonl", "questions-es-over-en.jsonl"):
+            for translate in ("off", "auto"):  # auto: Apertium translates a question in another language
+                result = evaluate_retrieval(store, "samples", embedder, load_questions(name), k=5,
+                                            translate=translate)
+                print(f"{name}, {result['questions']} questions, translate {translate}:")
+                for mode, scores in result["modes"].items():
+                    print(f"  {mode:<7} hit_rate@5 {scores['hit_rate']:.3f}   MRR {scores['mrr']:.3f}   "
+                          f"nDCG@10 {scores['ndcg@10']:.3f}   recall@5 {scores['recall']:.3f}")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from studio.cli_common import bars_wanted
+from studio.rag.translate import TRANSLATE
 
 
 def _service(args):
@@ -75,7 +76,12 @@ def cmd_search(args) -> int:
     ws, store = _store(args)
     store.require(args.collection)
     embedder = load_embedder(args.embedder, ws)
-    hits = store.search(args.collection, args.question, embedder, k=args.k, mode=args.mode)
+    from studio.rag.translate import cross_language
+
+    cross = cross_language(store, args.collection, args.question, args.translate)
+    hits = store.search(args.collection, args.question, embedder, k=args.k, mode=args.mode, also=cross["also"])
+    if cross["also"] and not args.json:
+        print(f"(also searched in translation, {cross['by']}: {cross['also'][0]})")
     rows = [{"file": h.file, "pages": h.pages, "score": round(h.score, 4),
              "similarity": None if h.similarity is None else round(h.similarity, 4), "text": h.text} for h in hits]
     if args.json:
@@ -98,7 +104,8 @@ def cmd_eval(args) -> int:
     store.require(args.collection)
     embedder = load_embedder(args.embedder, ws)
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    report = evaluate_retrieval(store, args.collection, embedder, questions, k=args.k, modes=modes)
+    report = evaluate_retrieval(store, args.collection, embedder, questions, k=args.k, modes=modes,
+                                translate=args.translate)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
@@ -125,7 +132,8 @@ def cmd_ask(args) -> int:
 
     service = _service(args)
     target = resolve_target(service.ws, args.model)
-    ask = AskSettings(k=args.k, mode=args.mode, style=args.style, reranker=args.reranker or "")
+    ask = AskSettings(k=args.k, mode=args.mode, style=args.style, reranker=args.reranker or "",
+                      translate=args.translate)
     if args.min_similarity is not None:
         ask.min_similarity = args.min_similarity
     generation = GenerationSettings(do_sample=False, max_new_tokens=args.max_new_tokens)
@@ -142,6 +150,8 @@ def cmd_ask(args) -> int:
     print()
     if final.query != final.question:
         print(f"(searched for: {final.query})")
+    if final.translation:
+        print(f"(also searched in translation: {final.translation})")
     for source in final.citations:
         mark = "" if source.cited else " (retrieved, not cited)"
         pages = ", ".join(map(str, source.pages))
@@ -169,6 +179,10 @@ def cmd_delete(args) -> int:
     return 0
 
 
+TRANSLATE_HELP = ("a question in another language than the documents is also searched in translation: auto "
+                  "(Apertium when installed), apertium, off")
+
+
 def add_rag_parser(sub) -> None:
     from studio.rag.embedder import DEFAULT_EMBEDDER
 
@@ -191,6 +205,7 @@ def add_rag_parser(sub) -> None:
     search.add_argument("--mode", default="hybrid", choices=("hybrid", "dense", "bm25"))
     search.add_argument("--embedder", default=DEFAULT_EMBEDDER)
     search.add_argument("--json", action="store_true")
+    search.add_argument("--translate", default="auto", choices=("auto", "apertium", "off"), help=TRANSLATE_HELP)
     search.set_defaults(func=cmd_search)
     evaluate = rsub.add_parser("eval", help="score retrieval on questions whose answer pages are known")
     evaluate.add_argument("collection")
@@ -199,6 +214,7 @@ def add_rag_parser(sub) -> None:
     evaluate.add_argument("--modes", default="hybrid,dense,bm25", help="comma-separated retrieval modes")
     evaluate.add_argument("--embedder", default=DEFAULT_EMBEDDER)
     evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--translate", default="auto", choices=("auto", "apertium", "off"), help=TRANSLATE_HELP)
     evaluate.set_defaults(func=cmd_eval)
     ask = rsub.add_parser("ask", help="answer a question from a collection, citing file and page")
     ask.add_argument("collection")
@@ -215,6 +231,9 @@ def add_rag_parser(sub) -> None:
                      "the passages found")
     ask.add_argument("--max-new-tokens", type=int, default=200)
     ask.add_argument("--json", action="store_true")
+    ask.add_argument("--translate", default="auto", choices=TRANSLATE, help="a question in another language than the "
+                     "documents is also searched in translation: auto (Apertium when installed), apertium, model "
+                     "(the answering model), off")
     ask.set_defaults(func=cmd_ask)
     listing = rsub.add_parser("list", help="collections with their files and chunks")
     listing.add_argument("--json", action="store_true")

@@ -21,6 +21,7 @@ from studio.errors import StudioError
 from studio.rag.answerable import MIN_SIMILARITY, answerable
 from studio.rag.grounding import question_language, repetition_cut, resolved_style
 from studio.rag.retrieval import MODES, Hit, words
+from studio.rag.translate import TRANSLATE, cross_language
 from studio.settings import setting
 
 NOT_FOUND = "The documents do not contain an answer to this question."
@@ -63,6 +64,11 @@ class AskSettings:
                             "online, or a folder holding one. Empty: no re-ranking.", advanced=True)
     rewrite_followups: bool = setting(True, help="Make follow-up questions ('and how much does it cost?') stand "
                                       "alone by adding the previous question's words to the search.", advanced=True)
+    translate: str = setting("auto", help="A question in another language than the documents is also searched in "
+                             "translation: 'auto' translates with Apertium when it has the language pair (offline; "
+                             "apt install apertium apertium-en-es), 'model' asks the answering model (good from about "
+                             "1B parameters), 'off' searches the question as written.", choices=TRANSLATE,
+                             advanced=True)
 
 
 @dataclass
@@ -91,6 +97,7 @@ class Source:
 class Answer:
     question: str
     query: str                                   # what was searched for (the question made to stand alone)
+    translation: str | None = None               # the query in the documents' language, searched too
     sources: list[Source] = field(default_factory=list)
     text: str = ""
     found: bool = True                           # False: the documents do not contain it (nothing relevant)
@@ -107,7 +114,7 @@ class Answer:
         return cited or ([] if not self.found else list(self.sources))
 
     def as_dict(self) -> dict:
-        return {"question": self.question, "query": self.query, "answer": self.text, "found": self.found,
+        return {"question": self.question, "query": self.query, "translation": self.translation, "answer": self.text, "found": self.found,
                 "citations": [s.as_dict() for s in self.citations],
                 # A refused question lists no sources (they did not back anything); the nearest passages stay
                 # visible to whoever tunes min_similarity.
@@ -212,24 +219,30 @@ def answer_question(ws: Any, store: Any, collection: str, question: str, embedde
     question = check_question(question)
     ask = ask or AskSettings()
     query = standalone_query(question, previous_queries or []) if ask.rewrite_followups else question
+    pool = pool or ModelPool(ws, capacity=1)
+    cross = cross_language(store, collection, query, ask.translate, _model_translator(ws, model, run_id, pool))
+    also = cross["also"]
     if ask.reranker.strip():
         from studio.rag.rerank import load_reranker, rerank
 
         reranker = load_reranker(ask.reranker, ws)
-        hits = rerank(reranker, query, store.search(collection, query, embedder, k=ask.k * 3, mode=ask.mode), ask.k)
+        found = store.search(collection, query, embedder, k=ask.k * 3, mode=ask.mode, also=also)
+        hits = rerank(reranker, also[0] if also else query, found, ask.k)
     else:
-        hits = store.search(collection, query, embedder, k=ask.k, mode=ask.mode)
+        hits = store.search(collection, query, embedder, k=ask.k, mode=ask.mode, also=also)
     sources = to_sources(hits)
     best = max((s.similarity for s in sources if s.similarity is not None), default=None)
-    result = Answer(question=question, query=query, sources=sources, best_similarity=best)
-    if not answerable(query, hits, store.word_index(collection), ask.min_similarity):
+    result = Answer(question=question, query=query, sources=sources, best_similarity=best,
+                    translation=also[0] if also else None)
+    result.stats["translation"] = cross["by"]
+    index = store.word_index(collection)
+    if not any(answerable(wording, hits, index, ask.min_similarity) for wording in [query, *also]):
         result.found, result.text, result.done = False, NOT_FOUND, True
         yield result
         return
-    pool = pool or ModelPool(ws, capacity=1)
     entry = None if ask.style == "quote" else pool.get(model, run_id)
     if ask.style == "quote" or resolved_style(ask.style, entry.model) == "quote":
-        result.text = quote_answer(query, sources, embedder, ask.min_similarity)
+        result.text = quote_answer(also[0] if also else query, sources, embedder, ask.min_similarity)
         result.stats["style"] = "quote"
         _mark_cited(result)
         result.done = True
@@ -251,6 +264,20 @@ def answer_question(ws: Any, store: Any, collection: str, question: str, embedde
             break
     result.done = True
     yield result
+
+
+def _model_translator(ws: Any, model: str, run_id: str | None, pool: Any):
+    """A function that has the answering model write a translation (greedy, short), for `translate: model`."""
+    def translate(messages: list[dict]) -> str:
+        from studio.generation import GenerationSettings, stream_chat
+
+        text = ""
+        for text in stream_chat(ws, model, run_id, messages, GenerationSettings(do_sample=False, max_new_tokens=96),
+                                pool):
+            pass
+        return text.strip().split("\n")[0]
+
+    return translate
 
 
 def _mark_cited(result: Answer) -> None:

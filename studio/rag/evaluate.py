@@ -133,22 +133,26 @@ def check_request(store: Any, collection: str, questions: list[dict], k: int = 5
 
 
 def evaluate_retrieval(store: Any, collection: str, embedder: Any, questions: list[dict], k: int = 5,
-                       modes: tuple[str, ...] = MODES) -> dict:
+                       modes: tuple[str, ...] = MODES, translate: str = "off") -> dict:
     """Ask `collection` every question in each mode; hit rate@k, MRR and nDCG@10 per mode, and one row per question.
 
     Returns {"k", "questions", "modes": {mode: {"hit_rate", "mrr", "ndcg@10", "recall", "seconds"}}, "rows"}; a
     row gives the question, its file and pages, and per mode the rank of the first relevant chunk (None when
-    none is in the top 10) and the top hit's file and pages."""
+    none is in the top 10) and the top hit's file and pages. `translate` (see `studio.rag.translate`): a question in
+    another language than the documents is also searched in translation, as the chat does; each row keeps it."""
+    from studio.rag.translate import cross_language
+
     check_request(store, collection, questions, k, modes)
     store.collection(collection, embedder)  # another embedder's collection is refused here
-    rows = [{"question": q["question"], "file": q["file"], "pages": q["pages"], "rank": {}, "top": {}}
-            for q in questions]
+    rows = [{"question": q["question"], "file": q["file"], "pages": q["pages"], "rank": {}, "top": {},
+             "cross": cross_language(store, collection, q["question"], translate)} for q in questions]
     summary = {}
     for mode in modes:
         began = time.perf_counter()
         scores = []
         for q, row in zip(questions, rows):
-            hits = store.search(collection, q["question"], embedder, k=max(k, DEPTH), mode=mode)
+            hits = store.search(collection, q["question"], embedder, k=max(k, DEPTH), mode=mode,
+                                also=row["cross"]["also"])
             score = score_ranking(hits, q["file"], q["pages"], k)
             scores.append(score)
             row["rank"][mode] = score["rank"]
@@ -157,6 +161,9 @@ def evaluate_retrieval(store: Any, collection: str, embedder: Any, questions: li
         summary[mode] = {name: round(sum(s[name] for s in scores) / n, 4)
                          for name in ("hit_rate", "mrr", "ndcg@10", "recall")}
         summary[mode]["seconds"] = round(time.perf_counter() - began, 3)
+    for row in rows:
+        cross = row.pop("cross")
+        row["translation"] = cross["also"][0] if cross["also"] else None
     return {"k": k, "questions": len(questions), "modes": summary, "rows": rows}
 
 

@@ -27,14 +27,16 @@ def write_sample_pdfs(folder: Path) -> list[Path]:
     return [make_pdf(folder / name, pages) for name, pages in sample_corpus().items()]
 
 
-def sample_questions() -> list[dict]:
-    """The questions about the sample documents, each {"question", "file", "page"}."""
+def sample_questions(name: str = "questions.jsonl") -> list[dict]:
+    """The questions about the sample documents, each {"question", "file", "page"}; `questions-es-over-en.jsonl`
+    asks the three English documents in Spanish."""
     from studio.rag.evaluate import read_questions
 
-    return read_questions(ASSETS / "questions.jsonl")
+    return read_questions(ASSETS / name)
 
 
-def unanswerable_questions() -> list[str]:
-    """Questions that none of the sample documents answers (some on nearby topics, some off-topic)."""
-    lines = (ASSETS / "unanswerable.txt").read_text(encoding="utf-8").splitlines()
+def unanswerable_questions(name: str = "unanswerable.txt") -> list[str]:
+    """Questions that none of the sample documents answers (some on nearby topics, some off-topic);
+    `unanswerable-es.txt` holds Spanish ones."""
+    lines = (ASSETS / name).read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip()]

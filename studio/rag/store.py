@@ -301,8 +301,12 @@ class RagStore:
         self._words[name] = index
         return index
 
-    def search(self, name: str, question: str, embedder: Any, k: int = 5, mode: str = "hybrid") -> list[Hit]:
-        """The `k` best chunks for `question`, each with its cosine similarity to it."""
+    def search(self, name: str, question: str, embedder: Any, k: int = 5, mode: str = "hybrid",
+               also: list[str] = ()) -> list[Hit]:
+        """The `k` best chunks for `question`, each with its cosine similarity to it. `also`: other wordings of the
+        question (its translation into the documents' language) searched alongside: each wording is ranked on its
+        own and a chunk keeps its best rank score over them, so the best chunks of every wording come first, the
+        question's own first on a tie. A chunk's similarity and BM25 score are its best over the wordings."""
         if mode not in MODES:
             raise StudioError(f"Retrieval mode '{mode}' does not exist; choose {', '.join(MODES)}.",
                               field="rag.mode", key="rag.store.bad_mode", mode=mode, modes=", ".join(MODES))
@@ -310,21 +314,33 @@ class RagStore:
         count = col.count()
         if count == 0:
             raise _empty(name)
-        query = embedder.encode([question])[0]
+        wordings = [question, *[a for a in also if a and a != question]]
+        vectors = embedder.encode(wordings)
         depth = min(count, max(k * 4, 20))
-        dense = col.query(query_embeddings=[query], n_results=depth, include=["distances"])
-        dense_ids = dense["ids"][0]
-        similarity = {i: 1.0 - d for i, d in zip(dense_ids, dense["distances"][0])}
+        dense = col.query(query_embeddings=list(vectors), n_results=depth, include=["distances"])
         words = self.word_index(name, col)
         ids = words.ids
-        bm25_top = words.top(question, depth)
-        bm25_score = {ids[i]: s for i, s in bm25_top}
-        if mode == "dense":
-            ranked = [(i, similarity[i]) for i in dense_ids]
-        elif mode == "bm25":
-            ranked = [(ids[i], s) for i, s in bm25_top]
+        similarity: dict[str, float] = {}
+        bm25_score: dict[str, float] = {}
+        dense_lists, bm25_lists = [], []
+        for n, wording in enumerate(wordings):
+            dense_lists.append(dense["ids"][n])
+            for i, d in zip(dense["ids"][n], dense["distances"][n]):
+                similarity[i] = max(similarity.get(i, -1.0), 1.0 - d)
+            top = words.top(wording, depth)
+            bm25_lists.append([ids[i] for i, _ in top])
+            for i, score in top:
+                bm25_score[ids[i]] = max(bm25_score.get(ids[i], 0.0), score)
+        if len(wordings) == 1 and mode != "hybrid":
+            ranked = ([(i, similarity[i]) for i in dense_lists[0]] if mode == "dense"
+                      else [(i, bm25_score[i]) for i in bm25_lists[0]])
         else:
-            ranked = rrf([dense_ids, [ids[i] for i, _ in bm25_top]])
+            best: dict[str, float] = {}
+            for dense_ids, bm25_ids in zip(dense_lists, bm25_lists):
+                lists = {"dense": [dense_ids], "bm25": [bm25_ids], "hybrid": [dense_ids, bm25_ids]}[mode]
+                for chunk_id, score in rrf(lists):
+                    best[chunk_id] = max(best.get(chunk_id, 0.0), score)
+            ranked = sorted(best.items(), key=lambda item: -item[1])  # stable: the question's own wording first
         ranked = ranked[:k]
         got = (col.get(ids=[i for i, _ in ranked], include=["documents", "metadatas", "embeddings"]) if ranked
                else {"ids": [], "documents": [], "metadatas": [], "embeddings": []})
@@ -334,7 +350,7 @@ class RagStore:
         for chunk_id, score in ranked:
             text, meta, vector = rows[chunk_id]
             if chunk_id not in similarity:  # a BM25-only hit: its similarity still decides whether the documents answer
-                similarity[chunk_id] = float(sum(a * b for a, b in zip(query, vector)))
+                similarity[chunk_id] = max(float(sum(a * b for a, b in zip(q, vector))) for q in vectors)
             names = contents.get(meta["doc_sha256"], [meta["file"]])
             hits.append(Hit(id=chunk_id, text=text, file=" = ".join(names), score=float(score),
                             pages=[int(p) for p in str(meta["pages"]).split(",") if p],

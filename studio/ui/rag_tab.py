@@ -307,6 +307,8 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
         notes = []
         if update.query != question:
             notes.append(texts.t(lang, "rag.searched_for", query=update.query))
+        if update.translation:
+            notes.append(texts.t(lang, "rag.searched_translation", translation=update.translation))
         if update.indexing:
             notes.append(texts.t(lang, "rag.indexing_now", done=update.indexing["pages_done"],
                                  total=update.indexing["pages_total"]))
