@@ -242,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
     from studio.cli_data import add_data_parser
     from studio.cli_export import add_export_parser
+    from studio.cli_serve import add_serve_parser
     from studio.cli_guide import add_guide_parser
     from studio.cli_jobs import add_jobs_parser
     from studio.cli_prefs import add_prefs_parser
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rag_parser(sub)
     add_prefs_parser(sub)
     add_export_parser(sub)
+    add_serve_parser(sub)
     add_jobs_parser(sub)
     return parser
 

@@ -24,7 +24,7 @@ from studio.phase import Phase, phase_columns
 from studio.workspace import ACTIVE_STATES as ACTIVE
 from studio.workspace import RUN_STATES, Workspace
 
-KINDS = ("train", "export", "index", "generate", "judge", "evaluate")
+KINDS = ("train", "export", "index", "generate", "judge", "evaluate", "serve")
 ENDED = tuple(s for s in RUN_STATES if s not in ACTIVE)
 PROGRESS_EVERY_S = 1.0  # progress rows are rewritten at most this often per job
 

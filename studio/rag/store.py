@@ -84,6 +84,7 @@ class RagStore:
         else:
             self.client = chromadb.PersistentClient(path=str(self.home / "chroma"))
         self._words: dict[str, WordIndex] = {}  # name -> its word index, as loaded or built by this process
+        self._manifests: dict[str, tuple] = {}  # name -> ((mtime, size), manifest, contents digest)
 
     # --- collections ---------------------------------------------------------------------------
     def _manifest_path(self, name: str) -> Path:
@@ -280,10 +281,22 @@ class RagStore:
     def _words_path(self, name: str) -> Path:
         return self.home / "words" / name
 
+    def _read_manifest(self, name: str) -> tuple[dict, str]:
+        """The manifest for reading only, and a digest of which contents it lists; both kept while the file is
+        unchanged (a search reads them, and at 100k chunks re-reading the file cost more than the search)."""
+        path = self._manifest_path(name)
+        stat = path.stat() if path.exists() else None
+        mtime = (stat.st_mtime_ns, stat.st_size) if stat else (0, 0)
+        cached = self._manifests.get(name)
+        if cached is None or cached[0] != mtime:
+            manifest = self.manifest(name)
+            digest = hashlib.sha256(json.dumps(sorted(manifest["contents"])).encode()).hexdigest()[:16]
+            cached = self._manifests[name] = (mtime, manifest, digest)
+        return cached[1], cached[2]
+
     def _stamp(self, name: str, col: Any) -> str:
         """What the collection holds, in short: its chunk count and which contents its manifest lists."""
-        contents = json.dumps(sorted(self.manifest(name)["contents"]))
-        return f"{col.count()}-{hashlib.sha256(contents.encode()).hexdigest()[:16]}"
+        return f"{col.count()}-{self._read_manifest(name)[1]}"
 
     def word_index(self, name: str, col: Any = None) -> WordIndex:
         """The collection's BM25 word index: this process's copy, else the one saved beside the collection, else
@@ -345,7 +358,7 @@ class RagStore:
         got = (col.get(ids=[i for i, _ in ranked], include=["documents", "metadatas", "embeddings"]) if ranked
                else {"ids": [], "documents": [], "metadatas": [], "embeddings": []})
         rows = {i: (d, m, e) for i, d, m, e in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])}
-        contents = self.manifest(name)["contents"]
+        contents = self._read_manifest(name)[0]["contents"]
         hits = []
         for chunk_id, score in ranked:
             text, meta, vector = rows[chunk_id]
