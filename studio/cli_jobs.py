@@ -106,6 +106,10 @@ def cmd_retry(args) -> int:
         result = evaluate_recorded(records.ws, targets, dataset, **options)
         print(json.dumps({"saved": str(result["saved"]), "rows": result["rows"]}, ensure_ascii=False, default=str))
         return 0
+    if job["kind"] == "serve":
+        from studio.cli_serve import retry_serve
+
+        return retry_serve(records.ws, job)
     from studio.jobs.retry import THREAD_KINDS, restart
 
     if job["kind"] in THREAD_KINDS:

@@ -33,6 +33,7 @@ class Engine:
         self._prefs = None
         self._exports = None
         self._chat_pool = None  # the playground's loaded models
+        self._servers: list = []  # `studio serve` processes started from the page (they end with this process)
         self._guided: dict = {}  # the guide's plans, per goal, dataset and free memory (see `guide`)
         self._services_lock = threading.RLock()
         self.access = AccessControl(self.ws.home / "audit.jsonl", self._account_role)
@@ -45,6 +46,20 @@ class Engine:
         for service in (self._rag, self._prefs, self._exports):
             if service is not None:
                 service.shutdown()
+        for server in self._servers:  # asked to stop like `studio jobs cancel`; they also watch this process
+            if server.poll() is None:
+                server.terminate()
+        for server in self._servers:
+            server.wait()
+
+    def serve(self, spec: str, port: int = 8000, host: str = "127.0.0.1", api_key: str | None = None) -> dict:
+        """Serve a finished run or a model over an OpenAI-compatible API from a process of its own (`studio.serving`);
+        returns its serve job's row (its phase says the address once the model answers). Stopped as any job."""
+        from studio.serving import start_background
+
+        child, job = start_background(self.ws, spec, host, int(port), api_key)
+        self._servers.append(child)
+        return job
 
     def _account_role(self, name: str) -> str | None:
         account = self.prefs.store.annotator(name)

@@ -43,15 +43,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def served_model(ws, spec: str, progress: Callable[[str], Any] = lambda phase: None) -> tuple[Path | str, str]:
-    """(the folder or hub id the server loads, the name clients use) for `spec`: a finished run or a model."""
-    from studio.export.source import CAUSAL, load_source, resolve_source
-    from studio.models.catalogue import resolve_model
+def check_servable(ws, spec: str):
+    """The export source `spec` names, refused unless it is a finished run or a model that writes text (nothing is
+    loaded: what the page checks before it starts a server)."""
+    from studio.export.source import CAUSAL, resolve_source
 
     source = resolve_source(ws, spec)  # a run that is not finished, or a model that is missing, is refused here
     if source.head != CAUSAL:
         raise StudioError(f"'{spec}' is a {source.head} model; only models that write text can be served.",
                           field=FIELD, key="serve.not_causal", spec=spec, head=source.head)
+    if source.is_run and source.result_kind != "model" and not source.mergeable:
+        raise StudioError(f"Method '{source.method}' cannot be merged into the base weights, so its run cannot be "
+                          f"served: {source.why_not_mergeable()}.", field=FIELD, key="serve.not_mergeable",
+                          method=source.method, why=source.why_not_mergeable())
+    return source
+
+
+def served_model(ws, spec: str, progress: Callable[[str], Any] = lambda phase: None) -> tuple[Path | str, str]:
+    """(the folder or hub id the server loads, the name clients use) for `spec`: a finished run or a model."""
+    from studio.export.source import load_source
+    from studio.models.catalogue import resolve_model
+
+    source = check_servable(ws, spec)
     if not source.is_run:
         return resolve_model(source.base, ws), source.spec
     name = f"run:{source.run['id']}"
@@ -144,6 +157,16 @@ def proxy_app(upstream: str, model: str, name: str, api_key: str | None):
     return app
 
 
+def _die_with_parent() -> None:
+    """In the model server's process before it starts (Linux): SIGTERM it when the studio process serving it dies,
+    however it dies, so no server is left behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Server:
     """One served model: the transformers server child and the proxy in this process."""
 
@@ -166,7 +189,7 @@ class Server:
         self.progress("loading the model")
         with open(self.log, "w", encoding="utf-8") as out:
             self.child = subprocess.Popen(server_command(self.folder, self.private_port), stdout=out,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+                                          stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         try:
             wait_ready(self.child, self.private_port, self.log)
         except BaseException:
@@ -207,3 +230,35 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.child.kill()
                 self.child.wait()
+
+
+def start_background(ws, spec: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+                     wait_s: float = 120) -> tuple[subprocess.Popen, dict]:
+    """Serve `spec` from a `studio serve` process of its own (the app's Serve button): checked here first, so a taken
+    port or an unfinished run is refused at once; the process records its serve job and ends when this process
+    does. Returns (the process, its job row)."""
+    import os
+
+    from studio.jobs.records import JobRecords
+
+    check_port(host, port)
+    check_servable(ws, spec)
+    env = dict(os.environ, STUDIO_HOME=str(ws.home))
+    env.pop("STUDIO_SERVE_API_KEY", None)
+    if api_key:
+        env["STUDIO_SERVE_API_KEY"] = api_key
+    child = subprocess.Popen([sys.executable, "-m", "studio.cli", "serve", spec, "--host", host, "--port", str(port),
+                              "--watch-pid", str(os.getpid())], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    records = JobRecords(ws)
+    began = time.monotonic()
+    while time.monotonic() - began < wait_s:
+        rows = [j for j in records.list(kind="serve") if j.get("pid") == child.pid or
+                (j.get("app_pid") == child.pid)]
+        if rows:
+            return child, rows[0]
+        if child.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise StudioError(f"The server process for '{spec}' did not start; run `studio serve {spec}` in a terminal to "
+                      "see why.", field=FIELD, key="serve.no_start", spec=spec)

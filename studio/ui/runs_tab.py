@@ -37,6 +37,8 @@ class RunsView:
     keep: gr.Button
     message: gr.Markdown
     open_view: gr.Button
+    serve_port: gr.Number
+    serve: gr.Button
     compare: "CompareView"
 
 
@@ -81,10 +83,17 @@ def build_runs(engine: Any, ui: UiShared, tab: Any, train: TrainView, tabs: Any)
         confirm = loc.value(gr.Button(t("runs.confirm_delete"), variant="stop", visible=False,
                                       elem_id="studio-confirm-delete"), "runs.confirm_delete")
         keep = loc.value(gr.Button(t("runs.keep"), visible=False), "runs.keep")
+    with gr.Row():
+        serve_port = loc.label(gr.Number(value=8000, precision=0, label=t("runs.serve_port.label"),
+                                         info=t("runs.serve_port.info"), scale=1, elem_id="studio-serve-port"),
+                               "runs.serve_port.label", "runs.serve_port.info")
+        serve = loc.value(gr.Button(t("runs.serve"), interactive=False, scale=1, elem_id="studio-run-serve"),
+                          "runs.serve")
     message = gr.Markdown("")
     recipe = loc.label(gr.Code(value="", language="yaml", label=t("runs.recipe"), interactive=False), "runs.recipe")
     compare = build_compare(ui)
-    view = RunsView(table, refresh, picker, recipe, resume, delete, confirm, keep, message, open_view, compare)
+    view = RunsView(table, refresh, picker, recipe, resume, delete, confirm, keep, message, open_view, serve_port,
+                    serve, compare)
     _wire(view, engine, ui, tab, train, tabs)
     _wire_compare(compare, engine, ui)
     return view
@@ -189,19 +198,31 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView,
     def on_pick(run_id, lang):
         off = gr.update(interactive=False)
         if not run_id:
-            return "", off, off, off, gr.skip(), *hidden
+            return "", off, off, off, off, gr.skip(), *hidden
         try:
             text = engine.run_recipe_yaml(run_id)
             status = engine.run_status(run_id)["status"]
         except (StudioError, OSError) as exc:
             message = texts.error(lang, exc) if isinstance(exc, StudioError) else str(exc)
-            return "", off, off, off, message, *hidden
+            return "", off, off, off, off, message, *hidden
         on = gr.update(interactive=True)
-        return text, on, gr.update(interactive=status in RESUMABLE), on, gr.skip(), *hidden
+        return (text, on, gr.update(interactive=status in RESUMABLE), on, gr.update(interactive=status == "completed"),
+                gr.skip(), *hidden)
 
     view.picker.change(on_pick, [view.picker, ui.lang],
-                       [view.recipe, view.open_view, view.resume, view.delete, view.message, view.confirm_delete,
-                        view.keep], api_visibility="private")
+                       [view.recipe, view.open_view, view.resume, view.delete, view.serve, view.message,
+                        view.confirm_delete, view.keep], api_visibility="private")
+
+    def on_serve(run_id, port, lang):
+        """Serve the run over an OpenAI-compatible API from a process of its own; the Jobs panel shows and stops it."""
+        try:
+            job = engine.serve(f"run:{run_id}", int(port or 0))
+        except StudioError as exc:
+            return error_notice(texts, lang, exc)
+        return texts.t(lang, "runs.serving", url=f"http://127.0.0.1:{int(port)}/v1", model=f"run:{run_id}",
+                       job=job["id"])
+
+    view.serve.click(on_serve, [view.picker, view.serve_port, ui.lang], [view.message], api_visibility="private")
 
     form = train.form()
 

@@ -86,3 +86,36 @@ def test_a_run_without_a_result_cannot_be_served(workspace, tiny_llama_dir):
     run_id = prepare_run(workspace, tiny_recipe(tiny_llama_dir, "lora"))  # queued, never trained
     with pytest.raises(StudioError, match="wait until it completes"):
         served_model(workspace, f"run:{run_id}")
+
+
+def test_the_page_s_serve_starts_a_job_that_cancel_stops_without_leftovers(workspace, tiny_llama_dir):
+    import time
+
+    from studio.engine import Engine
+    from studio.jobs.worker import pid_alive
+    from tests.processes import descendants
+
+    run_id, _, result = run_in_process(workspace, tiny_recipe(tiny_llama_dir, "lora"))
+    workspace.update_run(run_id, status="completed", result_dir=result["result_dir"])
+    engine = Engine(workspace, start_jobs=False)
+    port = free_port()
+    job = engine.serve(f"run:{run_id}", port)
+    assert job["kind"] == "serve" and job["status"] == "running"
+    deadline = time.monotonic() + 300
+    while not (engine.job_list(kind="serve")[0]["phase"] or "").startswith("serving at"):
+        assert time.monotonic() < deadline and engine.job_list(kind="serve")[0]["status"] == "running"
+        time.sleep(0.5)
+    reply = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none").chat.completions.create(
+        model=f"run:{run_id}", messages=MESSAGES, max_tokens=4, temperature=0)
+    assert reply.choices[0].message.content
+    with pytest.raises(StudioError, match="already taken"):  # refused before any process starts
+        engine.serve(f"run:{run_id}", port)
+    server_pids = descendants(engine._servers[0].pid) + [engine._servers[0].pid]
+    engine.cancel_job(job["id"])
+    engine._servers[0].wait(120)
+    assert engine.job_list(kind="serve")[0]["status"] == "cancelled"
+    deadline = time.monotonic() + 60
+    while any(pid_alive(p) for p in server_pids):  # the model server ends with the studio process serving it
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    engine.shutdown()
