@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "this workspace")
     imported.add_argument("folder")
     imported.add_argument("--json", action="store_true")
+    from studio.cli_merge import add_merge_parser
+
+    add_merge_parser(runs_sub)
     models = sub.add_parser("models", help="list embedded and cached models")
     models.add_argument("--json", action="store_true")
     models.add_argument("--prepare", action="store_true",
