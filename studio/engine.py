@@ -52,6 +52,19 @@ class Engine:
         for server in self._servers:
             server.wait()
 
+    def merge_runs(self, run_ids: list[str], combination: str = "ties", weights: list[float] | None = None,
+                   density: float = 0.5, name: str | None = None) -> str:
+        """Merge finished LoRA runs on one base into a new run (`studio.merge_runs`); returns its id."""
+        from studio.merge_runs import merge_runs
+
+        return merge_runs(self.ws, run_ids, combination, weights, density, name)
+
+    def merge_scores(self, run_id: str, limit: int | None = None) -> list[dict]:
+        """Each source task's ROUGE-L before and after a merge (`studio.merge_runs.merge_scores`)."""
+        from studio.merge_runs import merge_scores
+
+        return merge_scores(self.ws, run_id, limit=limit)
+
     def serve(self, spec: str, port: int = 8000, host: str = "127.0.0.1", api_key: str | None = None) -> dict:
         """Serve a finished run or a model over an OpenAI-compatible API from a process of its own (`studio.serving`);
         returns its serve job's row (its phase says the address once the model answers). Stopped as any job."""

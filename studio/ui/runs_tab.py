@@ -92,6 +92,9 @@ def build_runs(engine: Any, ui: UiShared, tab: Any, train: TrainView, tabs: Any)
     message = gr.Markdown("")
     recipe = loc.label(gr.Code(value="", language="yaml", label=t("runs.recipe"), interactive=False), "runs.recipe")
     compare = build_compare(ui)
+    from studio.ui.merge_box import build_merge
+
+    build_merge(engine, ui, tab)
     view = RunsView(table, refresh, picker, recipe, resume, delete, confirm, keep, message, open_view, serve_port,
                     serve, compare)
     _wire(view, engine, ui, tab, train, tabs)
