@@ -131,7 +131,8 @@ def _recipe_yaml(run: dict, name: str) -> str:
     return recipe_to_yaml(dataclasses.replace(recipe, name=name))
 
 
-def merge_scores(ws, merged_id: str, split: str = "test", limit: int | None = None, emit=None) -> list[dict]:
+def merge_scores(ws, merged_id: str, split: str = "test", limit: int | None = None, emit=None,
+                 max_new_tokens: int = 256) -> list[dict]:
     """Each source task's score before and after the merge: the source run and the merged run evaluated on the
     source's dataset (ROUGE-L, the Evaluate tab's measure). One row per task: {task, run, before, after, kept}."""
     from studio.evaluation import evaluate
@@ -144,7 +145,7 @@ def merge_scores(ws, merged_id: str, split: str = "test", limit: int | None = No
     rows = []
     for source in json.loads(info_path.read_text(encoding="utf-8"))["sources"]:
         result = evaluate(ws, [f"run:{source['run_id']}", f"run:{merged_id}"], source["dataset"], split=split,
-                          metrics="rouge", limit=limit, emit=emit)
+                          metrics="rouge", limit=limit, emit=emit, max_new_tokens=max_new_tokens)
         before, after = (r.get("rougeL") for r in result["rows"][:2])
         rows.append({"task": source["dataset"], "run": source["name"], "before": before, "after": after,
                      "kept": after / before if before else None, "n": result["n"]})
