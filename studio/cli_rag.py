@@ -241,3 +241,6 @@ def add_rag_parser(sub) -> None:
     delete = rsub.add_parser("delete", help="delete a collection and its index")
     delete.add_argument("collection")
     delete.set_defaults(func=cmd_delete)
+    from studio.cli_rag_qa import add_qa_parser
+
+    add_qa_parser(rsub)

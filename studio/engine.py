@@ -345,6 +345,12 @@ class Engine:
 
         return presets()
 
+    def save_rag_pairs(self, pairs: list[dict], name: str) -> dict:
+        """Reviewed question/answer pairs as a dataset and a retrieval test set (`studio.rag.synth.save_pairs`)."""
+        from studio.rag.synth import save_pairs
+
+        return save_pairs(self.ws, pairs, name)
+
     def model_choices(self) -> list[str]:
         from studio.models.catalogue import list_models
 

@@ -85,6 +85,16 @@ class RagService:
         """What a collection holds, file by file (pages, chunks, sha256, chunking), for the library view."""
         return self.store.manifest(collection)
 
+    def write_pairs(self, collection: str, teacher: str, passages: int = 20, answers: str = "auto") -> list[dict]:
+        """Question/answer pairs a teacher writes from the collection's passages (`studio.rag.synth`)."""
+        from studio.generation import ModelPool
+        from studio.rag import synth
+
+        self.pool = self.pool or ModelPool(self.ws, capacity=1)
+        picked = synth.sample_passages(self.store, collection, passages)
+        ask, answer, _ = synth.teacher(self.ws, teacher, self.embedder_of(collection), answers, pool=self.pool)
+        return synth.write_pairs(picked, ask, answer)
+
     def collections(self) -> list[dict]:
         rows = self.store.describe()
         for row in rows:

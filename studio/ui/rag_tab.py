@@ -181,6 +181,9 @@ def build_rag(engine: Any, ui: UiShared, tab: Any) -> RagView:
         eval_table = gr.Dataframe(headers=["mode", "hit@k", "MRR", "nDCG@10", "s"], value=[], interactive=False,
                                   elem_id="studio-rag-eval-table")
         eval_notice = gr.Markdown("", elem_id="studio-rag-eval-notice")
+    from studio.ui.rag_qa_box import build_rag_qa
+
+    build_rag_qa(engine, ui, collection)
     view = RagView(collection, files, password, chunking, index, delete, progress, library, gr.Timer(1.0, active=False),
                    gr.State(None), model, chat, message, ask, clear, notice, sources, page, better, save_better,
                    feedback_notice, gr.State([]), ask_fields, gen_fields, eval_file, eval_k, eval_run, eval_table,
