@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--prepare", action="store_true",
                         help="convert the embedded default model once (about 20 s) so the first run starts at once")
     models.set_defaults(func=cmd_models)
+    from studio.cli_hub import add_hub_parsers
+
+    add_hub_parsers(models.add_subparsers(dest="models_command"))
     ev = sub.add_parser("eval", help="score models and runs on a dataset split (ROUGE, BLEU, exact match, "
                                       "perplexity), with an in-context baseline and a forgetting check")
     ev.add_argument("targets", nargs="+", metavar="RUN_OR_MODEL", help="run ids (or run:<id>) and model names")

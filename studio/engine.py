@@ -351,6 +351,19 @@ class Engine:
 
         return save_pairs(self.ws, pairs, name)
 
+    def hub_search(self, query: str, limit: int = 20) -> dict:
+        """Text-generation models on the hub with size, licence and whether LoRA/QLoRA fit here; offline, the cached
+        ones and why (`studio.models.hub_browser.search`)."""
+        from studio.models.hub_browser import search
+
+        return search(query, self.ws, limit=limit)
+
+    def hub_download(self, repo_id: str, progress=lambda done, total: None) -> str:
+        """Download a hub model into the local cache; returns its folder."""
+        from studio.models.hub_browser import download
+
+        return str(download(repo_id, progress))
+
     def model_choices(self) -> list[str]:
         from studio.models.catalogue import list_models
 

@@ -131,7 +131,7 @@ def skip_eval_button(status: dict | None) -> dict:
     return gr.update(visible=phase.startswith("evaluating") and (status or {}).get("status") == "running")
 
 
-def _full_form(ui: UiShared) -> tuple:
+def _full_form(ui: UiShared, engine: Any) -> tuple:
     """The full form (All settings): model, stage, dataset, the method picker and every setting."""
     texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
     t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
@@ -152,6 +152,9 @@ def _full_form(ui: UiShared) -> tuple:
                             "train.dataset.label", "train.dataset.info")
         upload = loc.label(gr.UploadButton(label=t("train.upload"), file_types=[".jsonl"], file_count="single",
                                            scale=1, size="md", elem_id="studio-upload"), "train.upload")
+    from studio.ui.hub_box import build_hub_box
+
+    build_hub_box(engine, ui, model)
     picker = build_method_picker(ui)
     # Settings that only one stage reads (a distillation's teacher, DPO's beta, RL's reward) show only for that stage.
     stage_groups, stage_fields = {}, []
@@ -180,7 +183,7 @@ def build_train(engine: Any, ui: UiShared) -> TrainView:
     loc.add(mode, lambda lg: gr.update(choices=modes(lg)))
     guide = build_guide(engine, ui)
     with gr.Column(visible=False, elem_id="studio-full-form") as full:
-        model, stage, dataset, upload, picker, stage_groups, fields = _full_form(ui)
+        model, stage, dataset, upload, picker, stage_groups, fields = _full_form(ui, engine)
     with gr.Row(equal_height=True):
         run_name = loc.label(gr.Textbox(label=t("train.name.label"), placeholder=t("train.name.placeholder"),
                                         scale=3, elem_id="studio-run-name"),
