@@ -57,12 +57,10 @@ def apertium(text: str, mode: str) -> str | None:
     return out if done.returncode == 0 and out else None
 
 
-LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "ca": "Catalan", "pt": "Portuguese", "fr": "French",
-                  "it": "Italian", "de": "German", "nl": "Dutch", "gl": "Galician"}
-
-
 def model_prompt(text: str, target: str) -> list[dict]:
-    name = LANGUAGE_NAMES.get(target, target)
+    from studio.rag.grounding import LANGUAGES
+
+    name = LANGUAGES.get(target, target)
     return [{"role": "system", "content": f"Translate the user's question into {name}. Reply with the translation "
                                           "only, nothing else."},
             {"role": "user", "content": text}]
