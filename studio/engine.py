@@ -364,6 +364,16 @@ class Engine:
 
         return str(download(repo_id, progress))
 
+    def embedder_choices(self) -> list[str]:
+        """Embedders a new RAG collection can be built with: the embedded MiniLM, then sentence-transformers models
+        in the hub cache (a multilingual one, once downloaded, for documents in several languages)."""
+        from studio.models.catalogue import list_models
+        from studio.rag.embedder import DEFAULT_EMBEDDER
+
+        cached = [m["name"] for m in list_models(self.ws) if m.get("source") == "hub cache"
+                  and (Path(m["path"]) / "modules.json").is_file()]  # a sentence-transformers model
+        return [DEFAULT_EMBEDDER, *cached]
+
     def model_choices(self) -> list[str]:
         from studio.models.catalogue import list_models
 

@@ -60,6 +60,7 @@ class RagView:
     eval_run: gr.Button
     eval_table: gr.Dataframe
     eval_notice: gr.Markdown
+    embedder: Any = None  # which embedder a new collection is built with (an existing one keeps its own)
 
 
 def progress_html(job: dict | None, texts: Any, lang: str) -> str:
@@ -135,6 +136,10 @@ def build_rag(engine: Any, ui: UiShared, tab: Any) -> RagView:
             files = loc.label(gr.File(label=t("rag.files"), file_count="multiple",
                                       file_types=[".pdf", ".docx", ".txt", ".md"], elem_id="studio-rag-files"), "rag.files")
             with loc.label(gr.Accordion(t("rag.index.settings"), open=False), "rag.index.settings"):
+                embedder = loc.label(gr.Dropdown(choices=(embedders := engine.embedder_choices()), value=embedders[0],
+                                                 allow_custom_value=True, label=t("rag.embedder"),
+                                                 info=t("rag.embedder.info"), elem_id="studio-rag-embedder"),
+                                     "rag.embedder", "rag.embedder.info")
                 chunking = build_fields(ChunkSettings, "chunk", loc, lang, locale_section="rag-chunk", per_row=2)
                 password = loc.label(gr.Textbox(label=t("rag.password"), info=t("rag.password.info"), type="password",
                                                 elem_id="studio-rag-password"), "rag.password", "rag.password.info")
@@ -187,7 +192,7 @@ def build_rag(engine: Any, ui: UiShared, tab: Any) -> RagView:
     view = RagView(collection, files, password, chunking, index, delete, progress, library, gr.Timer(1.0, active=False),
                    gr.State(None), model, chat, message, ask, clear, notice, sources, page, better, save_better,
                    feedback_notice, gr.State([]), ask_fields, gen_fields, eval_file, eval_k, eval_run, eval_table,
-                   eval_notice)
+                   eval_notice, embedder=embedder)
     _wire(view, engine, ui, tab)
     return view
 
@@ -227,7 +232,8 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
                            [ui.lang, view.collection], [view.library], api_visibility="private",
                            show_progress="hidden")
 
-    chunk_inputs = {ui.lang, view.collection, view.files, view.password, *(f.component for f in view.chunking)}
+    chunk_inputs = {ui.lang, view.collection, view.files, view.password, view.embedder,
+                    *(f.component for f in view.chunking)}
 
     def on_index(values: dict):
         lang = values[ui.lang]
@@ -235,7 +241,7 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
             settings = parse_settings(ChunkSettings, collect_sections(view.chunking, values).get("chunk", {}))
             uploads = [Path(f if isinstance(f, str) else f.name) for f in (values[view.files] or [])]
             job_id = rag().start_indexing((values[view.collection] or "").strip(), uploads,
-                                          chunking=settings,
+                                          chunking=settings, embedder=(values[view.embedder] or "").strip() or None,
                                           password=(values[view.password] or None))
         except StudioError as exc:
             return {view.progress: f"<p>{html.escape(error_notice(texts, lang, exc))}</p>"}

@@ -57,3 +57,21 @@ def test_a_hub_that_fails_reads_as_offline_with_its_reason(workspace):
 
     found = hub_browser.search("x", workspace, api=Broken())
     assert not found["online"] and "ConnectionError" in found["why"]
+
+
+def test_a_downloaded_sentence_transformers_model_is_offered_as_an_embedder(workspace, tmp_path, monkeypatch):
+    import json
+
+    from studio.engine import Engine
+
+    cache = tmp_path / "hub"
+    for repo, files in {"org/multi-embed": {"modules.json": "[]"}, "org/chat": {}}.items():
+        snapshot = cache / f"models--{repo.replace('/', '--')}" / "snapshots" / "abc"
+        snapshot.mkdir(parents=True)
+        (snapshot / "config.json").write_text(json.dumps({"model_type": "bert"}))
+        for name, text in files.items():
+            (snapshot / name).write_text(text)
+        (cache / f"models--{repo.replace('/', '--')}" / "refs").mkdir()
+        (cache / f"models--{repo.replace('/', '--')}" / "refs" / "main").write_text("abc")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    assert Engine(workspace, start_jobs=False).embedder_choices() == ["all-minilm-l6-v2", "org/multi-embed"]
