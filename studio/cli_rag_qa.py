@@ -32,11 +32,13 @@ def add_qa_parser(rsub) -> None:
 def cmd_qa(args) -> int:
     from pathlib import Path
 
-    from studio.cli_rag import _store
     from studio.rag import synth
     from studio.rag.embedder import load_embedder
+    from studio.rag.service import RagService
+    from studio.workspace import Workspace
 
-    ws, store = _store(args)
+    service = RagService(Workspace.open(), url=getattr(args, "chroma_url", None))
+    ws, store = service.ws, service.store
     name = store.require(args.collection)
     col = store.client.get_collection(name, embedding_function=None)
     embedder = load_embedder((col.metadata or {}).get("embedder"), ws)
