@@ -136,6 +136,7 @@ def merge_scores(ws, merged_id: str, split: str = "test", limit: int | None = No
     """Each source task's score before and after the merge: the source run and the merged run evaluated on the
     source's dataset (ROUGE-L, the Evaluate tab's measure). One row per task: {task, run, before, after, kept}."""
     from studio.evaluation import evaluate
+    from studio.models.refs import run_spec
 
     run = ws.get_run(merged_id)
     info_path = Path(run["run_dir"]) / "merge.json" if run else None
@@ -144,7 +145,7 @@ def merge_scores(ws, merged_id: str, split: str = "test", limit: int | None = No
                           field=FIELD, key="merge.not_a_merge", run_id=merged_id)
     rows = []
     for source in json.loads(info_path.read_text(encoding="utf-8"))["sources"]:
-        result = evaluate(ws, [f"run:{source['run_id']}", f"run:{merged_id}"], source["dataset"], split=split,
+        result = evaluate(ws, [run_spec(source["run_id"]), run_spec(merged_id)], source["dataset"], split=split,
                           metrics="rouge", limit=limit, emit=emit, max_new_tokens=max_new_tokens)
         before, after = (r.get("rougeL") for r in result["rows"][:2])
         rows.append({"task": source["dataset"], "run": source["name"], "before": before, "after": after,

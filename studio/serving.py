@@ -63,11 +63,12 @@ def served_model(ws, spec: str, progress: Callable[[str], Any] = lambda phase: N
     """(the folder or hub id the server loads, the name clients use) for `spec`: a finished run or a model."""
     from studio.export.source import load_source
     from studio.models.catalogue import resolve_model
+    from studio.models.refs import run_spec
 
     source = check_servable(ws, spec)
     if not source.is_run:
         return resolve_model(source.base, ws), source.spec
-    name = f"run:{source.run['id']}"
+    name = run_spec(source.run["id"])
     if source.result_kind == "model":
         return source.result_dir, name
     folder = Path(source.run["run_dir"]) / SERVED

@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import StudioError
+from studio.models.refs import run_spec
 from studio.ui.charts import format_duration, status_label
 from studio.ui.metric_charts import compare_figure, metric_label
 from studio.ui.common import error_notice, UiShared
@@ -219,10 +220,10 @@ def _wire(view: RunsView, engine: Any, ui: UiShared, tab: Any, train: TrainView,
     def on_serve(run_id, port, lang):
         """Serve the run over an OpenAI-compatible API from a process of its own; the Jobs panel shows and stops it."""
         try:
-            job = engine.serve(f"run:{run_id}", int(port or 0))
+            job = engine.serve(run_spec(run_id), int(port or 0))
         except StudioError as exc:
             return error_notice(texts, lang, exc)
-        return texts.t(lang, "runs.serving", url=f"http://127.0.0.1:{int(port)}/v1", model=f"run:{run_id}",
+        return texts.t(lang, "runs.serving", url=f"http://127.0.0.1:{int(port)}/v1", model=run_spec(run_id),
                        job=job["id"])
 
     view.serve.click(on_serve, [view.picker, view.serve_port, ui.lang], [view.message], api_visibility="private")

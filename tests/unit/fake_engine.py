@@ -104,6 +104,9 @@ class FakeEngine:
     def finished_runs(self):
         return [r for r in self.list_runs() if r["status"] == "completed" and r["result_dir"]]
 
+    def embedder_choices(self):
+        return ["all-minilm-l6-v2"]
+
     def model_choices(self):
         return ["smollm2-135m-instruct"]
 
