@@ -22,8 +22,14 @@ def fix_generation_cache(peft_model: Any) -> Any:
     looks for `past_key_values`, so it thinks every step is the first one: prompt tuning and
     P-tuning re-insert the virtual tokens at each new token, and prefix tuning writes its prefix
     into a cache the model ignores. Generation then drifts from what the trained model predicts.
-    We hand peft the cache under the old name and give it back to the model under the new one.
+    We hand peft the cache under the old name and give it back to the model under the new one. peft 0.22 reads
+    the cache under transformers' own name (`peft.import_utils.get_transformers_cache_name`), so from there on
+    nothing is changed: renaming it would hide the cache from peft again.
     """
+    import peft.import_utils
+
+    if hasattr(peft.import_utils, "get_transformers_cache_name"):
+        return peft_model
     base_prepare = getattr(peft_model, "base_model_prepare_inputs_for_generation", None)
     peft_prepare = getattr(peft_model, "prepare_inputs_for_generation", None)
     if base_prepare is None or peft_prepare is None or getattr(peft_model, "_studio_cache_fix", False):
