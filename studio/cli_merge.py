@@ -1,4 +1,4 @@
-"""`studio runs merge RUN RUN... [--combination ties] [--weights 0.5,0.5] [--density 0.5] [--name N] [--eval]`:
+"""`studio runs merge RUN RUN... [--combination cat] [--weights 0.5,0.5] [--density 0.5] [--name N] [--eval]`:
 the runs' LoRA adapters merged into a new run (`studio.merge_runs`); `--eval` scores each source task before and
 after the merge."""
 from __future__ import annotations
@@ -12,9 +12,9 @@ def add_merge_parser(runs_sub) -> None:
 
     merge = runs_sub.add_parser("merge", help="merge the LoRA adapters of finished runs on one base into a new run")
     merge.add_argument("runs", nargs="+", metavar="RUN", help="two or more finished LoRA runs (ids or run:<id>)")
-    merge.add_argument("--combination", default="ties", choices=COMBINATIONS,
-                       help="ties (default) and dare_*: keep each adapter's largest changes and settle conflicts; "
-                            "linear: weighted sum (same rank); cat: stacked, exact")
+    merge.add_argument("--combination", default="cat", choices=COMBINATIONS,
+                       help="cat (default): the adapters side by side, exact, the rank is their sum; ties and dare_*: "
+                            "keep each adapter's largest changes and settle conflicts; linear: weighted sum (same rank)")
     merge.add_argument("--weights", default=None, help="one weight per run, comma-separated (default: equal, "
                                                        "summing to 1)")
     merge.add_argument("--density", type=float, default=0.5, help="ties/dare: share of each adapter's change kept")

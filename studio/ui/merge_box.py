@@ -35,7 +35,7 @@ def build_merge(engine: Any, ui: UiShared, tab: Any) -> None:
                                      info=t("merge.runs.info"), elem_id="studio-merge-runs"),
                          "merge.runs", "merge.runs.info")
         with gr.Row():
-            combination = loc.label(gr.Dropdown(choices=list(COMBINATIONS), value="ties", label=t("merge.combination"),
+            combination = loc.label(gr.Dropdown(choices=list(COMBINATIONS), value="cat", label=t("merge.combination"),
                                                 info=t("merge.combination.info"), elem_id="studio-merge-combination"),
                                     "merge.combination", "merge.combination.info")
             weights = loc.label(gr.Textbox(value="", label=t("merge.weights"), info=t("merge.weights.info"),
