@@ -37,12 +37,6 @@ def check_port(host: str, port: int) -> None:
                               host=host, other=port + 1) from None
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def check_servable(ws, spec: str):
     """The export source `spec` names, refused unless it is a finished run or a model that writes text (nothing is
     loaded: what the page checks before it starts a server)."""
@@ -176,6 +170,8 @@ class Server:
         check_port(host, port)
         self.host, self.port, self.api_key = host, port, api_key or None
         self.folder, self.name = served_model(ws, spec, progress)
+        from studio.distributed import free_port
+
         self.private_port = free_port()
         self.log = Path(ws.home) / "logs" / f"serve-{port}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)

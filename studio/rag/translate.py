@@ -8,6 +8,7 @@ from the answering model: a model of a billion parameters or more translates a q
 does not, so 'auto' never asks it."""
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -36,14 +37,20 @@ def question_language(text: str) -> str | None:
 def apertium_mode(source: str, target: str) -> str | None:
     """Apertium's mode for source -> target when Apertium and that pair are installed, else None."""
     src, dst = APERTIUM_CODES.get(source), APERTIUM_CODES.get(target)
-    if not (src and dst and shutil.which("apertium")):
-        return None
-    try:
-        listed = subprocess.run(["apertium", "-l"], capture_output=True, text=True, timeout=TIMEOUT_S).stdout.split()
-    except (OSError, subprocess.TimeoutExpired):
-        return None
     mode = f"{src}-{dst}"
-    return mode if mode in listed else None
+    return mode if src and dst and mode in _apertium_modes() else None
+
+
+@functools.lru_cache(maxsize=1)
+def _apertium_modes() -> tuple[str, ...]:
+    """The installed Apertium modes, listed once per process (not once per question)."""
+    if not shutil.which("apertium"):
+        return ()
+    try:
+        return tuple(subprocess.run(["apertium", "-l"], capture_output=True, text=True,
+                                    timeout=TIMEOUT_S).stdout.split())
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
 
 
 def apertium(text: str, mode: str) -> str | None:
