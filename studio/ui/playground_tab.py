@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import StudioError
-from studio.generation import GenerationSettings
+from studio.generation import GenerationSettings, throttled
 from studio.models.refs import parse, run_spec
 from studio.settings import parse_settings
 from studio.ui.common import error_notice, UiShared, pick_default
@@ -158,7 +158,7 @@ def _wire(view: PlaygroundView, engine: Any, ui: UiShared, tab: Any) -> None:
             history, stats = histories[chat], {}
             model, run_id = split_target(value, runs)
             try:
-                for answer in engine.chat(model, run_id, history, settings, stats=stats):
+                for answer in throttled(engine.chat(model, run_id, history, settings, stats=stats)):
                     yield {chat: _shown(history) + [{"role": "assistant", "content": answer}],
                            speed: speed_text(stats, texts, lang)}
             except StudioError as exc:

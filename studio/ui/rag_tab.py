@@ -18,7 +18,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import StudioError
-from studio.generation import GenerationSettings
+from studio.generation import GenerationSettings, throttled
 from studio.rag.answer import AskSettings
 from studio.rag.chunking import ChunkSettings
 from studio.settings import parse_settings
@@ -302,7 +302,7 @@ def _wire(view: RagView, engine: Any, ui: UiShared, tab: Any) -> None:
                                 previous_queries=[a["query"] for a in answers])
             yield {view.message: "", view.notice: "", view.page: "",
                    view.chat: shown + [{"role": "user", "content": question}, {"role": "assistant", "content": "…"}]}
-            for update in updates:
+            for update in throttled(updates):
                 body = update.text if update.found else texts.t(lang, "rag.not_found")
                 yield {view.chat: shown + [{"role": "user", "content": question},
                                            {"role": "assistant", "content": body or "…"}],

@@ -160,3 +160,21 @@ def test_the_engine_chats_and_keeps_the_exchange(workspace, tiny_llama_dir):
         assert engine.save_exchange("talk", chat + [{"role": "assistant", "content": "Hello"}], "tiny") == "talk"
     finally:
         engine.shutdown()
+
+
+def test_a_throttled_stream_shows_at_most_one_item_per_interval_and_always_the_last():
+    from studio.generation import throttled
+
+    times = iter([0.0, 0.1, 0.2, 0.3, 0.35, 0.9, 0.95])
+    shown = list(throttled(["a", "ab", "abc", "abcd", "abcde", "abcdef", "abcdefg"], every_s=0.25,
+                           clock=lambda: next(times)))
+    assert shown == ["a", "abcd", "abcdef", "abcdefg"]
+
+
+def test_a_throttled_stream_loses_nothing_when_items_come_slowly_or_not_at_all():
+    from studio.generation import throttled
+
+    times = iter([0.0, 1.0, 2.0])
+    assert list(throttled(["a", "ab", "abc"], every_s=0.25, clock=lambda: next(times))) == ["a", "ab", "abc"]
+    assert list(throttled([], every_s=0.25)) == []
+    assert list(throttled(["only"], every_s=0.25)) == ["only"]
