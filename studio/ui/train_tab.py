@@ -131,6 +131,49 @@ def skip_eval_button(status: dict | None) -> dict:
     return gr.update(visible=phase.startswith("evaluating") and (status or {}).get("status") == "running")
 
 
+def live_updates(status: dict | None, seen: Any, texts: Any, lang: str) -> tuple:
+    """The watched run's progress, charts, confusion, samples, log, timer, cancel, `seen`, skip and note, each only
+    when it changed.
+
+    `seen` is what the page already shows ({"points": metric events charted, "shown": each small output's last
+    value}); -1 forces a full redraw. A tick that resends what the page shows still costs the browser a redraw
+    (about 0.1 s of a 2-core machine's time each, several per tick while a run was watched)."""
+    full = not isinstance(seen, dict)
+    if status is None:
+        return (progress_html(None, texts, lang), loss_figure([], texts, lang) if full else gr.skip(),
+                metrics_figure([], texts, lang) if full else gr.skip(),
+                gr.update(visible=False) if full else gr.skip(),
+                samples_table([], texts, lang) if full else gr.skip(),
+                "" if full else gr.skip(), gr.Timer(active=False), gr.update(interactive=False), -1,
+                gr.update(visible=False), "" if full else gr.skip())
+    metrics = status.get("metrics") or []
+    grew = full or len(metrics) != seen["points"]
+    shown = {} if full else dict(seen["shown"])
+    live = status.get("status") not in ENDED
+    samples, confusion, validation = status.get("samples") or [], status.get("confusion"), status.get("validation")
+
+    def changed(key, value, update):
+        if not full and shown.get(key) == value:
+            return gr.skip()
+        shown[key] = value
+        return update() if callable(update) else update
+
+    def confusion_update():
+        drawn = confusion_figure(confusion, texts, lang)
+        return gr.update(value=drawn, visible=drawn is not None)
+
+    bar, evaluating = progress_html(status, texts, lang), skip_eval_button(status)
+    return (changed("progress", bar, bar), loss_figure(metrics, texts, lang) if grew else gr.skip(),
+            metrics_figure(metrics, texts, lang) if grew else gr.skip(),
+            changed("confusion", confusion, confusion_update),
+            changed("samples", samples, lambda: samples_table(samples, texts, lang)),
+            log_text(status.get("log_tail")) if grew or not live else gr.skip(),
+            changed("live", live, lambda: gr.Timer(active=live)),
+            changed("cancel", status.get("status"), lambda: cancel_button(status.get("status"), texts, lang)),
+            {"points": len(metrics), "shown": shown}, changed("skip", evaluating["visible"], evaluating),
+            changed("note", validation, lambda: validation_note(validation, texts, lang)))
+
+
 def _full_form(ui: UiShared, engine: Any) -> tuple:
     """The full form (All settings): model, stage, dataset, the method picker and every setting."""
     texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
@@ -235,38 +278,14 @@ def _wire(view: TrainView, engine: Any, ui: UiShared) -> None:
 
     view.upload.upload(on_upload, [view.upload, ui.lang], [view.dataset, view.message], api_visibility="private")
 
-    def _confusion_update(confusion, lang):
-        figure = confusion_figure(confusion, texts, lang)
-        return gr.update(value=figure, visible=figure is not None)
-
     def redraw(run_id, lang, seen):
-        """Outputs for progress, chart, log, timer, cancel, seen_points; chart and log only when they grew.
-
-        `seen` is how many metric events the chart already shows; -1 forces a full redraw."""
         status = None
         if run_id:
             try:
                 status = engine.run_status(run_id)
             except StudioError:
                 status = None
-        if status is None:
-            empty = seen == -1
-            return (progress_html(None, texts, lang), loss_figure([], texts, lang) if empty else gr.skip(),
-                    metrics_figure([], texts, lang) if empty else gr.skip(),
-                    gr.update(visible=False) if empty else gr.skip(),
-                    samples_table([], texts, lang) if empty else gr.skip(),
-                    "" if empty else gr.skip(), gr.Timer(active=False), gr.update(interactive=False), -1,
-                    gr.update(visible=False), "" if empty else gr.skip())
-        metrics = status.get("metrics") or []
-        grew = seen == -1 or len(metrics) != seen
-        live = status.get("status") not in ENDED
-        return (progress_html(status, texts, lang), loss_figure(metrics, texts, lang) if grew else gr.skip(),
-                metrics_figure(metrics, texts, lang) if grew else gr.skip(),
-                _confusion_update(status.get("confusion"), lang) if grew else gr.skip(),
-                samples_table(status.get("samples") or [], texts, lang) if grew else gr.skip(),
-                log_text(status.get("log_tail")) if grew or not live else gr.skip(), gr.Timer(active=live),
-                cancel_button(status.get("status"), texts, lang), len(metrics), skip_eval_button(status),
-                validation_note(status.get("validation"), texts, lang) if grew else gr.skip())
+        return live_updates(status, seen, texts, lang)
 
     live_outputs = [view.progress, view.chart, view.metrics_chart, view.confusion, view.samples, view.log, view.timer,
                     view.cancel, view.seen_points, view.skip_eval, view.validation_note]

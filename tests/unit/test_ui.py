@@ -286,3 +286,27 @@ def test_the_train_tab_offers_skip_evaluation_only_while_a_running_run_evaluates
     assert cancel_button("cancelling", texts, "es")["value"] == "Forzar parada"
     assert cancel_button("running", texts, "en")["interactive"] is True
     assert texts.t("es", "train.skip_eval") == "Saltar evaluación"
+
+
+def test_a_watched_run_resends_only_what_changed_and_everything_after_a_forced_redraw():
+    import gradio as gr
+
+    from studio.ui.i18n import Texts
+    from studio.ui.train_tab import live_updates
+
+    texts = Texts.load()
+    status = {"status": "running", "step": 3, "max_steps": 10, "metrics": [{"step": 1, "loss": 2.0}],
+              "samples": [], "log_tail": "step 1", "phase": None}
+    first = live_updates(status, -1, texts, "en")
+    progress, chart, metrics, confusion, samples, log, timer, cancel, seen, skip, note = first
+    assert all(update is not gr.skip() for update in first)
+    assert seen["points"] == 1
+    again = live_updates(status, seen, texts, "en")  # nothing moved: nothing is sent but what the page keeps
+    assert [update == gr.skip() for update in again] == [True] * 8 + [False, True, True]
+    moved = dict(status, step=4, metrics=status["metrics"] + [{"step": 2, "loss": 1.5}])
+    progress, chart, metrics, confusion, samples, log, timer, cancel, seen, skip, note = live_updates(
+        moved, again[8], texts, "en")
+    assert "4" in progress and chart != gr.skip() and log == "step 1" and timer == gr.skip() and cancel == gr.skip()
+    ended = live_updates(dict(moved, status="completed"), seen, texts, "en")
+    assert ended[6] != gr.skip() and ended[7]["interactive"] is False  # the timer stops, cancel turns off
+    assert all(update != gr.skip() for update in live_updates(moved, -1, texts, "en"))
