@@ -117,6 +117,9 @@ def test_train_watch_queue_cancel_and_reopen(page, studio_server, tiny_llama_dir
     assert re.search(r"\d+ / 5000", page.locator(PROGRESS).inner_text())
     page.wait_for_function(f"() => ({CHART_TRACES_JS})() >= 2", timeout=90_000)  # eval loss joins at step 5
     shot(page, "02-train-running")
+    # The jobs line above the tabs names it too (an admin on loopback sees every job).
+    jobs_line = "() => /Running now \\(\\d+\\):.*first/.test(document.querySelector('#studio-jobs').innerText)"
+    page.wait_for_function(jobs_line, timeout=30_000)
 
     # Reopening the page picks the running run up again.
     open_page(page, url)
@@ -139,6 +142,7 @@ def test_train_watch_queue_cancel_and_reopen(page, studio_server, tiny_llama_dir
     page.wait_for_selector("#studio-train-message :text('Stopping after the current step')")
     wait_progress(page, "s === 'cancelled'", timeout=120_000)
     assert "Cancelled" in page.locator(PROGRESS).inner_text()
+    page.wait_for_function(f"() => !({jobs_line})()", timeout=30_000)  # and the jobs line lets it go
     shot(page, "04-train-cancelled")
 
     page.get_by_role("tab", name="Runs").click()
