@@ -3,7 +3,9 @@
 A minimal Gradio app (no studio) in headless Chromium: it counts the status tracker's animation-frame callbacks a
 second after the page loads, after events that update a visible output, and after one event that hides its output.
 Each loop runs at the page's frame rate (60 a second) and costs the browser CPU for as long as the page stays open.
-Measured 2026-12-07 on gradio 6.31.0: 60 after load, 60 after three plain updates, 120 after one hiding update.
+Measured 2026-12-07 on gradio 6.31.0: 60 after load, 60 after three plain updates, 120 after one hiding update, and
+still 120 after an event hides a Column around a component (a container has no tracker). show_progress="full" or
+"minimal" leaks the same as "hidden".
 Run: .venv/bin/python bench/gradio_status_loops.py (needs Debian's chromium).
 """
 import time
@@ -17,6 +19,10 @@ def build():
         plain = gr.Markdown("plain", elem_id="plain")
         hide = gr.Button("hide", elem_id="hide")
         same = gr.Button("same", elem_id="same")
+        with gr.Column() as column:
+            gr.Markdown("in a column", elem_id="inner")
+        hide_column = gr.Button("hide the column", elem_id="hide-column")
+        hide_column.click(lambda: gr.update(visible=False), None, [column], show_progress="hidden")
         hide.click(lambda: gr.update(visible=False), None, [box], show_progress="hidden")
         same.click(lambda: "again", None, [plain], show_progress="hidden")
     return demo
@@ -42,5 +48,7 @@ with sync_playwright() as pw:
     rate("after 3 events that update a visible output:")
     page.click("#hide"); time.sleep(1)
     rate("after 1 event that hides its output:")
+    page.click("#hide-column"); time.sleep(1)
+    rate("after 1 event that hides a column around a component instead:")
     b.close()
 demo.close()
