@@ -8,13 +8,14 @@ import sys
 
 
 def add_merge_parser(runs_sub) -> None:
-    from studio.merge_runs import COMBINATIONS
+    from studio.merge_runs import COMBINATIONS, DEFAULT_COMBINATION
 
     merge = runs_sub.add_parser("merge", help="merge the LoRA adapters of finished runs on one base into a new run")
     merge.add_argument("runs", nargs="+", metavar="RUN", help="two or more finished LoRA runs (ids or run:<id>)")
-    merge.add_argument("--combination", default="cat", choices=COMBINATIONS,
-                       help="cat (default): the adapters side by side, exact, the rank is their sum; ties and dare_*: "
-                            "keep each adapter's largest changes and settle conflicts; linear: weighted sum (same rank)")
+    merge.add_argument("--combination", default=DEFAULT_COMBINATION, choices=COMBINATIONS,
+                       help="cat (default): the adapters side by side, exact, the rank is their sum; "
+                            "ties and dare_*: keep each adapter's largest changes and settle conflicts; "
+                            "linear: weighted sum (same rank)")
     merge.add_argument("--weights", default=None, help="one weight per run, comma-separated (default: equal, "
                                                        "summing to 1)")
     merge.add_argument("--density", type=float, default=0.5, help="ties/dare: share of each adapter's change kept")

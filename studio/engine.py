@@ -52,12 +52,13 @@ class Engine:
         for server in self._servers:
             server.wait()
 
-    def merge_runs(self, run_ids: list[str], combination: str = "ties", weights: list[float] | None = None,
+    def merge_runs(self, run_ids: list[str], combination: str | None = None, weights: list[float] | None = None,
                    density: float = 0.5, name: str | None = None) -> str:
-        """Merge finished LoRA runs on one base into a new run (`studio.merge_runs`); returns its id."""
-        from studio.merge_runs import merge_runs
+        """Merge finished LoRA runs on one base into a new run (`studio.merge_runs`, its default combination when
+        none is given); returns its id."""
+        from studio.merge_runs import DEFAULT_COMBINATION, merge_runs
 
-        return merge_runs(self.ws, run_ids, combination, weights, density, name)
+        return merge_runs(self.ws, run_ids, combination or DEFAULT_COMBINATION, weights, density, name)
 
     def merge_scores(self, run_id: str, limit: int | None = None) -> list[dict]:
         """Each source task's ROUGE-L before and after a merge (`studio.merge_runs.merge_scores`)."""

@@ -26,7 +26,7 @@ def scores_table(rows: list[dict], texts: Any, lang: str) -> dict:
 
 
 def build_merge(engine: Any, ui: UiShared, tab: Any) -> None:
-    from studio.merge_runs import COMBINATIONS
+    from studio.merge_runs import COMBINATIONS, DEFAULT_COMBINATION
 
     texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
     t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
@@ -35,8 +35,9 @@ def build_merge(engine: Any, ui: UiShared, tab: Any) -> None:
                                      info=t("merge.runs.info"), elem_id="studio-merge-runs"),
                          "merge.runs", "merge.runs.info")
         with gr.Row():
-            combination = loc.label(gr.Dropdown(choices=list(COMBINATIONS), value="cat", label=t("merge.combination"),
-                                                info=t("merge.combination.info"), elem_id="studio-merge-combination"),
+            combination = loc.label(gr.Dropdown(choices=list(COMBINATIONS), value=DEFAULT_COMBINATION,
+                                                label=t("merge.combination"), info=t("merge.combination.info"),
+                                                elem_id="studio-merge-combination"),
                                     "merge.combination", "merge.combination.info")
             weights = loc.label(gr.Textbox(value="", label=t("merge.weights"), info=t("merge.weights.info"),
                                            elem_id="studio-merge-weights"), "merge.weights", "merge.weights.info")

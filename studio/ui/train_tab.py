@@ -136,8 +136,8 @@ def live_updates(status: dict | None, seen: Any, texts: Any, lang: str) -> tuple
     when it changed.
 
     `seen` is what the page already shows ({"points": metric events charted, "shown": each small output's last
-    value}); -1 forces a full redraw. A tick that resends what the page shows still costs the browser a redraw
-    (about 0.1 s of a 2-core machine's time each, several per tick while a run was watched)."""
+    value}); -1 forces a full redraw. An unchanged output is not sent again: the page redraws whatever it gets.
+    (Watching a tiny run, Chromium used 0.64 of a core before this and 0.72 after: no measured gain either way.)"""
     full = not isinstance(seen, dict)
     if status is None:
         return (progress_html(None, texts, lang), loss_figure([], texts, lang) if full else gr.skip(),
