@@ -83,6 +83,13 @@ def server_command(model: Path | str, port: int) -> list[str]:
             "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
 
 
+def last_line(log: Path) -> str:
+    """The server log's last non-blank line (what a failed server said last), or '' when it wrote nothing."""
+    from studio.jobs.runfiles import tail_lines
+
+    return next((line for line in reversed(tail_lines(log)) if line.strip()), "")
+
+
 def wait_ready(child: subprocess.Popen, port: int, log: Path, timeout_s: float = READY_TIMEOUT_S) -> None:
     """Until the child server answers /v1/models; a child that exits first is refused with its last log line."""
     import httpx
@@ -90,9 +97,9 @@ def wait_ready(child: subprocess.Popen, port: int, log: Path, timeout_s: float =
     began = time.monotonic()
     while time.monotonic() - began < timeout_s:
         if child.poll() is not None:
-            tail = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-            raise StudioError(f"The model could not be served: {tail[-1] if tail else 'the server exited'}.",
-                              field=FIELD, key="serve.failed", why=tail[-1] if tail else "exited")
+            last = last_line(log)
+            raise StudioError(f"The model could not be served: {last or 'the server exited'}.", field=FIELD,
+                              key="serve.failed", why=last or "exited")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
                 return
@@ -209,9 +216,9 @@ class Server:
             died = self.child is not None and self.child.poll() is not None
             self.stop()
         if died:
-            tail = [line for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines() if line]
-            raise StudioError(f"The model server stopped: {tail[-1] if tail else 'it exited'}.", field=FIELD,
-                              key="serve.died", why=tail[-1] if tail else "exited")
+            last = last_line(self.log)
+            raise StudioError(f"The model server stopped: {last or 'it exited'}.", field=FIELD, key="serve.died",
+                              why=last or "exited")
 
     def _notify(self, should_stop: Callable[[], bool]):
         async def check() -> None:

@@ -38,7 +38,8 @@ class JobRecords:
 
     def create(self, kind: str, title: str, params: dict, owner: str | None = None, pid: int | None = None,
                status: str = "running") -> int:
-        """A new row watched by this process: 'running' from now, or 'queued' until `start`."""
+        """A new row watched by this process: 'running' from now, or 'queued' until `start`. Its progress is unknown
+        (None, shown as no percentage) until the job reports a fraction: a served model never does."""
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}")
         if status not in ("queued", "running"):
@@ -47,7 +48,7 @@ class JobRecords:
         with self.ws.db() as conn:
             cur = conn.execute(
                 "INSERT INTO jobs (kind, status, created_at, started_at, pid, title, phase, progress, owner, app_pid, "
-                "params) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                "params) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
                 (kind, status, now, now if status == "running" else None, pid, title,
                  "starting" if status == "running" else None, owner, os.getpid(), json.dumps(params, default=str)))
             return int(cur.lastrowid)

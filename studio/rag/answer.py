@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from studio.errors import StudioError
 from studio.rag.answerable import MIN_SIMILARITY, answerable
-from studio.rag.grounding import question_language, repetition_cut, resolved_style
+from studio.rag.grounding import answer_language, repetition_cut, resolved_style
 from studio.rag.retrieval import MODES, Hit, words
 from studio.rag.translate import TRANSLATE, cross_language
 from studio.settings import setting
@@ -160,7 +160,7 @@ def build_messages(question: str, sources: list[Source], history: list[dict] | N
     for turn in (history or [])[-4:]:
         if turn.get("role") in ("user", "assistant") and str(turn.get("content") or "").strip():
             messages.append({"role": turn["role"], "content": str(turn["content"])})
-    language = question_language(question)
+    language = answer_language(question)
     answer_in = f" Answer in {language}." if language else ""
     messages.append({"role": "user", "content": f"Sources:\n\n{sources_block(sources)}\n\nQuestion: {question}\n"
                                                 f"Answer from the sources and cite them like [1].{answer_in}"})

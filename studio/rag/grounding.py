@@ -3,7 +3,7 @@ where a looping answer is cut.
 
 `resolved_style('auto', model)`: models under `GROUNDED_BELOW` parameters (the embedded 135M one among them) often
 ignore their sources and invent, so they answer with the documents' own sentences ('quote'); larger ones write
-('generate'). `question_language` names the question's language when it is clear, so the prompt asks for an
+('generate'). `answer_language` names the question's language when it is clear, so the prompt asks for an
 answer in it. `repetition_cut` finds where a generated answer starts repeating a sentence it already wrote.
 """
 from __future__ import annotations
@@ -29,18 +29,14 @@ def resolved_style(style: str, model: Any) -> str:
     return "quote" if parameters(model) < GROUNDED_BELOW else "generate"
 
 
-def question_language(question: str) -> str | None:
-    """The English name of the question's language ('Spanish') when langdetect is sure of it, else None."""
-    from langdetect import DetectorFactory, LangDetectException, detect_langs
+def answer_language(question: str) -> str | None:
+    """The English name of the question's language ('Spanish') when it is clear (three words or more and
+    langdetect sure of it), else None."""
+    from studio.rag.translate import question_language
 
     if len(question.split()) < 3:
         return None
-    DetectorFactory.seed = 0
-    try:
-        best = detect_langs(question)[0]
-    except LangDetectException:
-        return None
-    return LANGUAGES.get(best.lang) if best.prob >= 0.9 else None
+    return LANGUAGES.get(question_language(question, sure=0.9) or "")
 
 
 def repetition_cut(text: str, min_words: int = 4) -> int | None:

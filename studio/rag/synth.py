@@ -69,9 +69,9 @@ def grounded(text: str, passage: str, share: float = GROUNDED_SHARE) -> bool:
 
 def question_prompt(passage: str) -> list[dict]:
     """Ask for one question the passage answers, in the passage's language."""
-    from studio.rag.grounding import question_language
+    from studio.rag.grounding import answer_language
 
-    language = question_language(passage[:600])
+    language = answer_language(passage[:600])
     ask = "Write one question that the text above answers."
     if language and language != "English":
         ask += f" Write it in {language}."

@@ -21,17 +21,19 @@ TIMEOUT_S = 20
 _SPANISH_MARKS = re.compile(r"[¿¡ñ]", re.IGNORECASE)
 
 
-def question_language(text: str) -> str | None:
-    """The language code of a question (langdetect); '¿', '¡' and 'ñ' settle Spanish, which short questions need."""
+def question_language(text: str, sure: float = 0.0) -> str | None:
+    """The language code of a question (langdetect), None when langdetect is less sure of it than `sure`; '¿', '¡'
+    and 'ñ' settle Spanish, which short questions need."""
     if _SPANISH_MARKS.search(text):
         return "es"
-    from langdetect import DetectorFactory, LangDetectException, detect
+    from langdetect import DetectorFactory, LangDetectException, detect_langs
 
     DetectorFactory.seed = 0
     try:
-        return detect(text)
+        best = detect_langs(text)[0]
     except LangDetectException:
         return None
+    return best.lang if best.prob >= sure else None
 
 
 def apertium_mode(source: str, target: str) -> str | None:

@@ -83,6 +83,18 @@ def test_a_killed_app_leaves_its_export_interrupted_with_no_worker_and_retry_run
     assert "only an interrupted, failed or cancelled job can be retried" in capsys.readouterr().err
 
 
+def test_a_job_that_reports_no_fraction_shows_no_percentage(workspace, capsys):
+    """A served model has a phase ('serving at ...') but no fraction: neither the row nor `studio jobs` says 0%."""
+    with foreground(workspace, "serve", "run:x on :8000", {"source": "run:x"}) as job:
+        assert JobRecords(workspace).get(job.id)["progress"] is None
+        job.records.progress(job.id, None, "serving at http://127.0.0.1:8000", force=True)
+        [row] = jobs_json(capsys)
+        assert row["progress"] is None and row["phase"] == "serving at http://127.0.0.1:8000"
+        capsys.readouterr()
+        assert main(["jobs"]) == 0
+        assert "%" not in capsys.readouterr().out
+
+
 def test_cancel_from_another_process_stops_a_terminal_job_and_ended_jobs_say_so(workspace, capsys):
     records = JobRecords(workspace)
     with pytest.raises(KeyboardInterrupt):

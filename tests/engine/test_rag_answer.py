@@ -245,3 +245,14 @@ def test_the_prompt_asks_for_an_answer_in_the_question_s_language():
     english = build_messages("How much water does the coffee machine tank hold?", sources)
     assert english[-1]["content"].endswith("cite them like [1]. Answer in English.")
     assert build_messages("Tank?", sources)[-1]["content"].endswith("cite them like [1].")
+
+
+def test_the_answer_language_is_named_only_when_the_question_makes_it_clear():
+    from studio.rag.grounding import answer_language
+    from studio.rag.translate import question_language
+
+    assert answer_language("¿Cuánta agua cabe en el depósito?") == "Spanish"
+    assert answer_language("How much water does the tank hold?") == "English"
+    assert answer_language("¿Depósito?") is None  # too short to word a whole answer in
+    assert question_language("¿Depósito?") == "es"  # but enough to translate for the search
+    assert question_language("ok ok", sure=1.01) is None  # never that sure: no guess passes the bar

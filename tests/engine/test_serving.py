@@ -119,3 +119,20 @@ def test_the_page_s_serve_starts_a_job_that_cancel_stops_without_leftovers(works
         assert time.monotonic() < deadline
         time.sleep(0.5)
     engine.shutdown()
+
+
+def test_a_server_that_exits_at_start_is_refused_with_its_last_log_line(tmp_path):
+    import subprocess
+    import sys
+
+    from studio.serving import wait_ready
+
+    log = tmp_path / "server.log"
+    with open(log, "w") as out:
+        child = subprocess.Popen([sys.executable, "-c", "print('loading'); print('OSError: no model here'); print()"],
+                                 stdout=out, stderr=subprocess.STDOUT)
+        child.wait()
+    with pytest.raises(StudioError) as info:
+        wait_ready(child, port=1, log=log)
+    assert info.value.key == "serve.failed"
+    assert str(info.value) == "The model could not be served: OSError: no model here."
