@@ -8,10 +8,10 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.6'
 HOST ?= 127.0.0.1
 PORT ?= 7860
 PYTEST_ARGS ?=
-# TEST_WORKERS=2 (or more) runs the tests on pytest-xdist workers, a test module per worker at a time, modules with
-# browser or real-model tests handed out first (tests/conftest.py). The default is one process: on 2 cores two
-# workers were no faster (41 min against about 50) and starved the browser tests (README, Tests).
-TEST_WORKERS ?= 0
+# The tests run on TEST_WORKERS pytest-xdist workers (TEST_WORKERS=0: one process), a test module per worker at a
+# time, modules with browser or real-model tests handed out first and every browser module on the same worker
+# (tests/conftest.py). On 2 cores two workers took 25 min against 32 min in one process (README, Tests).
+TEST_WORKERS ?= 2
 XDIST = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: run test test-fast install clean-venv

@@ -114,3 +114,20 @@ def pytest_collection_modifyitems(session, config, items):
     items[:] = [item for name in order for item in modules[name]]
     if seed:
         print(f"\nTest modules shuffled with STUDIO_TEST_ORDER_SEED={seed}; first: {', '.join(order[:3])}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under `--dist loadfile`, every browser module goes to the same worker, one after another: they then share one
+    served studio and one Chromium instead of two side by side (which starved a page load past its wait on 2 cores).
+    Every other module is its own unit of work, as loadfile makes it."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BrowserModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/e2e" if path.startswith("tests/e2e/") else path
+
+    return BrowserModulesTogether(config, log)
