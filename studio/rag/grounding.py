@@ -12,8 +12,6 @@ import re
 from typing import Any
 
 GROUNDED_BELOW = 1_000_000_000  # parameters: below this, 'auto' answers by quoting the documents
-LANGUAGES = {"es": "Spanish", "en": "English", "fr": "French", "de": "German", "pt": "Portuguese", "it": "Italian",
-             "ca": "Catalan", "nl": "Dutch"}
 _CLAUSE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 _MARKERS = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
 
@@ -32,7 +30,7 @@ def resolved_style(style: str, model: Any) -> str:
 def answer_language(question: str) -> str | None:
     """The English name of the question's language ('Spanish') when it is clear (three words or more and
     langdetect sure of it), else None."""
-    from studio.rag.translate import question_language
+    from studio.rag.translate import LANGUAGES, question_language
 
     if len(question.split()) < 3:
         return None

@@ -18,6 +18,9 @@ TRANSLATE = ("auto", "apertium", "model", "off")
 # langdetect's codes -> Apertium's three-letter codes (the pairs Debian packages: apertium-en-es, -en-ca, -es-pt ...)
 APERTIUM_CODES = {"en": "eng", "es": "spa", "ca": "cat", "pt": "por", "fr": "fra", "it": "ita", "gl": "glg"}
 TIMEOUT_S = 20
+# langdetect's codes -> the English names that prompts use ("Answer in Spanish.", "Translate ... into Spanish")
+LANGUAGES = {"es": "Spanish", "en": "English", "fr": "French", "de": "German", "pt": "Portuguese", "it": "Italian",
+             "ca": "Catalan", "nl": "Dutch"}
 _SPANISH_MARKS = re.compile(r"[¿¡ñ]", re.IGNORECASE)
 
 
@@ -67,8 +70,6 @@ def apertium(text: str, mode: str) -> str | None:
 
 
 def model_prompt(text: str, target: str) -> list[dict]:
-    from studio.rag.grounding import LANGUAGES
-
     name = LANGUAGES.get(target, target)
     return [{"role": "system", "content": f"Translate the user's question into {name}. Reply with the translation "
                                           "only, nothing else."},
