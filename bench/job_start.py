@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,7 @@ def measure(jobs: int) -> dict:
             whole.append(time.perf_counter() - started)
     finally:
         manager.shutdown(kill_running=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)  # half a GB of converted model per run
     return {"method": processes.start_method(), "first_step": first_step, "whole": whole}
 
 
