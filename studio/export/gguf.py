@@ -252,12 +252,19 @@ def write_gguf(model, tokenizer, path: Path, quant: str = "F16",
             "pre_tokenizer": pre, "seconds": round(time.perf_counter() - started, 2)}
 
 
-def load_gguf(path: Path, dtype: torch.dtype = torch.float32):
-    """(model, tokenizer) read back from a GGUF by transformers; every tensor is dequantised to `dtype`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+def load_gguf_model(path: Path, dtype: torch.dtype = torch.float32):
+    """The model read back from a GGUF by transformers, every tensor dequantised to `dtype` (no tokenizer: rebuilding
+    a 49k-token vocabulary from the file takes transformers 10-20 s)."""
+    from transformers import AutoModelForCausalLM, GgufConfig
 
     path = Path(path)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype,
-                                                 quantization_config=GgufConfig(dequantize=True))
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    return model.eval(), tokenizer
+    return AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype,
+                                                quantization_config=GgufConfig(dequantize=True)).eval()
+
+
+def load_gguf(path: Path, dtype: torch.dtype = torch.float32):
+    """(model, tokenizer) read back from a GGUF by transformers; every tensor is dequantised to `dtype`."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    return load_gguf_model(path, dtype), AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)

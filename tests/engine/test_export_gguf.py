@@ -17,7 +17,7 @@ import torch
 
 from studio.errors import StudioError
 from studio.export.gguf import (QUANT_TYPES, check_architecture, check_quant, llama3_rope_factors, load_gguf,
-                                write_gguf)
+                                load_gguf_model, write_gguf)
 
 TEXT = (
     "Gardening is one of the oldest ways people have found to slow down. A small vegetable patch needs "
@@ -130,7 +130,7 @@ def test_a_qwen2_model_round_trips(tiny, tmp_path):
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(config).eval()
     write_gguf(model, tokenizer, tmp_path / "q.gguf", "F32")
-    loaded, _ = load_gguf(tmp_path / "q.gguf")
+    loaded = load_gguf_model(tmp_path / "q.gguf")
     ids = torch.tensor([tokenizer.encode(TEXT)])
     assert type(loaded).__name__ == "Qwen2ForCausalLM"
     with torch.no_grad():
@@ -200,12 +200,12 @@ def test_the_real_smollm2_exports_close_to_the_original(workspace, tmp_path):
     ids = torch.tensor([tokenizer.encode(TEXT + " " + TEXT[:600])])
     reference = top1(model, ids)
     figures = {}
-    for quant, needed in (("F16", 0.99), ("Q8_0", 0.95), ("Q4_0", 0.6)):
+    for quant, needed in (("Q8_0", 0.95), ("Q4_0", 0.6)):  # F16 is checked on the tiny model: it only casts
         path = tmp_path / f"smollm2-{quant}.gguf"
         started = time.perf_counter()
         result = write_gguf(model, tokenizer, path, quant)
         seconds = time.perf_counter() - started
-        loaded, _ = load_gguf(path)
+        loaded = load_gguf_model(path)
         agreement = (top1(loaded, ids) == reference).float().mean().item()
         figures[quant] = (round(agreement, 3), round(result["bytes"] / 1e6, 1), round(seconds, 1))
         assert agreement >= needed, (quant, agreement)
