@@ -131,3 +131,12 @@ def pytest_xdist_make_scheduler(config, log):
             return "tests/e2e" if path.startswith("tests/e2e/") else path
 
     return BrowserModulesTogether(config, log)
+
+
+def pytest_collection_finish(session):
+    """Everything imported so far (torch, transformers, the studio) lives for the whole session: frozen out of the
+    collector, each full `gc.collect()` (the Trainer runs one after every training) walks only what tests make."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
