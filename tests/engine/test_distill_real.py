@@ -41,8 +41,8 @@ def test_a_truncated_smollm2_moves_toward_the_full_model_on_held_out_examples(wo
     recipe = parse_recipe({
         "name": "distill-real", "model": str(student_dir), "stage": "distill", "method": {"name": "full"},
         "distill": {"teacher": "smollm2-135m-instruct", "alpha": 0.0, "temperature": 1.0},
-        "data": {"dataset": "sample-format-tutor", "max_length": 192, "validation": 0.1},
-        "train": {"max_steps": 8, "batch_size": 4, "lr": 5e-4, "scheduler": "constant", "warmup_ratio": 0.0,
+        "data": {"dataset": "sample-format-tutor", "max_length": 128, "validation": 0.04},
+        "train": {"max_steps": 5, "batch_size": 4, "lr": 5e-4, "scheduler": "constant", "warmup_ratio": 0.0,
                   "eval_every": 100, "save_every": 100},
     })
     tok = AutoTokenizer.from_pretrained(student_dir)
