@@ -52,10 +52,15 @@ def tiny_llama_dir(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
 
 
 def shared_smollm2_dir(tmp_path_factory) -> Path:
-    """Where this session keeps the one converted SmolLM2 that slow tests and served studios share."""
+    """Where this session keeps the one converted SmolLM2 that slow tests and served studios share: under
+    pytest-xdist, in the folder above the workers' own, so the workers convert it once between them (the
+    conversion holds a file lock; a worker that comes second waits for it or finds it done)."""
     from studio.models.embedded import SMOLLM2_DIRNAME
 
-    return tmp_path_factory.getbasetemp() / "shared-models" / SMOLLM2_DIRNAME
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    return base / "shared-models" / SMOLLM2_DIRNAME
 
 
 @pytest.fixture(scope="session")
@@ -69,24 +74,20 @@ def converted_smollm2(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch, request, tmp_path_factory):
-    """A fresh workspace. In `slow` tests (the real embedded model) it shares one converted SmolLM2 with the other
-    slow tests of the session: the first converts it in its own workspace (about 20 s) and hands it on."""
-    from studio.models.embedded import SMOLLM2_DIRNAME, is_converted
+    """A fresh workspace. In `slow` tests (the real embedded model) it links the session's one converted SmolLM2
+    (converted by the first slow test, about 20 s) into its models folder."""
+    from studio.models.embedded import SMOLLM2_DIRNAME, ensure_smollm2
     from studio.workspace import Workspace
 
     home = tmp_path / "home"
     monkeypatch.setenv("STUDIO_HOME", str(home))
     ws = Workspace.open(home)
-    shared = shared_smollm2_dir(tmp_path_factory)
-    mine = ws.models_dir / SMOLLM2_DIRNAME
-    slow = request.node.get_closest_marker("slow") is not None
-    if slow and is_converted(shared):
+    if request.node.get_closest_marker("slow") is not None:
+        shared = ensure_smollm2(shared_smollm2_dir(tmp_path_factory).parent)
+        mine = ws.models_dir / SMOLLM2_DIRNAME
         mine.parent.mkdir(parents=True, exist_ok=True)
         mine.symlink_to(shared, target_is_directory=True)
-    yield ws
-    if slow and not is_converted(shared) and not mine.is_symlink() and is_converted(mine):
-        shared.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(mine, shared)
+    return ws
 
 
 HEAVY = ("e2e", "slow")
