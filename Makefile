@@ -10,7 +10,7 @@ PORT ?= 7860
 PYTEST_ARGS ?=
 # The tests run on TEST_WORKERS pytest-xdist workers (TEST_WORKERS=0: one process), a test module per worker at a
 # time, modules with browser or real-model tests handed out first and every browser module on the same worker
-# (tests/conftest.py). On 2 cores two workers took 25 min against 32 min in one process (README, Tests).
+# (tests/conftest.py). On 2 cores: 17 min on two workers, 32 min in one process (README, Tests).
 TEST_WORKERS ?= 2
 XDIST = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
