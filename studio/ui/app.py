@@ -147,15 +147,18 @@ def build_app(engine: Any, texts: Texts | None = None) -> gr.Blocks:
 
 
 def _wire_admin_parts(engine: Any, ui: UiShared, tabs: gr.Tabs) -> None:
-    """On page load: an admin sees every part; anyone else sees the notices instead, starting on Preferences."""
+    """On page load: anyone but an admin sees the notices instead of the parts, starting on Preferences. An admin's
+    page is built that way already and gets no update at all (re-sending `visible=True` to some 90 containers only
+    added them to what Gradio's frontend revisits on every later event)."""
     bodies = [body for body, _ in ui.admin_parts]
     notices = [notice for _, notice in ui.admin_parts]
 
     @allow("page")
     def parts_for(request: gr.Request):
-        admin = may(engine, request, "admin")
-        return ([gr.update(visible=admin)] * len(bodies) + [gr.update(visible=not admin)] * len(notices)
-                + [gr.update() if admin else gr.Tabs(selected="prefs")])
+        if may(engine, request, "admin"):
+            return [gr.skip()] * (len(bodies) + len(notices) + 1)
+        return [gr.update(visible=False)] * len(bodies) + [gr.update(visible=True)] * len(notices) + [
+            gr.Tabs(selected="prefs")]
 
     ui.demo.load(parts_for, None, [*bodies, *notices, tabs], api_visibility="private", show_progress="hidden")
 

@@ -24,11 +24,15 @@ def test_uploaded_csv_is_guessed_previewed_and_saved(page, studio_server, tmp_pa
                    encoding="utf-8")
     page.goto(url)
     page.wait_for_selector("#studio-start")
+    # The page's load events have filled the guide (as a person sees the page ready) before anything is typed.
+    page.wait_for_function("() => (document.querySelector('#studio-guide-dataset input') || {}).value",
+                           timeout=120_000)
     page.get_by_role("tab", name="Data").click()
     page.get_by_text("Cleaning and split").click()
     box = page.locator("#field-split-validation input").first
     box.fill("1")
     box.press("Enter")
+    page.wait_for_function("() => document.querySelector('#field-split-validation input').value === '1'")
     drop_files(page, "#studio-data-file", [csv])
 
     page.wait_for_function("() => document.querySelector('#studio-data-format input').value === 'instruction'",

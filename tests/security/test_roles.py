@@ -103,8 +103,11 @@ def test_an_annotator_sees_only_preferences(served):
     updates = annotator.call(parts, [])["output"]["data"]
     assert [u.get("visible") for u in updates[:2 * n]] == [False] * n + [True] * n
     assert updates[-1].get("selected") == "prefs"
+    # An admin's page is built showing every part and no notice, and the load changes nothing on it.
+    outputs = served.demo.fns[parts].outputs
+    assert [block.visible for block in outputs[:2 * n]] == [True] * n + [False] * n
     admin = served.client(ADMIN, ADMIN_PASSWORD).call(parts, [])["output"]["data"]
-    assert [u.get("visible") for u in admin[:2 * n]] == [True] * n + [False] * n
+    assert all("visible" not in u and "selected" not in u for u in admin), admin[:3]
 
 
 def test_an_annotator_ranks_under_their_login_name_whatever_the_page_sends(served):
