@@ -19,9 +19,21 @@ def pairs_table(pairs: list[dict], texts: Any, lang: str) -> dict:
     return {"headers": [texts.t(lang, f"rag.qa.col.{c}") for c in COLUMNS], "data": data}
 
 
+def table_rows(table: Any) -> list[list]:
+    """A dataframe value (pandas, or {"headers", "data"}, or rows) as its rows, edits included."""
+    if hasattr(table, "columns"):  # pandas
+        return table.values.tolist()
+    return (table.get("data") if isinstance(table, dict) else table) or []
+
+
+def relabelled(table: Any, texts: Any, lang: str) -> dict:
+    """The table as the person left it, with its headers in `lang` (the language switch)."""
+    return {"headers": [texts.t(lang, f"rag.qa.col.{c}") for c in COLUMNS], "data": table_rows(table)}
+
+
 def kept_pairs(table: Any) -> list[dict]:
     """The rows the person kept, as edited: a dataframe value (pandas or rows) back to pair dicts."""
-    rows = table.values.tolist() if hasattr(table, "values") else (table or {}).get("data", table) or []
+    rows = table_rows(table)
     return [{"question": str(r[1]).strip(), "answer": str(r[2]).strip(), "file": str(r[3]), "page": int(r[4])}
             for r in rows if r and r[0] in (True, "true", "True", 1)]
 
@@ -32,7 +44,7 @@ def build_rag_qa(engine: Any, ui: UiShared, collection: Any) -> None:
     texts, loc, lang = ui.texts, ui.localizer, ui.default_lang
     t = lambda key, **kw: texts.t(lang, key, **kw)  # noqa: E731
     with loc.label(gr.Accordion(t("rag.qa.title"), open=False, elem_id="studio-rag-qa"), "rag.qa.title"):
-        gr.Markdown(t("rag.qa.intro"))
+        loc.value(gr.Markdown(t("rag.qa.intro")), "rag.qa.intro")
         with gr.Row(equal_height=True):
             teacher = loc.label(gr.Dropdown(choices=engine.model_choices(), value=engine.model_choices()[0],
                                             allow_custom_value=True, label=t("rag.qa.teacher"),
@@ -71,3 +83,4 @@ def build_rag_qa(engine: Any, ui: UiShared, collection: Any) -> None:
         return texts.t(lang, "rag.qa.saved", **saved)
 
     save.click(on_save, [table, name, ui.lang], [notice], api_visibility="private")
+    ui.on_language(lambda lang, shown: relabelled(shown, texts, lang), [table], [table])

@@ -137,6 +137,7 @@ def test_the_guided_path_from_a_csv_to_a_run_a_chat_and_an_export(lang, page, st
 
 TABS = ("Entrenar", "Datos", "Ejecuciones", "Evaluar", "Probar", "Chat con documentos", "Preferencias", "Exportar")
 MIN_PIECE = 14
+OPENED_BOXES = ("#studio-merge-box", "#studio-rag-qa")
 
 
 def english_pieces() -> set[str]:
@@ -179,6 +180,10 @@ def test_every_tab_in_spanish_shows_no_english_sentence(page, studio_server):
         button = page.get_by_role("tab", name=tab, exact=True)
         button.click()
         page.wait_for_function("(el) => el.getAttribute('aria-selected') === 'true'", arg=button.element_handle())
+        for box in OPENED_BOXES:  # boxes that start closed, opened so their text is read too
+            if page.locator(box).is_visible():
+                page.locator(box).locator("button").first.click()
+                page.locator(box).locator("label").first.wait_for()
         text = page.locator("body").inner_text()
         found = sorted(p for p in pieces if p in text)
         found += [line for line in text.splitlines() if "⚠" in line]  # no error before the person has done anything
