@@ -35,8 +35,7 @@ def build_hub_box(engine: Any, ui: UiShared, model: Any) -> None:
                                          scale=4, elem_id="studio-hub-query"), "hub.query")
             go = loc.value(gr.Button(t("hub.search"), scale=1, elem_id="studio-hub-search"), "hub.search")
         note = gr.Markdown("", elem_id="studio-hub-note")
-        # Shown once a search has listed something: an empty table would show placeholder headers "1 2 3".
-        table = gr.Dataframe(value=None, interactive=False, wrap=True, visible=False, elem_id="studio-hub-results")
+        table = gr.Dataframe(value=None, interactive=False, wrap=True, elem_id="studio-hub-results")
         with gr.Row(equal_height=True):
             picked = loc.label(gr.Textbox(value="", label=t("hub.picked"), scale=4, elem_id="studio-hub-picked"),
                                "hub.picked")
@@ -45,8 +44,7 @@ def build_hub_box(engine: Any, ui: UiShared, model: Any) -> None:
 
     def on_search(text, lang):
         found = engine.hub_search(text)
-        return (gr.update(value=results_table(found, texts, lang), visible=True),
-                texts.t(lang, "hub.offline") if not found["online"] else "")
+        return results_table(found, texts, lang), texts.t(lang, "hub.offline") if not found["online"] else ""
 
     for trigger in (go.click, query.submit):
         trigger(on_search, [query, ui.lang], [table, note], api_visibility="private")
