@@ -16,7 +16,11 @@ COLUMNS = ("keep", "question", "answer", "file", "page", "grounded")
 def pairs_table(pairs: list[dict], texts: Any, lang: str) -> dict:
     data = [[bool(p["grounded"]), p["question"], p["answer"], p["file"], int(p["page"]),
              texts.t(lang, "rag.qa.yes" if p["grounded"] else "rag.qa.no")] for p in pairs]
-    return {"headers": [texts.t(lang, f"rag.qa.col.{c}") for c in COLUMNS], "data": data}
+    return {"headers": headers(texts, lang), "data": data}
+
+
+def headers(texts: Any, lang: str) -> list[str]:
+    return [texts.t(lang, f"rag.qa.col.{c}") for c in COLUMNS]
 
 
 def table_rows(table: Any) -> list[list]:
@@ -28,7 +32,7 @@ def table_rows(table: Any) -> list[list]:
 
 def relabelled(table: Any, texts: Any, lang: str) -> dict:
     """The table as the person left it, with its headers in `lang` (the language switch)."""
-    return {"headers": [texts.t(lang, f"rag.qa.col.{c}") for c in COLUMNS], "data": table_rows(table)}
+    return {"headers": headers(texts, lang), "data": table_rows(table)}
 
 
 def kept_pairs(table: Any) -> list[dict]:
